@@ -1,0 +1,226 @@
+"""`reslab ...`: a thin command line over the Python API (every command is a few calls into reslab.*)."""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+from reslab import ReslabError, __version__
+
+EPILOG = "Docs: README.md. Every error that you can fix exits with code 2 and one line saying what to change."
+
+
+def _add_data_dir(p):
+    p.add_argument("--data-dir", default=None, metavar="DIR",
+                   help="folder holding cifar-10-python.tar.gz or cifar-10-batches-py/ (default: $RESLAB_DATA_DIR, "
+                        "else ~/.cache/reslab/data, downloading the official archive if it is empty)")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    ap = argparse.ArgumentParser(prog="reslab", description="Plain vs residual networks on CIFAR-10, as in "
+                                 "He et al. 2016.", epilog=EPILOG,
+                                 formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    ap.add_argument("--version", action="version", version=f"reslab {__version__}")
+    sub = ap.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    fmt = argparse.ArgumentDefaultsHelpFormatter
+
+    p = sub.add_parser("train", help="train one model (a new run directory), or resume one", formatter_class=fmt,
+                       description="Train one model under a config (default: the paper's protocol with per-channel "
+                                   "normalisation). Writes RUNS_DIR/<model>-<timestamp>/.")
+    p.add_argument("--config", default=None, help="YAML config file or built-in name (paper, quick, ...); "
+                   "default: built-in defaults (the paper's protocol)")
+    p.add_argument("--model", default=None, help="model name (see `reslab models`); sets model.name")
+    _add_data_dir(p)
+    p.add_argument("--runs-dir", default="runs", help="where run directories are created")
+    p.add_argument("--epochs", type=float, default=None, help="train this many epochs (sets train.epochs, "
+                   "which overrides train.iterations)")
+    p.add_argument("--seed", type=int, default=None, help="training seed (sets train.seed; default 0)")
+    p.add_argument("--device", default=None, help="auto | cpu | cuda | cuda:N | mps (sets train.device)")
+    p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                   help="override any config key, e.g. --set optim.lr=0.05 (repeatable)")
+    p.add_argument("--resume", default=None, metavar="RUN_DIR", help="continue this run from its newest good "
+                   "checkpoint (its own config is used; only --device may change)")
+    p.add_argument("--quiet", action="store_true", help="no progress bar or per-epoch lines")
+    p.add_argument("--print-config", action="store_true", help="print the resolved config and exit")
+
+    p = sub.add_parser("eval", help="evaluate a run or checkpoint: error, per-class accuracy, confusion matrix",
+                       formatter_class=fmt)
+    p.add_argument("target", metavar="RUN_DIR|CKPT")
+    p.add_argument("--split", default="test", choices=("test", "val"), help="which split to evaluate")
+    p.add_argument("--weights", default="last", choices=("last", "best"),
+                   help="for a run directory: final weights, or best on validation")
+    _add_data_dir(p)
+    p.add_argument("--device", default="auto", help="auto | cpu | cuda | cuda:N | mps")
+    p.add_argument("--json", action="store_true", help="print one JSON object instead of the table")
+    p.add_argument("--no-csv", action="store_true", help="do not write the confusion-matrix CSV")
+
+    p = sub.add_parser("models", help="list every registered model with parameters and MACs", formatter_class=fmt)
+    p.add_argument("--filter", default=None, help="only names containing this text")
+    p.add_argument("--json", action="store_true", help="print JSON")
+
+    p = sub.add_parser("data", help="data set commands", formatter_class=fmt)
+    dsub = p.add_subparsers(dest="data_command", required=True, metavar="SUBCOMMAND")
+    q = dsub.add_parser("info", help="where the data is, counts per split and class, channel statistics",
+                        formatter_class=fmt)
+    _add_data_dir(q)
+    q.add_argument("--config", default=None, help="config whose split to describe (default: built-in)")
+    q.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE")
+    q.add_argument("--json", action="store_true")
+
+    p = sub.add_parser("import", help="convert other projects' pretrained weights into reslab checkpoints",
+                       formatter_class=fmt)
+    isub = p.add_subparsers(dest="import_source", required=True, metavar="SOURCE")
+    q = isub.add_parser("akamaster", help="akamaster/pytorch_resnet_cifar10 .th files (resnet20/32/44/56/110/1202)",
+                        formatter_class=fmt)
+    q.add_argument("file", help="the .th file")
+    q.add_argument("--out", required=True, help="the reslab checkpoint to write (must not exist)")
+    return ap
+
+
+def cmd_train(a) -> int:
+    from reslab.config import dump_yaml, load_config
+    from reslab.engine import train
+
+    if a.resume:
+        given = [n for n, v in (("--config", a.config), ("--model", a.model), ("--epochs", a.epochs),
+                                ("--seed", a.seed), ("--set", a.overrides), ("--data-dir", a.data_dir)) if v]
+        if given:
+            raise ReslabError(f"--resume continues a run with its own config; drop {', '.join(given)} "
+                              f"(only --device may change)")
+        train(resume=a.resume, device=a.device, quiet=a.quiet)
+        return 0
+    overrides = list(a.overrides)
+    for flag, key in ((a.model, "model.name"), (a.data_dir, "data.dir"), (a.epochs, "train.epochs"),
+                      (a.seed, "train.seed"), (a.device, "train.device")):
+        if flag is not None:
+            overrides.insert(0, f"{key}={flag}")
+    if a.data_dir is not None and not Path(a.data_dir).exists():
+        raise ReslabError(f"--data-dir {a.data_dir} does not exist")
+    cfg = load_config(a.config, overrides)
+    if a.quiet:
+        cfg.log.progress = False
+    if a.print_config:
+        print(dump_yaml(cfg), end="")
+        return 0
+    train(cfg, runs_dir=a.runs_dir, quiet=a.quiet)
+    return 0
+
+
+def cmd_eval(a) -> int:
+    from reslab.engine.eval_run import evaluate_checkpoint, format_eval, write_confusion_csv
+
+    result, ckpt, ckpt_path = evaluate_checkpoint(a.target, split=a.split, data_dir=a.data_dir, which=a.weights,
+                                                  device=a.device)
+    csv_path = None
+    if not a.no_csv:
+        target = Path(a.target)
+        if target.is_dir():
+            (target / "eval").mkdir(exist_ok=True)
+            csv_path = target / "eval" / f"confusion-{a.split}-{a.weights}.csv"
+        else:
+            csv_path = target.with_name(f"{target.stem}.confusion-{a.split}.csv")
+        csv_path = write_confusion_csv(csv_path, result)
+    if a.json:
+        d = result.as_dict()
+        out = {"checkpoint": str(ckpt_path), "model": ckpt["model"]["name"], "split": a.split,
+               f"{a.split}_error": round(d["error"], 4), "loss": d["loss"], "n": d["n"], "per_class": d["per_class"],
+               "confusion": d["confusion"], "normalization": ckpt["normalization"]["note"] or ckpt["normalization"]["kind"],
+               "iteration": ckpt.get("iteration"), "confusion_csv": str(csv_path) if csv_path else None}
+        print(json.dumps(out))
+    else:
+        print(format_eval(result, ckpt, ckpt_path, a.split))
+        if csv_path:
+            print(f"\nconfusion matrix: {csv_path}")
+    return 0
+
+
+def cmd_models(a) -> int:
+    from reslab.models import count_macs, count_params, create_model, list_models
+
+    rows = []
+    for name in list_models():
+        if a.filter and a.filter not in name:
+            continue
+        m = create_model(name)
+        rows.append({"name": name, "parameters": count_params(m), "macs_32": count_macs(m, (3, 32, 32))})
+    if a.json:
+        print(json.dumps(rows))
+        return 0
+    print(f"{'model':<14}{'parameters':>14}{'(paper)':>9}{'MACs @32x32':>16}")
+    paper = {20: "0.27M", 32: "0.46M", 44: "0.66M", 56: "0.85M", 110: "1.7M", 1202: "19.4M"}
+    from reslab.engine.trainer import model_depth
+
+    for r in rows:
+        ref = paper.get(model_depth(r["name"]), "") if r["name"].startswith(("resnet", "plain")) else ""
+        print(f"{r['name']:<14}{r['parameters']:>14,}{ref:>9}{r['macs_32'] / 1e6:>14.1f}M")
+    print("\nAlso: resnetN / plainN for any CIFAR depth N = 6n+2 (e.g. resnet8, plain74).")
+    return 0
+
+
+def cmd_data_info(a) -> int:
+    from reslab.config import load_config
+    from reslab.data import CLASSES, Normalizer, load_cifar10, make_splits, resolve_data_dir
+
+    cfg = load_config(a.config, a.overrides)
+    data_dir = a.data_dir if a.data_dir is not None else cfg.data.dir
+    if data_dir is not None and not Path(data_dir).exists():
+        raise ReslabError(f"--data-dir {data_dir} does not exist")
+    data = load_cifar10(data_dir)
+    d = cfg.data
+    s = make_splits(data.train_labels, data.test_labels, val_size=d.val_size, split_seed=d.split_seed,
+                    train_subset=d.train_subset, val_subset=d.val_subset, test_subset=d.test_subset)
+    splits = {"train": data.train_labels[s.train], "val": data.train_labels[s.val], "test": data.test_labels[s.test]}
+    ch = Normalizer.fit(data.train_images[s.train], "channel")
+    info = {"data_dir": str(resolve_data_dir(data_dir)), "source": str(data.source),
+            "official_archive_md5": data.official,
+            "splits": {k: {"images": int(v.numel()), "per_class": v.bincount(minlength=10).tolist()}
+                       for k, v in splits.items()},
+            "train_channel_mean": ch.mean.tolist(), "train_channel_std": ch.std.tolist()}
+    if a.json:
+        print(json.dumps(info))
+        return 0
+    print(f"data dir     {info['data_dir']}")
+    print(f"source       {data.source}  ({'official archive, md5 verified' if data.official else 'structurally checked copy (not the official byte stream)'})")
+    print(f"split        val_size={d.val_size} split_seed={d.split_seed} train_subset={d.train_subset} "
+          f"test_subset={d.test_subset}")
+    print(f"\n{'split':<8}{'images':>8}  " + " ".join(f"{c[:5]:>6}" for c in CLASSES))
+    for k, v in info["splits"].items():
+        print(f"{k:<8}{v['images']:>8}  " + " ".join(f"{n:>6}" for n in v["per_class"]))
+    fmt = lambda t: ", ".join(f"{x:.4f}" for x in t)  # noqa: E731
+    print(f"\ntrain channel mean ({fmt(ch.mean.tolist())})  std ({fmt(ch.std.tolist())})  [R, G, B; pixels / 255]")
+    return 0
+
+
+def cmd_import(a) -> int:
+    from reslab.importers.akamaster import import_akamaster
+
+    info = import_akamaster(a.file, a.out)
+    print(f"imported {a.file} -> {info['out']}: {info['model']} ({info['parameters']:,} parameters, option A); "
+          f"normalisation: ImageNet mean/std recorded (as published)")
+    if info.get("published_accuracy") is not None:
+        print(f"published accuracy {info['published_accuracy']:.2f}% (test error {100 - info['published_accuracy']:.2f}%); "
+              f"check with: reslab eval {info['out']}")
+    return 0
+
+
+COMMANDS = {"train": cmd_train, "eval": cmd_eval, "models": cmd_models, "import": cmd_import}
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = build_parser()
+    a = ap.parse_args(argv)
+    try:
+        if a.command == "data":
+            return cmd_data_info(a)
+        return COMMANDS[a.command](a)
+    except ReslabError as e:
+        print(f"reslab: error: {e}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("\nreslab: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,369 @@
+"""Typed run configuration: dataclass defaults < YAML file < `--set section.key=value` overrides.
+
+A config is plain data (nested dataclasses of numbers, strings and lists); `to_dict`/`from_dict` round-trip it
+through YAML. Everything is validated before any work starts: unknown keys (with a "did you mean"), wrong
+types and impossible values each give one line that names the key, the bad value and what is allowed.
+
+The built-in defaults are the paper's CIFAR protocol (Sec. 4.2) except for normalisation, which defaults to
+per-channel mean/std; `configs/paper.yaml` switches to the paper's per-pixel mean subtraction and spells the
+schedule out in iterations.
+"""
+from __future__ import annotations
+
+import dataclasses
+import difflib
+import re
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import yaml
+
+from reslab import ReslabError
+
+CONFIG_DIR = Path(__file__).parent / "configs"
+
+
+class ConfigError(ReslabError):
+    pass
+
+
+@dataclass
+class ModelConfig:
+    name: str = "resnet20"          # any name from `reslab models`
+    shortcut: str = "A"             # A: zero-pad identity (paper's CIFAR choice), B: projection where shapes change, C: projection everywhere
+    zero_init_residual: bool = False  # zero the last BN gamma of every residual branch (not in the paper)
+
+
+@dataclass
+class DataConfig:
+    dir: typing.Optional[str] = None          # None: $RESLAB_DATA_DIR, else the user cache (downloads if empty)
+    val_size: int = 5000                      # held out of the 50k training images; 5000 = the paper's 45k/5k; 0 = train on all 50k
+    split_seed: int = 0                       # the validation split (and subsets) depend on this, not on train.seed
+    train_subset: typing.Optional[int] = None  # class-balanced seeded subset of the training split (short runs)
+    val_subset: typing.Optional[int] = None   # evaluate on a class-balanced subset of the validation split
+    test_subset: typing.Optional[int] = None  # evaluate on a class-balanced subset of the 10k test set
+    normalization: str = "channel"            # channel: per-channel mean/std; pixel: the paper's per-pixel mean subtraction; none
+    augment: bool = True                      # pad 4 + random 32x32 crop + horizontal flip (the paper's)
+    pad: int = 4
+
+
+@dataclass
+class OptimConfig:
+    lr: float = 0.1
+    momentum: float = 0.9
+    weight_decay: float = 1e-4
+    nesterov: bool = False
+    milestones: typing.List[float] = field(default_factory=lambda: [0.5, 0.75])  # lr *= gamma at each
+    milestones_unit: str = "fraction"         # fraction (of all iterations) | iteration | epoch
+    gamma: float = 0.1
+    warmup: str = "none"                      # none | linear (ramp from 0 over warmup_iterations) | constant (warmup_lr, see below)
+    warmup_iterations: int = 0                # linear: ramp length; constant: longest warm-up allowed
+    warmup_lr: float = 0.01                   # constant warm-up lr (the paper's ResNet-110 uses 0.01)
+    warmup_until_train_error: typing.Optional[float] = None  # constant: end warm-up once training error (%) is below this
+    warmup_from_depth: int = 0                # apply warm-up only to nets at least this deep (paper: 110)
+
+
+@dataclass
+class TrainConfig:
+    batch_size: int = 128
+    iterations: typing.Optional[int] = 64000   # the paper: 64k iterations
+    epochs: typing.Optional[float] = None     # if set, overrides iterations: epochs x (train images // batch)
+    seed: int = 0
+    device: str = "auto"                      # auto | cpu | cuda | cuda:N | mps
+    deterministic: bool = True                # deterministic kernels (free on CPU; slower cuDNN on GPU)
+    channels_last: bool = False               # NHWC memory format (usually faster on GPUs and on CPU)
+    amp: str = "none"                         # none | bf16 | fp16 (fp16 uses a GradScaler; accelerators)
+    compile: bool = False                     # torch.compile the model
+    eval_batch_size: int = 1000
+    eval_every: int = 0                       # evaluate (and log a metrics row) every N iterations; 0 = every epoch
+    keep_checkpoints: int = 2                 # newest resumable checkpoints kept (older ones deleted after a good save)
+    snapshots: typing.List[float] = field(default_factory=lambda: [0.0, 0.1, 0.5, 1.0])  # weights kept at these fractions of training
+
+
+@dataclass
+class LogConfig:
+    progress: bool = True                     # tqdm bar per epoch
+    tensorboard: bool = True                  # write TensorBoard events if the tensorboard package is installed
+
+
+@dataclass
+class Config:
+    model: ModelConfig = field(default_factory=ModelConfig)
+    data: DataConfig = field(default_factory=DataConfig)
+    optim: OptimConfig = field(default_factory=OptimConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+    log: LogConfig = field(default_factory=LogConfig)
+
+
+SECTIONS = {f.name: f.type for f in dataclasses.fields(Config)}
+CHOICES = {
+    "model.shortcut": ("A", "B", "C"),
+    "data.normalization": ("channel", "pixel", "none"),
+    "optim.milestones_unit": ("fraction", "iteration", "epoch"),
+    "optim.warmup": ("none", "linear", "constant"),
+    "train.amp": ("none", "bf16", "fp16"),
+}
+DEVICE_RE = re.compile(r"auto|cpu|mps|cuda(:\d+)?")
+
+
+def _section_classes() -> dict[str, type]:
+    hints = typing.get_type_hints(Config)
+    return {name: hints[name] for name in hints}
+
+
+def _field_types(cls) -> dict[str, typing.Any]:
+    return typing.get_type_hints(cls)
+
+
+def _type_name(tp) -> str:
+    origin = typing.get_origin(tp)
+    if origin is typing.Union:
+        args = [a for a in typing.get_args(tp) if a is not type(None)]
+        return _type_name(args[0]) + " or null"
+    if origin in (list, typing.List):
+        return f"list of {_type_name(typing.get_args(tp)[0])}"
+    return {int: "integer", float: "number", bool: "true/false", str: "string"}.get(tp, str(tp))
+
+
+def _coerce(value, tp, key: str):
+    """Check `value` against the annotation `tp`; ints are accepted where floats are expected."""
+    origin = typing.get_origin(tp)
+    if origin is typing.Union:
+        if value is None:
+            return None
+        inner = [a for a in typing.get_args(tp) if a is not type(None)][0]
+        return _coerce(value, inner, key)
+    bad = ConfigError(f"{key}={value!r} has the wrong type; expected {_type_name(tp)}")
+    if origin in (list, typing.List):
+        if isinstance(value, (int, float)) and not isinstance(value, bool):
+            value = [value]
+        if not isinstance(value, (list, tuple)):
+            raise bad
+        return [_coerce(v, typing.get_args(tp)[0], key) for v in value]
+    if tp is bool:
+        if not isinstance(value, bool):
+            raise bad
+        return value
+    if tp is int:
+        if isinstance(value, bool) or not isinstance(value, int):
+            if isinstance(value, float) and value.is_integer():
+                return int(value)
+            raise bad
+        return value
+    if tp is float:
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise bad
+        return float(value)
+    if tp is str:
+        if not isinstance(value, str):
+            raise bad
+        return value
+    raise bad
+
+
+def _unknown(key: str, allowed: list[str]) -> ConfigError:
+    guess = difflib.get_close_matches(key.rsplit(".", 1)[-1], allowed, n=1)
+    hint = f"did you mean {key.rsplit('.', 1)[0] + '.' if '.' in key else ''}{guess[0]}? " if guess else ""
+    return ConfigError(f"unknown config key {key!r}; {hint}allowed: {', '.join(allowed)}")
+
+
+def from_dict(d: dict | None, base: Config | None = None) -> Config:
+    """Merge a nested dict into a copy of `base` (default: the built-in defaults), checking keys and types."""
+    cfg = dataclasses.replace(base) if base else Config()
+    cfg = from_flat(flatten(d or {}), cfg)
+    return cfg
+
+
+def flatten(d: dict, prefix: str = "") -> dict[str, typing.Any]:
+    out = {}
+    if not isinstance(d, dict):
+        raise ConfigError(f"config {prefix or 'file'} must be a mapping of sections, got {type(d).__name__}")
+    for k, v in d.items():
+        key = f"{prefix}{k}"
+        if not prefix and isinstance(v, dict):
+            out.update(flatten(v, key + "."))
+        else:
+            out[key] = v
+    return out
+
+
+def from_flat(flat: dict[str, typing.Any], base: Config | None = None) -> Config:
+    """Apply {"optim.lr": 0.05, ...} to a copy of `base`."""
+    sections = {name: dataclasses.replace(getattr(base or Config(), name)) for name in SECTIONS}
+    classes = _section_classes()
+    for key, value in flat.items():
+        if "." not in key:
+            if key in SECTIONS:
+                raise ConfigError(f"config key {key!r} is a section; set one of its keys, e.g. {key}."
+                                  f"{dataclasses.fields(classes[key])[0].name}=...")
+            raise _unknown(key, list(SECTIONS))
+        sec, name = key.split(".", 1)
+        if sec not in SECTIONS:
+            raise _unknown(sec, list(SECTIONS))
+        types = _field_types(classes[sec])
+        if name not in types:
+            raise _unknown(key, list(types))
+        setattr(sections[sec], name, _coerce(value, types[name], key))
+    return Config(**sections)
+
+
+def to_dict(cfg: Config) -> dict:
+    return dataclasses.asdict(cfg)
+
+
+def parse_override(text: str) -> tuple[str, typing.Any]:
+    """'optim.lr=0.05' -> ('optim.lr', 0.05). Values are YAML: 1e-4, true, null, [0.5, 0.75]."""
+    if "=" not in text:
+        raise ConfigError(f"--set {text!r} is not key=value (e.g. --set optim.lr=0.05)")
+    key, raw = text.split("=", 1)
+    try:
+        value = yaml.safe_load(raw) if raw.strip() else None
+    except yaml.YAMLError:
+        value = raw
+    if isinstance(value, str):
+        # YAML reads "1e-4" as a string; accept it as the number the user meant.
+        try:
+            value = float(value) if re.fullmatch(r"[-+]?\d*\.?\d+([eE][-+]?\d+)", value) else value
+        except ValueError:
+            pass
+    return key.strip(), value
+
+
+def find_config(name_or_path: str) -> Path:
+    """A config file path, or the name of a built-in one ('paper', 'quick', ...)."""
+    p = Path(name_or_path)
+    if p.is_file():
+        return p
+    builtin = CONFIG_DIR / (name_or_path if name_or_path.endswith(".yaml") else name_or_path + ".yaml")
+    if builtin.is_file():
+        return builtin
+    names = sorted(f.stem for f in CONFIG_DIR.glob("*.yaml"))
+    raise ConfigError(f"--config {name_or_path!r} is neither a file nor a built-in config; built-in: {', '.join(names)}")
+
+
+def load_yaml(path: Path) -> dict:
+    try:
+        with open(path) as f:
+            d = yaml.safe_load(f) or {}
+    except yaml.YAMLError as e:
+        mark = getattr(e, "problem_mark", None)
+        where = f" line {mark.line + 1}" if mark else ""
+        raise ConfigError(f"{path}{where} is not valid YAML ({getattr(e, 'problem', e)})") from None
+    return d
+
+
+def load_config(path: str | Path | None = None, overrides: list[str] | dict | None = None) -> Config:
+    """Defaults, then the YAML file (a path or a built-in name), then overrides; validated."""
+    cfg = Config()
+    if path:
+        cfg = from_dict(load_yaml(find_config(str(path))), cfg)
+    if overrides:
+        pairs = overrides.items() if isinstance(overrides, dict) else (parse_override(o) for o in overrides)
+        cfg = from_flat(dict(pairs), cfg)
+    validate(cfg)
+    return cfg
+
+
+def _err(key, value, allowed) -> ConfigError:
+    return ConfigError(f"{key}={value!r} is not allowed; {allowed}")
+
+
+def validate(cfg: Config) -> Config:
+    """Checks that need no data. `resolve_schedule` does the ones that need the training-set size."""
+    from reslab.models import create_model, model_exists  # noqa: F401  (late: models import this module's errors)
+    from reslab.models.registry import _resolve
+
+    for key, allowed in CHOICES.items():
+        sec, name = key.split(".")
+        v = getattr(getattr(cfg, sec), name)
+        if v not in allowed:
+            raise _err(key, v, f"allowed: {', '.join(allowed)}")
+    try:
+        _resolve(cfg.model.name)
+    except ReslabError as e:
+        raise ConfigError(f"model.name: {e}") from None
+    t, o, d = cfg.train, cfg.optim, cfg.data
+    if not DEVICE_RE.fullmatch(t.device):
+        raise _err("train.device", t.device, "allowed: auto, cpu, cuda, cuda:N, mps")
+    positive = {"optim.lr": o.lr, "train.batch_size": t.batch_size, "train.eval_batch_size": t.eval_batch_size,
+                "optim.gamma": o.gamma, "data.pad": d.pad + 1, "train.keep_checkpoints": t.keep_checkpoints}
+    for key, v in positive.items():
+        if v <= 0:
+            raise _err(key, v if key != "data.pad" else d.pad, "must be > 0" if key != "data.pad" else "must be >= 0")
+    if t.iterations is None and t.epochs is None:
+        raise ConfigError("train.iterations and train.epochs are both null; set one (e.g. --set train.epochs=1)")
+    if t.iterations is not None and t.iterations <= 0:
+        raise _err("train.iterations", t.iterations, "must be a positive integer")
+    if t.epochs is not None and t.epochs <= 0:
+        raise _err("train.epochs", t.epochs, "must be > 0")
+    for key, v in {"optim.momentum": o.momentum, "optim.weight_decay": o.weight_decay,
+                   "data.val_size": d.val_size, "train.eval_every": t.eval_every,
+                   "optim.warmup_iterations": o.warmup_iterations}.items():
+        if v < 0:
+            raise _err(key, v, "must be >= 0")
+    if o.gamma > 1:
+        raise _err("optim.gamma", o.gamma, "must be in (0, 1]")
+    for key in ("train_subset", "val_subset", "test_subset"):
+        v = getattr(d, key)
+        if v is not None and v <= 0:
+            raise _err(f"data.{key}", v, "must be a positive integer or null")
+    ms = o.milestones
+    if any(b <= a for a, b in zip(ms, ms[1:])):
+        raise _err("optim.milestones", ms, "must be strictly increasing")
+    if any(m <= 0 for m in ms):
+        raise _err("optim.milestones", ms, "must be > 0")
+    if o.milestones_unit == "fraction" and any(m >= 1 for m in ms):
+        raise _err("optim.milestones", ms, "fractions of training must lie in (0, 1); "
+                   "or set optim.milestones_unit=iteration")
+    if o.milestones_unit == "iteration" and t.epochs is None and t.iterations and any(m >= t.iterations for m in ms):
+        raise _err("optim.milestones", ms, f"every milestone must be before the end of training "
+                   f"(train.iterations={t.iterations})")
+    if any(not 0 <= s <= 1 for s in t.snapshots):
+        raise _err("train.snapshots", t.snapshots, "fractions of training in [0, 1]")
+    if o.warmup == "linear" and o.warmup_iterations <= 0:
+        raise _err("optim.warmup_iterations", o.warmup_iterations, "a linear warm-up needs warmup_iterations > 0")
+    if o.warmup == "constant":
+        if o.warmup_lr <= 0:
+            raise _err("optim.warmup_lr", o.warmup_lr, "must be > 0")
+        if o.warmup_until_train_error is None and o.warmup_iterations <= 0:
+            raise ConfigError("optim.warmup=constant needs optim.warmup_until_train_error or optim.warmup_iterations")
+        if o.warmup_until_train_error is not None and not 0 < o.warmup_until_train_error <= 100:
+            raise _err("optim.warmup_until_train_error", o.warmup_until_train_error, "a percentage in (0, 100]")
+    if t.amp == "fp16" and t.device == "cpu":
+        raise _err("train.amp", t.amp, "fp16 needs a GPU; on CPU use bf16 or none")
+    return cfg
+
+
+@dataclass
+class Schedule:
+    """The schedule in iterations, resolved once the training-set size is known."""
+
+    steps_per_epoch: int
+    iterations: int
+    milestones: list[int]
+    snapshots: list[int]
+
+
+def resolve_schedule(cfg: Config, n_train: int) -> Schedule:
+    t, o = cfg.train, cfg.optim
+    if t.batch_size > n_train:
+        raise _err("train.batch_size", t.batch_size, f"must be at most the {n_train} training images")
+    spe = n_train // t.batch_size  # the last partial batch of each epoch is dropped (equal batches for BN)
+    total = max(1, round(t.epochs * spe)) if t.epochs is not None else t.iterations
+    if o.milestones_unit == "fraction":
+        ms = [round(m * total) for m in o.milestones]
+    elif o.milestones_unit == "epoch":
+        ms = [round(m * spe) for m in o.milestones]
+    else:
+        ms = [int(m) for m in o.milestones]
+    if any(m >= total for m in ms):
+        raise _err("optim.milestones", o.milestones, f"every milestone must be before the end of training "
+                   f"({total} iterations = {total / spe:.2f} epochs of {spe}); "
+                   f"use optim.milestones_unit=fraction to scale with the run length")
+    snaps = sorted({min(total, round(s * total)) for s in t.snapshots})
+    return Schedule(spe, total, ms, snaps)
+
+
+def dump_yaml(cfg: Config) -> str:
+    return yaml.safe_dump(to_dict(cfg), sort_keys=False)

@@ -1,0 +1,167 @@
+"""Splits, normalisation and augmentation — all on whole uint8 batches on the training device.
+
+The images stay uint8 on the device for the whole run (150 MB for CIFAR-10). A training batch is gathered
+by index, converted to float, normalised and augmented in a handful of tensor ops; there is no DataLoader,
+no worker process and no per-image Python.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+
+from reslab import ReslabError
+
+NORMALIZATIONS = ("channel", "pixel", "none")
+
+
+def _generator(seed: int, device="cpu") -> torch.Generator:
+    g = torch.Generator(device=device)
+    g.manual_seed(seed)
+    return g
+
+
+def mix_seed(*parts: int) -> int:
+    """A 63-bit seed from several integers (seed, epoch, iteration, ...); stable across runs and platforms."""
+    h = 1469598103934665603
+    for p in parts:
+        h ^= int(p) & 0xFFFFFFFFFFFFFFFF
+        h = (h * 1099511628211) & 0xFFFFFFFFFFFFFFFF
+    return h & 0x7FFFFFFFFFFFFFFF
+
+
+def balanced_indices(labels: torch.Tensor, per_class: list[int], seed: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Pick `per_class[c]` random images of each class c (seeded); return (picked, rest), each sorted."""
+    g = _generator(seed)
+    picked, rest = [], []
+    for c, k in enumerate(per_class):
+        idx = torch.nonzero(labels == c, as_tuple=True)[0]
+        if k > idx.numel():
+            raise ReslabError(f"asked for {k} images of class {c}, but only {idx.numel()} exist")
+        idx = idx[torch.randperm(idx.numel(), generator=g)]
+        picked.append(idx[:k])
+        rest.append(idx[k:])
+    return torch.cat(picked).sort().values, torch.cat(rest).sort().values
+
+
+def spread(n: int, classes: int = 10) -> list[int]:
+    """n images spread over the classes as evenly as possible (the first n % classes get one more)."""
+    return [n // classes + (1 if c < n % classes else 0) for c in range(classes)]
+
+
+@dataclass
+class Splits:
+    """Index tensors into the CIFAR train set (train, val) and test set (test)."""
+
+    train: torch.Tensor
+    val: torch.Tensor
+    test: torch.Tensor
+
+
+def make_splits(train_labels: torch.Tensor, test_labels: torch.Tensor, *, val_size: int, split_seed: int,
+                train_subset: int | None = None, test_subset: int | None = None,
+                val_subset: int | None = None) -> Splits:
+    """The paper's split: `val_size` class-balanced images held out of the 50k for validation (45k/5k with
+    val_size=5000; 0 trains on all 50k). `train_subset`/`val_subset`/`test_subset` take class-balanced seeded
+    subsets for short runs. The split seed is separate from the training seed, so runs with different
+    training seeds share one validation set."""
+    n_train = train_labels.numel()
+    if val_size >= n_train:
+        raise ReslabError(f"data.val_size={val_size} leaves no training images (the set has {n_train})")
+    if val_size:
+        val, train = balanced_indices(train_labels, spread(val_size), split_seed)
+    else:
+        val, train = torch.empty(0, dtype=torch.long), torch.arange(n_train)
+    test = torch.arange(test_labels.numel())
+
+    def subset(idx, labels, n, key, name):
+        if n is None:
+            return idx
+        if n > idx.numel():
+            raise ReslabError(f"data.{name}={n} is larger than the split ({idx.numel()} images)")
+        pick, _ = balanced_indices(labels[idx], spread(n), mix_seed(split_seed, key))
+        return idx[pick]
+
+    return Splits(subset(train, train_labels, train_subset, 1, "train_subset"),
+                  subset(val, train_labels, val_subset, 2, "val_subset"),
+                  subset(test, test_labels, test_subset, 3, "test_subset"))
+
+
+class Normalizer:
+    """uint8 images -> normalised float.
+
+    channel  (x/255 - mean_c) / std_c, per-channel statistics of the training images (the usual choice)
+    pixel    x/255 - mean image: the paper's "per-pixel mean subtracted" (Sec. 4.2), no division
+    none     x/255
+    The statistics are computed from the training split and stored with every checkpoint, so evaluation
+    always uses what training used.
+    """
+
+    def __init__(self, kind: str, mean: torch.Tensor | None = None, std: torch.Tensor | None = None,
+                 note: str = ""):
+        if kind not in NORMALIZATIONS:
+            raise ReslabError(f"normalization {kind!r} is not one of {', '.join(NORMALIZATIONS)}")
+        self.kind, self.note = kind, note
+        self.mean = mean.float() if mean is not None else None
+        self.std = std.float() if std is not None else None
+
+    @classmethod
+    def fit(cls, images: torch.Tensor, kind: str) -> "Normalizer":
+        if kind == "none":
+            return cls("none", note="x/255")
+        x = images.double() / 255.0
+        if kind == "pixel":
+            return cls("pixel", x.mean(0).float(), note="per-pixel mean of the training split")
+        mean = x.mean((0, 2, 3))
+        std = x.permute(1, 0, 2, 3).reshape(3, -1).std(1, unbiased=False)
+        return cls("channel", mean.float(), std.float(), note="per-channel mean/std of the training split")
+
+    def to(self, device) -> "Normalizer":
+        return Normalizer(self.kind, None if self.mean is None else self.mean.to(device),
+                          None if self.std is None else self.std.to(device), self.note)
+
+    def __call__(self, images: torch.Tensor) -> torch.Tensor:
+        x = images.float().div_(255.0)
+        if self.kind == "channel":
+            x = x.sub_(self.mean.view(1, 3, 1, 1)).div_(self.std.view(1, 3, 1, 1))
+        elif self.kind == "pixel":
+            x = x.sub_(self.mean.unsqueeze(0))
+        return x
+
+    def state_dict(self) -> dict:
+        return {"kind": self.kind, "note": self.note,
+                "mean": None if self.mean is None else self.mean.cpu(),
+                "std": None if self.std is None else self.std.cpu()}
+
+    @classmethod
+    def from_state_dict(cls, d: dict) -> "Normalizer":
+        return cls(d["kind"], d.get("mean"), d.get("std"), d.get("note", ""))
+
+    def describe(self) -> str:
+        if self.kind == "channel":
+            fmt = lambda t: "(" + ", ".join(f"{v:.4f}" for v in t.tolist()) + ")"  # noqa: E731
+            return f"channel mean {fmt(self.mean)} std {fmt(self.std)} [{self.note}]"
+        return f"{self.kind} [{self.note}]"
+
+
+def augment(x: torch.Tensor, generator: torch.Generator, pad: int = 4, flip: bool = True) -> torch.Tensor:
+    """The paper's augmentation for a whole batch: zero-pad `pad` pixels, random crop back to the input size,
+    random horizontal flip — as one gather, on whatever device `x` lives on.
+
+    Padding is zero in the network's input space (after normalisation), as in the paper's Torch lineage.
+    """
+    b, c, h, w = x.shape
+    dev = x.device
+    xp = torch.nn.functional.pad(x, (pad, pad, pad, pad))
+    oy = torch.randint(0, 2 * pad + 1, (b,), device=dev, generator=generator)
+    ox = torch.randint(0, 2 * pad + 1, (b,), device=dev, generator=generator)
+    ar_h = torch.arange(h, device=dev)
+    ar_w = torch.arange(w, device=dev)
+    rows = oy[:, None] + ar_h  # (b, h)
+    cols = ox[:, None] + ar_w  # (b, w)
+    if flip:
+        flipped = torch.rand(b, device=dev, generator=generator) < 0.5
+        cols = torch.where(flipped[:, None], cols.flip(1), cols)
+    bi = torch.arange(b, device=dev)[:, None, None, None]
+    ci = torch.arange(c, device=dev)[None, :, None, None]
+    return xp[bi, ci, rows[:, None, :, None], cols[:, None, None, :]]

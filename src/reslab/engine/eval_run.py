@@ -1,0 +1,74 @@
+"""Evaluate a run directory or a checkpoint file on the validation or test split."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+
+from reslab import ReslabError
+from reslab.config import Config, from_dict
+from reslab.data import CLASSES, Normalizer, load_cifar10, make_splits
+from reslab.engine.evaluate import EvalResult, evaluate
+from reslab.engine.trainer import load_run_checkpoint, resolve_device
+from reslab.models import create_model
+
+
+def model_from_checkpoint(ckpt: dict, device: torch.device | str = "cpu") -> torch.nn.Module:
+    spec = ckpt["model"]
+    model = create_model(spec["name"], **spec.get("kwargs", {}))
+    model.load_state_dict(ckpt["model_state"])
+    return model.to(device)
+
+
+def evaluate_checkpoint(path: str | Path, *, split: str = "test", data_dir: str | None = None,
+                        which: str = "last", device: str = "auto", batch_size: int = 1000,
+                        data=None) -> tuple[EvalResult, dict, Path]:
+    """(result, checkpoint, checkpoint path). The normalisation stored in the checkpoint is used."""
+    if split not in ("val", "test"):
+        raise ReslabError(f"--split {split!r} is not allowed; use val or test")
+    ckpt, ckpt_path = load_run_checkpoint(Path(path), which)
+    dev = resolve_device(device)
+    model = model_from_checkpoint(ckpt, dev)
+    norm = Normalizer.from_state_dict(ckpt["normalization"])
+    cfg = from_dict(ckpt["config"]) if ckpt.get("config") else Config()
+    data = data or load_cifar10(data_dir if data_dir is not None else cfg.data.dir)
+    if split == "test":
+        x, y = data.test_images, data.test_labels
+    else:
+        if ckpt.get("config") is None:
+            raise ReslabError(f"{ckpt_path} was imported and has no training split recorded; "
+                              f"its validation split is unknown, use --split test")
+        d = cfg.data
+        s = make_splits(data.train_labels, data.test_labels, val_size=d.val_size, split_seed=d.split_seed)
+        if s.val.numel() == 0:
+            raise ReslabError(f"{ckpt_path} was trained without a validation split (data.val_size=0); use --split test")
+        x, y = data.train_images[s.val], data.train_labels[s.val]
+    result = evaluate(model, x.to(dev), y.to(dev), norm, batch_size=batch_size)
+    return result, ckpt, ckpt_path
+
+
+def format_eval(result: EvalResult, ckpt: dict, ckpt_path: Path, split: str) -> str:
+    norm = Normalizer.from_state_dict(ckpt["normalization"])
+    lines = [f"checkpoint   {ckpt_path}",
+             f"model        {ckpt['model']['name']} (shortcut {ckpt['model'].get('kwargs', {}).get('shortcut', '?')}), "
+             f"iteration {ckpt.get('iteration', '-')}",
+             f"normalise    {norm.describe()}",
+             f"{split} error   {result.error:.2f}%  ({result.n} images, loss {result.loss:.4f})", "",
+             f"{'class':<12}{'accuracy':>9}{'images':>8}"]
+    totals = result.confusion.sum(1).tolist()
+    for c, a, n in zip(CLASSES, result.per_class_accuracy, totals):
+        lines.append(f"{c:<12}{a:>8.2f}%{n:>8}")
+    return "\n".join(lines)
+
+
+def write_confusion_csv(path: Path, result: EvalResult) -> Path:
+    """Write the confusion matrix; an existing different file is kept and a new name chosen."""
+    text = "true\\predicted," + ",".join(CLASSES) + "\n" + "".join(
+        f"{c}," + ",".join(str(v) for v in row) + "\n" for c, row in zip(CLASSES, result.confusion.tolist()))
+    base, i = Path(path), 1
+    while base.exists() and base.read_text() != text:
+        i += 1
+        base = Path(path).with_name(f"{Path(path).stem}-{i}{Path(path).suffix}")
+    if not base.exists():
+        base.write_text(text)
+    return base

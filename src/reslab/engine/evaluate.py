@@ -1,0 +1,65 @@
+"""Evaluation: error, loss, per-class accuracy and the confusion matrix, on any split."""
+from __future__ import annotations
+
+import contextlib
+from dataclasses import dataclass
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+from reslab.data import CLASSES, Normalizer
+
+
+@dataclass
+class EvalResult:
+    loss: float
+    error: float              # percent
+    n: int
+    confusion: torch.Tensor   # (10, 10) int64: rows = true class, columns = predicted
+
+    @property
+    def per_class_accuracy(self) -> list[float]:
+        totals = self.confusion.sum(1).clamp(min=1)
+        return (100.0 * self.confusion.diag() / totals).tolist()
+
+    def as_dict(self) -> dict:
+        return {"error": self.error, "loss": self.loss, "n": self.n,
+                "per_class": {c: round(a, 2) for c, a in zip(CLASSES, self.per_class_accuracy)},
+                "confusion": self.confusion.tolist()}
+
+
+def autocast(device: torch.device, amp: str):
+    if amp == "none":
+        return contextlib.nullcontext()
+    return torch.autocast(device_type=device.type, dtype=torch.bfloat16 if amp == "bf16" else torch.float16)
+
+
+@torch.inference_mode()
+def evaluate(model: nn.Module, images: torch.Tensor, labels: torch.Tensor, normalizer: Normalizer, *,
+             batch_size: int = 1000, amp: str = "none", channels_last: bool = False,
+             num_classes: int = 10) -> EvalResult:
+    """Single-view evaluation (the paper's protocol) of uint8 `images` on the model's device."""
+    was_training = model.training
+    model.eval()
+    device = next(model.parameters()).device
+    normalizer = normalizer.to(device)
+    loss_sum = torch.zeros((), dtype=torch.float64, device=device)
+    confusion = torch.zeros(num_classes * num_classes, dtype=torch.int64, device=device)
+    try:
+        for i in range(0, images.shape[0], batch_size):
+            x = normalizer(images[i:i + batch_size].to(device, non_blocking=True))
+            y = labels[i:i + batch_size].to(device, non_blocking=True)
+            if channels_last:
+                x = x.contiguous(memory_format=torch.channels_last)
+            with autocast(device, amp):
+                out = model(x)
+            loss_sum += F.cross_entropy(out.float(), y, reduction="sum").double()
+            confusion += torch.bincount(y * num_classes + out.argmax(1), minlength=num_classes ** 2)
+    finally:
+        model.train(was_training)
+    n = int(images.shape[0])
+    confusion = confusion.view(num_classes, num_classes).cpu()
+    correct = int(confusion.diag().sum())
+    return EvalResult(loss=float(loss_sum) / max(n, 1), error=100.0 * (n - correct) / max(n, 1), n=n,
+                      confusion=confusion)

@@ -1,0 +1,121 @@
+"""Run directories: one new folder per run, never reused; what goes in it and how it is written."""
+from __future__ import annotations
+
+import csv
+import io
+import json
+import os
+import platform
+import subprocess
+import sys
+import time
+from datetime import datetime
+from pathlib import Path
+
+import torch
+
+from reslab import ReslabError, __version__
+from reslab.engine.checkpoint import atomic_write_text
+
+METRIC_FIELDS = ("epoch", "iteration", "train_loss", "train_error", "val_loss", "val_error", "test_loss",
+                 "test_error", "lr", "seconds", "images_per_s", "wall_seconds")
+CONFIG_FILE, METRICS_FILE, SUMMARY_FILE, LOG_FILE, ENV_FILE = (
+    "config.yaml", "metrics.csv", "summary.json", "train.log", "env.json")
+
+
+def new_run_dir(runs_dir: Path, name: str) -> Path:
+    """runs_dir/<name>-<timestamp>, with -2, -3 ... appended if that exists: a run never reuses a folder."""
+    runs_dir = Path(runs_dir)
+    runs_dir.mkdir(parents=True, exist_ok=True)
+    stamp = datetime.now().strftime("%Y%m%d-%H%M%S")
+    for i in range(1, 10_000):
+        path = runs_dir / (f"{name}-{stamp}" + (f"-{i}" if i > 1 else ""))
+        try:
+            path.mkdir()
+            return path
+        except FileExistsError:
+            continue
+    raise ReslabError(f"could not create a new run directory in {runs_dir}")
+
+
+def is_run_dir(path: Path) -> bool:
+    return (Path(path) / CONFIG_FILE).is_file() and (Path(path) / "checkpoints").is_dir()
+
+
+def require_run_dir(path: Path) -> Path:
+    path = Path(path)
+    if not path.is_dir():
+        raise ReslabError(f"run directory {path} does not exist")
+    if not is_run_dir(path):
+        raise ReslabError(f"{path} is not a reslab run (no {CONFIG_FILE} and checkpoints/ inside)")
+    return path
+
+
+def git_commit() -> str | None:
+    try:
+        out = subprocess.run(["git", "rev-parse", "HEAD"], cwd=Path(__file__).parent, capture_output=True,
+                             text=True, timeout=5)
+        return out.stdout.strip() or None if out.returncode == 0 else None
+    except (OSError, subprocess.SubprocessError):
+        return None
+
+
+def environment(device: torch.device, seed: int) -> dict:
+    env = {"reslab": __version__, "torch": torch.__version__, "python": sys.version.split()[0],
+           "platform": platform.platform(), "machine": platform.machine(), "device": str(device),
+           "threads": torch.get_num_threads(), "cpu_count": os.cpu_count(), "seed": seed,
+           "git_commit": git_commit(), "command": " ".join(sys.argv), "started": datetime.now().isoformat()}
+    if device.type == "cuda":
+        env["device_name"] = torch.cuda.get_device_name(device)
+        env["cuda"] = torch.version.cuda
+        env["cudnn"] = torch.backends.cudnn.version()
+    return env
+
+
+def write_json(path: Path, obj) -> None:
+    atomic_write_text(path, json.dumps(obj, indent=2, default=str) + "\n")
+
+
+def read_json(path: Path):
+    with open(path) as f:
+        return json.load(f)
+
+
+def write_metrics(path: Path, rows: list[dict]) -> None:
+    """The whole CSV is rewritten atomically from the rows held in memory (and in every checkpoint), so a
+    resumed run's metrics.csv holds exactly the rows of its checkpoint — no duplicates, no gaps."""
+    buf = io.StringIO()
+    w = csv.DictWriter(buf, fieldnames=METRIC_FIELDS, extrasaction="ignore", lineterminator="\n")
+    w.writeheader()
+    for r in rows:
+        w.writerow({k: ("" if r.get(k) is None else _fmt(r.get(k))) for k in METRIC_FIELDS})
+    atomic_write_text(path, buf.getvalue())
+
+
+def _fmt(v):
+    return f"{v:.6g}" if isinstance(v, float) else v
+
+
+def read_metrics(path: Path) -> list[dict]:
+    with open(path, newline="") as f:
+        rows = list(csv.DictReader(f))
+    out = []
+    for r in rows:
+        out.append({k: (None if v == "" else (int(v) if k in ("epoch", "iteration") else float(v)))
+                    for k, v in r.items()})
+    return out
+
+
+class RunLog:
+    """Prints a line and appends it to the run's train.log."""
+
+    def __init__(self, run_dir: Path | None, quiet: bool = False):
+        self.path = Path(run_dir) / LOG_FILE if run_dir else None
+        self.quiet = quiet
+
+    def __call__(self, msg: str) -> None:
+        if not self.quiet:
+            print(msg, flush=True)
+        if self.path:
+            with open(self.path, "a") as f:
+                f.write(f"{time.strftime('%Y-%m-%d %H:%M:%S')} {msg}\n")

@@ -1,0 +1,490 @@
+"""The training loop: the paper's protocol, iteration-based, exactly resumable.
+
+Read it top to bottom: `train()` sets up data, model and optimiser, then steps through iterations. Every
+random choice is derived from (seed, epoch) for the shuffle and (seed, iteration) for the augmentation, so a
+run resumed at any step boundary sees exactly the images, crops and flips an uninterrupted run would — and,
+with deterministic kernels, reaches bit-identical weights and metrics.
+"""
+from __future__ import annotations
+
+import math
+import signal
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+
+from reslab import ReslabError
+from reslab.config import Config, dump_yaml, from_dict, resolve_schedule, to_dict, validate
+from reslab.data import Cifar10, Normalizer, augment, load_cifar10, make_splits, mix_seed
+from reslab.engine import runs
+from reslab.engine.checkpoint import (load_checkpoint, newest_good_checkpoint, prune_checkpoints,
+                                      save_checkpoint)
+from reslab.engine.evaluate import autocast, evaluate
+from reslab.engine.schedule import LRSchedule
+from reslab.models import count_params, create_model
+
+
+def resolve_device(name: str) -> torch.device:
+    if name == "auto":
+        if torch.cuda.is_available():
+            return torch.device("cuda")
+        if getattr(torch.backends, "mps", None) and torch.backends.mps.is_available():
+            return torch.device("mps")
+        return torch.device("cpu")
+    if name.startswith("cuda"):
+        if not torch.cuda.is_available():
+            raise ReslabError(f"--device {name}: CUDA is not available on this machine (torch "
+                              f"{torch.__version__}); use --device cpu or auto")
+        idx = int(name.split(":")[1]) if ":" in name else 0
+        if idx >= torch.cuda.device_count():
+            raise ReslabError(f"--device {name}: only {torch.cuda.device_count()} CUDA device(s) here")
+    if name == "mps" and not (getattr(torch.backends, "mps", None) and torch.backends.mps.is_available()):
+        raise ReslabError("--device mps: MPS is not available on this machine; use --device cpu or auto")
+    return torch.device(name)
+
+
+def model_depth(name: str) -> int | None:
+    digits = "".join(ch for ch in name.split("_")[-1] if ch.isdigit()) or "".join(ch for ch in name if ch.isdigit())
+    return int(digits) if digits else None
+
+
+def build_model(cfg: Config) -> torch.nn.Module:
+    kw = {"shortcut": cfg.model.shortcut}
+    if cfg.model.zero_init_residual:
+        kw["zero_init_residual"] = True
+    return create_model(cfg.model.name, **kw)
+
+
+@dataclass
+class Prepared:
+    """Everything derived from data + config that training and evaluation share."""
+
+    data: Cifar10
+    train_x: torch.Tensor
+    train_y: torch.Tensor
+    val_x: torch.Tensor
+    val_y: torch.Tensor
+    test_x: torch.Tensor
+    test_y: torch.Tensor
+    normalizer: Normalizer
+
+
+def prepare_data(cfg: Config, device: torch.device, data: Cifar10 | None = None) -> Prepared:
+    data = data or load_cifar10(cfg.data.dir)
+    d = cfg.data
+    s = make_splits(data.train_labels, data.test_labels, val_size=d.val_size, split_seed=d.split_seed,
+                    train_subset=d.train_subset, val_subset=d.val_subset, test_subset=d.test_subset)
+    train_x = data.train_images[s.train]
+    norm = Normalizer.fit(train_x, d.normalization)
+    put = lambda t: t.to(device)  # noqa: E731  (the whole data set lives on the training device)
+    return Prepared(data, put(train_x), put(data.train_labels[s.train]), put(data.train_images[s.val]),
+                    put(data.train_labels[s.val]), put(data.test_images[s.test]), put(data.test_labels[s.test]),
+                    norm.to(device))
+
+
+class StopRequest:
+    """First SIGINT/SIGTERM: finish the current step, checkpoint, exit cleanly. Second: stop at once."""
+
+    def __init__(self):
+        self.requested = False
+        self._old = {}
+
+    def __enter__(self):
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            try:
+                self._old[sig] = signal.signal(sig, self._handle)
+            except ValueError:  # not the main thread (e.g. a notebook worker): no signal handling
+                pass
+        return self
+
+    def _handle(self, signum, frame):
+        if self.requested:
+            raise KeyboardInterrupt
+        self.requested = True
+        print(f"\n{signal.Signals(signum).name} received: saving a checkpoint at the next step boundary "
+              f"(press Ctrl-C again to stop at once)", flush=True)
+
+    def __exit__(self, *exc):
+        for sig, old in self._old.items():
+            signal.signal(sig, old)
+        return False
+
+
+@dataclass
+class Progress:
+    """Training statistics accumulated since the last metrics row (kept on the device: no per-step sync)."""
+
+    loss_sum: torch.Tensor
+    wrong: torch.Tensor
+    seen: int = 0
+    seconds: float = 0.0
+
+    @classmethod
+    def zeros(cls, device):
+        return cls(torch.zeros((), dtype=torch.float64, device=device), torch.zeros((), dtype=torch.int64, device=device))
+
+    def state_dict(self):
+        return {"loss_sum": self.loss_sum.cpu(), "wrong": self.wrong.cpu(), "seen": self.seen, "seconds": self.seconds}
+
+    @classmethod
+    def from_state_dict(cls, d, device):
+        return cls(d["loss_sum"].to(device), d["wrong"].to(device), d["seen"], d["seconds"])
+
+
+@dataclass
+class State:
+    iteration: int = 0
+    rows: list = field(default_factory=list)
+    best: dict | None = None
+    wall_seconds: float = 0.0
+    status: str = "running"
+
+
+def _rng_state() -> dict:
+    st = {"torch": torch.get_rng_state()}
+    if torch.cuda.is_available():
+        st["cuda"] = torch.cuda.get_rng_state_all()
+    return st
+
+
+def train(cfg: Config | None = None, *, runs_dir: str | Path = "runs", resume: str | Path | None = None,
+          data: Cifar10 | None = None, device: str | None = None, quiet: bool = False,
+          stop_after: int | None = None) -> Path:
+    """Train one model; returns its run directory.
+
+    cfg         a validated Config (ignored with `resume`, which uses the run's own config)
+    resume      a run directory to continue from its newest good checkpoint
+    data        CIFAR-10 already in memory (studies load it once for many runs)
+    device      overrides train.device (e.g. to resume a run on another device)
+    stop_after  stop (with a checkpoint, as on Ctrl-C) after this many iterations in this call — for tests
+    """
+    ckpt = None
+    if resume is not None:
+        run_dir = runs.require_run_dir(Path(resume))
+        summary_path = run_dir / runs.SUMMARY_FILE
+        if summary_path.exists() and runs.read_json(summary_path).get("status") == "finished":
+            if not quiet:
+                print(f"{run_dir} already finished; nothing to resume")
+            return run_dir
+        log = runs.RunLog(run_dir, quiet)
+        found = newest_good_checkpoint(run_dir / "checkpoints", log)
+        if found is None:
+            raise ReslabError(f"{run_dir} has no usable checkpoint to resume from; start a new run")
+        ckpt_path, ckpt = found
+        cfg = validate(from_dict(ckpt["config"]))
+    elif cfg is None:
+        raise ReslabError("train() needs a config or a run to resume")
+    if device is not None:
+        cfg.train.device = device
+    t = cfg.train
+    dev = resolve_device(t.device)
+    if t.deterministic:
+        torch.use_deterministic_algorithms(True, warn_only=dev.type != "cpu")
+        if dev.type == "cuda":
+            torch.backends.cudnn.benchmark = False
+    elif dev.type == "cuda":
+        torch.backends.cudnn.benchmark = True
+
+    # ---- data -------------------------------------------------------------------------------------------
+    prep = prepare_data(cfg, dev, data)
+    n_train = prep.train_x.shape[0]
+    sched = resolve_schedule(cfg, n_train)
+    spe, total = sched.steps_per_epoch, sched.iterations
+
+    # ---- model, optimiser, schedule ----------------------------------------------------------------------
+    torch.manual_seed(t.seed)
+    model = build_model(cfg).to(dev)
+    if t.channels_last:
+        model = model.to(memory_format=torch.channels_last)
+    n_params = count_params(model)
+    # Weight decay on every parameter, BN included, as in the paper's Torch code and most reproductions.
+    optimizer = torch.optim.SGD(model.parameters(), lr=cfg.optim.lr, momentum=cfg.optim.momentum,
+                                weight_decay=cfg.optim.weight_decay, nesterov=cfg.optim.nesterov)
+    lrs = LRSchedule(cfg, sched, model_depth(cfg.model.name))
+    scaler = torch.amp.GradScaler(dev.type, enabled=t.amp == "fp16")
+    step_model = torch.compile(model) if t.compile else model
+
+    state = State()
+    acc = Progress.zeros(dev)
+    if ckpt is None:
+        run_dir = runs.new_run_dir(Path(runs_dir), cfg.model.name)
+        log = runs.RunLog(run_dir, quiet)
+        (run_dir / "checkpoints").mkdir()
+        (run_dir / runs.CONFIG_FILE).write_text(dump_yaml(cfg))
+        runs.write_json(run_dir / runs.ENV_FILE, runs.environment(dev, t.seed))
+        runs.write_metrics(run_dir / runs.METRICS_FILE, [])
+        log(f"run {run_dir}")
+    else:
+        model.load_state_dict(ckpt["model_state"])
+        optimizer.load_state_dict(ckpt["optimizer"])
+        scaler.load_state_dict(ckpt["scaler"])
+        lrs.load_state_dict(ckpt["schedule"])
+        torch.set_rng_state(ckpt["rng"]["torch"])
+        if dev.type == "cuda" and "cuda" in ckpt["rng"]:
+            torch.cuda.set_rng_state_all(ckpt["rng"]["cuda"])
+        state = State(ckpt["iteration"], ckpt["rows"], ckpt["best"], ckpt["wall_seconds"])
+        acc = Progress.from_state_dict(ckpt["progress"], dev)
+        runs.write_metrics(run_dir / runs.METRICS_FILE, state.rows)
+        log(f"resuming {run_dir} at iteration {state.iteration} from {ckpt_path.name}")
+
+    log(f"{cfg.model.name} (shortcut {cfg.model.shortcut}, {n_params:,} parameters) on {dev}; "
+        f"{n_train} train / {prep.val_x.shape[0]} val / {prep.test_x.shape[0]} test images; "
+        f"{total} iterations = {total / spe:.2f} epochs of {spe} at batch {t.batch_size}; "
+        f"lr {cfg.optim.lr} x{cfg.optim.gamma} at {sched.milestones}; normalisation {prep.normalizer.describe()}")
+    tb = _tensorboard(run_dir, cfg)
+
+    def payload(kind: str) -> dict:
+        return {"kind": kind, "model": {"name": cfg.model.name, "kwargs": {"shortcut": cfg.model.shortcut}},
+                "model_state": model.state_dict(), "normalization": prep.normalizer.state_dict(),
+                "config": to_dict(cfg), "iteration": state.iteration}
+
+    def save_resumable() -> None:
+        ck = payload("resumable")
+        ck.update(optimizer=optimizer.state_dict(), scaler=scaler.state_dict(), schedule=lrs.state_dict(),
+                  rng=_rng_state(), rows=state.rows, best=state.best, wall_seconds=state.wall_seconds,
+                  progress=acc.state_dict(), warmup_window=[int(lrs_error_window), window_seen])
+        save_checkpoint(ck, run_dir / "checkpoints" / f"ckpt-{state.iteration:08d}.pt")
+        prune_checkpoints(run_dir / "checkpoints", t.keep_checkpoints)
+
+    def write_summary(status: str, error: str | None = None) -> None:
+        runs.write_json(run_dir / runs.SUMMARY_FILE, summarize(cfg, state, n_params, total, status, error))
+
+    def eval_row(epoch_float: float) -> dict:
+        torch_sync(dev)
+        lr_now = lrs.lr(max(state.iteration - 1, 0))
+        row = {"epoch": math.ceil(epoch_float - 1e-9), "iteration": state.iteration,
+               "train_loss": float(acc.loss_sum) / max(acc.seen, 1),
+               "train_error": 100.0 * float(acc.wrong) / max(acc.seen, 1), "lr": lr_now,
+               "seconds": acc.seconds, "images_per_s": acc.seen / acc.seconds if acc.seconds else None}
+        kw = dict(batch_size=t.eval_batch_size, amp=t.amp, channels_last=t.channels_last)
+        if prep.val_x.shape[0]:
+            v = evaluate(model, prep.val_x, prep.val_y, prep.normalizer, **kw)
+            row.update(val_loss=v.loss, val_error=v.error)
+        te = evaluate(model, prep.test_x, prep.test_y, prep.normalizer, **kw)
+        row.update(test_loss=te.loss, test_error=te.error)
+        return row
+
+    lrs_error_window = torch.zeros((), dtype=torch.int64, device=dev)
+    window_seen = 0
+    if ckpt is not None:
+        lrs_error_window += ckpt["warmup_window"][0]
+        window_seen = ckpt["warmup_window"][1]
+    if ckpt is None:
+        save_resumable()  # iteration 0: a resume is always possible, even after a crash in the first epoch
+        write_summary("running")
+    else:
+        write_summary("running")
+    if 0 in sched.snapshots and state.iteration == 0:
+        save_snapshot(run_dir, payload("snapshot"), 0)
+
+    eval_every = t.eval_every or spe
+    done_this_call = 0
+    perm_epoch, perm = -1, None
+    bar = None
+    start_wall = time.perf_counter() - state.wall_seconds
+    tick = time.perf_counter()
+    model.train()
+    with StopRequest() as stop:
+        while state.iteration < total:
+            it = state.iteration
+            epoch, k = divmod(it, spe)
+            if epoch != perm_epoch:  # the epoch's shuffle, from (seed, epoch) alone
+                g = torch.Generator(device=dev)
+                g.manual_seed(mix_seed(t.seed, 1, epoch))
+                perm, perm_epoch = torch.randperm(n_train, generator=g, device=dev), epoch
+            if bar is None and cfg.log.progress and not quiet:
+                bar = _bar(epoch, spe, k, total)
+            idx = perm[k * t.batch_size:(k + 1) * t.batch_size]
+            x = prep.normalizer(prep.train_x[idx])
+            y = prep.train_y[idx]
+            if cfg.data.augment:
+                g = torch.Generator(device=dev)
+                g.manual_seed(mix_seed(t.seed, 2, it))
+                x = augment(x, g, pad=cfg.data.pad)
+            if t.channels_last:
+                x = x.contiguous(memory_format=torch.channels_last)
+            lr = lrs.lr(it)
+            for group in optimizer.param_groups:
+                group["lr"] = lr
+
+            with autocast(dev, t.amp):
+                out = step_model(x)
+                loss = F.cross_entropy(out.float(), y)
+            optimizer.zero_grad(set_to_none=True)
+            scaler.scale(loss).backward()
+            scaler.step(optimizer)
+            scaler.update()
+
+            wrong = (out.detach().argmax(1) != y).sum()
+            acc.loss_sum += loss.detach().double() * y.shape[0]
+            acc.wrong += wrong
+            acc.seen += y.shape[0]
+            state.iteration = it + 1
+            done_this_call += 1
+
+            if lrs.needs_error(it):  # the paper's ResNet-110 warm-up: 0.01 until training error < 80%
+                lrs_error_window += wrong
+                window_seen += y.shape[0]
+                if window_seen >= 50 * t.batch_size:
+                    err = 100.0 * float(lrs_error_window) / window_seen
+                    if lrs.observe_error(state.iteration, err):
+                        log(f"warm-up ends at iteration {state.iteration}: training error {err:.1f}% "
+                            f"< {cfg.optim.warmup_until_train_error}%; lr back to {cfg.optim.lr}")
+                    lrs_error_window.zero_()
+                    window_seen = 0
+
+            if bar is not None:
+                bar.update(1)
+                if state.iteration % 20 == 0 or state.iteration == total:
+                    cur = float(loss.detach())
+                    if not math.isfinite(cur):
+                        _fail_nonfinite(state, cur, write_summary, log, bar)
+                    bar.set_postfix_str(f"loss {cur:.3f} err {100.0 * float(wrong) / y.shape[0]:.1f}% "
+                                        f"lr {lr:.4g} {acc.seen / max(acc.seconds + time.perf_counter() - tick, 1e-9):.0f} img/s")
+
+            if state.iteration in sched.snapshots and state.iteration > 0:
+                save_snapshot(run_dir, payload("snapshot"), state.iteration)
+
+            at_eval = state.iteration % eval_every == 0 or state.iteration == total
+            epoch_end = state.iteration % spe == 0 or state.iteration == total
+            stopping = stop.requested or (stop_after is not None and done_this_call >= stop_after)
+            if at_eval or stopping:
+                torch_sync(dev)
+                now = time.perf_counter()
+                acc.seconds += now - tick
+                state.wall_seconds = now - start_wall
+            if at_eval:
+                if bar is not None:
+                    bar.close()
+                    bar = None
+                row = eval_row(state.iteration / spe)
+                row["wall_seconds"] = time.perf_counter() - start_wall
+                if not math.isfinite(row["train_loss"]):
+                    _fail_nonfinite(state, row["train_loss"], write_summary, log, None)
+                state.rows.append(row)
+                if row.get("val_error") is not None and (state.best is None or
+                                                         row["val_error"] < state.best["val_error"]):
+                    state.best = dict(row)
+                    best = payload("best")
+                    best["row"] = row
+                    save_checkpoint(best, run_dir / "checkpoints" / "best.pt")
+                log(format_row(row, total, spe))
+                if tb is not None:
+                    for key in ("train_loss", "train_error", "val_loss", "val_error", "test_loss", "test_error",
+                                "lr", "images_per_s"):
+                        if row.get(key) is not None:
+                            tb.add_scalar(key, row[key], state.iteration)
+                    tb.flush()
+                acc = Progress.zeros(dev)
+                state.wall_seconds = time.perf_counter() - start_wall
+                runs.write_metrics(run_dir / runs.METRICS_FILE, state.rows)
+                save_resumable()
+                write_summary("running" if state.iteration < total else "finished")
+            elif epoch_end and bar is not None:
+                bar.close()
+                bar = None
+            if stopping and state.iteration < total:
+                if bar is not None:
+                    bar.close()
+                save_resumable()
+                write_summary("interrupted")
+                log(f"stopped at iteration {state.iteration}/{total}; resume with: reslab train --resume {run_dir}")
+                if tb is not None:
+                    tb.close()
+                return run_dir
+            if at_eval or stopping:
+                tick = time.perf_counter()
+    if bar is not None:
+        bar.close()
+    if tb is not None:
+        tb.close()
+    s = runs.read_json(run_dir / runs.SUMMARY_FILE)
+    log(f"finished {run_dir}: final test error {s['final']['test_error']:.2f}%"
+        + (f", best val {s['best']['val_error']:.2f}% (test {s['best']['test_error']:.2f}% there)" if s.get("best") else "")
+        + f", {s['wall_seconds']:.0f}s")
+    return run_dir
+
+
+def torch_sync(dev: torch.device) -> None:
+    if dev.type == "cuda":
+        torch.cuda.synchronize(dev)
+    elif dev.type == "mps":
+        torch.mps.synchronize()
+
+
+class NonFiniteLoss(ReslabError):
+    pass
+
+
+def _fail_nonfinite(state: State, value: float, write_summary, log, bar) -> None:
+    if bar is not None:
+        bar.close()
+    msg = (f"training loss became {value} by iteration {state.iteration}; the run is marked failed and its last "
+           f"good checkpoint is kept (lower optim.lr or use a warm-up)")
+    write_summary("failed", msg)
+    raise NonFiniteLoss(msg)
+
+
+def save_snapshot(run_dir: Path, payload: dict, iteration: int) -> None:
+    save_checkpoint(payload, run_dir / "checkpoints" / f"snapshot-{iteration:08d}.pt")
+
+
+def summarize(cfg: Config, state: State, n_params: int, total: int, status: str, error: str | None) -> dict:
+    final = state.rows[-1] if state.rows else None
+    trained = [r for r in state.rows if r.get("images_per_s")]
+    seen_s = sum(r["seconds"] for r in trained)
+    ips = (sum(r["images_per_s"] * r["seconds"] for r in trained) / seen_s) if seen_s else None
+    return {
+        "status": status, "error": error, "model": cfg.model.name, "shortcut": cfg.model.shortcut,
+        "parameters": n_params, "iterations_done": state.iteration, "iterations": total,
+        "final": final,
+        # "best" is chosen on the validation split only; the test error is reported *at* that point.
+        "best": state.best, "best_selected_on": "validation" if state.best else None,
+        "wall_seconds": state.wall_seconds, "train_images_per_s": ips,
+    }
+
+
+def format_row(r: dict, total: int, spe: int) -> str:
+    val = f" | val {r['val_error']:.2f}%" if r.get("val_error") is not None else ""
+    ips = f" | {r['images_per_s']:.0f} img/s" if r.get("images_per_s") else ""
+    return (f"epoch {r['epoch']:>3} it {r['iteration']:>6}/{total} | train loss {r['train_loss']:.4f} "
+            f"err {r['train_error']:.2f}%{val} | test {r['test_error']:.2f}% | lr {r['lr']:.4g}{ips} "
+            f"| {r['seconds']:.1f}s")
+
+
+def _bar(epoch: int, spe: int, k: int, total: int):
+    from tqdm import tqdm
+
+    steps = min(spe, total - epoch * spe)
+    return tqdm(total=steps, initial=k, desc=f"epoch {epoch + 1}", leave=False, dynamic_ncols=True,
+                mininterval=1.0)
+
+
+def _tensorboard(run_dir: Path, cfg: Config):
+    if not cfg.log.tensorboard:
+        return None
+    try:
+        from torch.utils.tensorboard import SummaryWriter
+    except Exception:  # tensorboard not installed: the report never needs it
+        return None
+    return SummaryWriter(log_dir=str(run_dir / "tensorboard"))
+
+
+def load_run_checkpoint(path: Path, which: str = "last") -> tuple[dict, Path]:
+    """A checkpoint from a run directory ('last' = newest resumable, 'best' = best on validation) or a file."""
+    path = Path(path)
+    if path.is_file():
+        return load_checkpoint(path), path
+    run_dir = runs.require_run_dir(path)
+    if which == "best":
+        p = run_dir / "checkpoints" / "best.pt"
+        if not p.exists():
+            raise ReslabError(f"{run_dir} has no best.pt (no validation split, or no evaluation yet); use --weights last")
+        return load_checkpoint(p, require_checksum=True), p
+    found = newest_good_checkpoint(run_dir / "checkpoints")
+    if found is None:
+        raise ReslabError(f"{run_dir} has no usable checkpoint")
+    return found[1], found[0]
