@@ -113,8 +113,8 @@ class RunLog:
         self.path = Path(run_dir) / LOG_FILE if run_dir else None
         self.quiet = quiet
 
-    def __call__(self, msg: str) -> None:
-        if not self.quiet:
+    def __call__(self, msg: str, always: bool = False) -> None:
+        if always or not self.quiet:
             print(msg, flush=True)
         if self.path:
             with open(self.path, "a") as f:

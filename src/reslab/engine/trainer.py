@@ -391,7 +391,8 @@ def train(cfg: Config | None = None, *, runs_dir: str | Path = "runs", resume: s
                     bar.close()
                 save_resumable()
                 write_summary("interrupted")
-                log(f"stopped at iteration {state.iteration}/{total}; resume with: reslab train --resume {run_dir}")
+                log(f"stopped at iteration {state.iteration}/{total}; resume with: reslab train --resume {run_dir}",
+                    always=True)
                 if tb is not None:
                     tb.close()
                 return run_dir

@@ -134,6 +134,8 @@ class ResNet(nn.Module):
                  stem_width: int | None = None, residual: bool = True, shortcut: str = "A",
                  zero_init_residual: bool = False, in_channels: int = 3):
         super().__init__()
+        # One draw from the global RNG seeds all initialisation (see _init_weights).
+        init_seed = int(torch.randint(0, 2**62, (1,)))
         if shortcut not in SHORTCUTS:
             raise ValueError(f"shortcut={shortcut!r} is not one of {', '.join(SHORTCUTS)}")
         if stem not in STEMS:
@@ -168,23 +170,29 @@ class ResNet(nn.Module):
         self.avgpool = nn.AdaptiveAvgPool2d(1)
         self.fc = nn.Linear(cin, num_classes)
         self.num_features = cin
-        self._init_weights(zero_init_residual)
+        self._init_weights(zero_init_residual, init_seed)
 
     def stages(self):
         return [getattr(self, f"layer{i + 1}") for i in range(self.num_stages)]
 
-    def _init_weights(self, zero_init_residual: bool) -> None:
-        # He et al. init (fan_out, as in the paper's code lineage); BN gamma=1, beta=0. Shortcut projections are
-        # initialised last, so the main-path weights of a plain net and its residual twin (same seed) are
-        # identical under every shortcut option, not just A.
+    def _init_weights(self, zero_init_residual: bool, seed: int) -> None:
+        # He et al. init (fan_out, as in the paper's code lineage); BN gamma=1, beta=0; the classifier keeps
+        # PyTorch's default rule. Every draw comes from one generator, in a fixed order with the shortcut
+        # projections last, so a plain net and its residual twin built from the same seed share identical
+        # main-path weights under every shortcut option, not just A.
+        g = torch.Generator().manual_seed(seed)
         named = list(self.named_modules())
         ordered = [m for n, m in named if ".shortcut" not in n] + [m for n, m in named if ".shortcut" in n]
         for m in ordered:
             if isinstance(m, nn.Conv2d):
-                nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")
+                nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu", generator=g)
             elif isinstance(m, (nn.BatchNorm2d, nn.GroupNorm)):
                 nn.init.ones_(m.weight)
                 nn.init.zeros_(m.bias)
+            elif isinstance(m, nn.Linear):
+                nn.init.kaiming_uniform_(m.weight, a=5 ** 0.5, generator=g)
+                bound = 1 / m.in_features ** 0.5
+                nn.init.uniform_(m.bias, -bound, bound, generator=g)
         if zero_init_residual:
             for m in self.modules():
                 if isinstance(m, (BasicBlock, Bottleneck)):

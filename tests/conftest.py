@@ -1,0 +1,48 @@
+import os
+from pathlib import Path
+
+import pytest
+
+from reslab.config import load_config
+from reslab.data.synthetic import write_fake_cifar
+
+REPO = Path(__file__).resolve().parents[1]
+SHARED = REPO.parent / "shared"
+REAL_ARCHIVE = SHARED / "data" / "cifar-10-python.tar.gz"
+AKAMASTER = SHARED / "peer" / "akamaster"
+
+
+@pytest.fixture(scope="session")
+def fake_dir(tmp_path_factory) -> Path:
+    """A tiny CIFAR-format archive: 5 x 60 training images, 60 test images."""
+    d = tmp_path_factory.mktemp("fakecifar")
+    write_fake_cifar(d, per_batch=60, test=60, seed=0)
+    return d
+
+
+@pytest.fixture
+def tiny_cfg(fake_dir):
+    """A config that trains resnet8 on the tiny data in a second or two."""
+
+    def make(**over):
+        base = {"model.name": "resnet8", "data.dir": str(fake_dir), "data.val_size": 50, "train.batch_size": 25,
+                "train.iterations": 20, "train.eval_every": 5, "log.progress": False, "log.tensorboard": False,
+                "optim.lr": 0.05}
+        base.update(over)
+        return load_config(None, base)
+
+    return make
+
+
+@pytest.fixture(autouse=True)
+def _no_env_data_dir(monkeypatch, tmp_path):
+    # Tests never read the user's cache or env, and never download.
+    monkeypatch.delenv("RESLAB_DATA_DIR", raising=False)
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+
+
+def real_data_available() -> bool:
+    return REAL_ARCHIVE.is_file()
+
+
+requires_real_data = pytest.mark.skipif(not REAL_ARCHIVE.is_file(), reason=f"{REAL_ARCHIVE} not present")

@@ -1,0 +1,140 @@
+import json
+import subprocess
+import sys
+
+import pytest
+import torch
+
+from reslab.cli import main
+from reslab.engine import train
+from reslab.importers.akamaster import convert_state_dict, import_akamaster
+from reslab.models import create_model
+
+from conftest import AKAMASTER, REAL_ARCHIVE, requires_real_data
+
+
+def run_cli(capsys, *args):
+    code = main(list(args))
+    out = capsys.readouterr()
+    return code, out.out, out.err
+
+
+def test_python_dash_m_matches_console_script():
+    a = subprocess.run([sys.executable, "-m", "reslab", "--help"], capture_output=True, text=True)
+    assert a.returncode == 0 and "train" in a.stdout and "eval" in a.stdout
+    for cmd in (["train", "--help"], ["eval", "--help"], ["data", "info", "--help"], ["import", "akamaster", "--help"]):
+        r = subprocess.run([sys.executable, "-m", "reslab", *cmd], capture_output=True, text=True)
+        assert r.returncode == 0 and "default" in r.stdout.lower(), cmd
+
+
+def test_models_lists_paper_counts(capsys):
+    code, out, _ = run_cli(capsys, "models")
+    assert code == 0
+    assert "resnet56" in out and "853,018" in out and "19,421,274" in out and "0.85M" in out
+    code, out, _ = run_cli(capsys, "models", "--json", "--filter", "plain2")
+    rows = json.loads(out)
+    assert rows == [{"name": "plain20", "parameters": 269_722, "macs_32": 40_551_040}]
+
+
+@pytest.mark.parametrize("args, needle", [
+    (["train", "--model", "resnet21"], "6n+2"),
+    (["train", "--set", "optim.lrr=0.1"], "did you mean optim.lr"),
+    (["train", "--set", "optim.lr=-1"], "optim.lr"),
+    (["train", "--data-dir", "/nonexistent/dir"], "--data-dir /nonexistent/dir does not exist"),
+    (["train", "--device", "cuda:0"] if not torch.cuda.is_available() else ["train", "--device", "tpu"], "cuda"),
+    (["eval", "/nonexistent/run"], "does not exist"),
+    (["train", "--resume", "/tmp", "--epochs", "3"], "drop --epochs"),
+])
+def test_bad_input_exits_2_with_one_line(capsys, tmp_path, fake_dir, args, needle):
+    if args[:2] == ["train", "--device"]:
+        args = args + ["--data-dir", str(fake_dir), "--runs-dir", str(tmp_path / "runs")]
+    code, out, err = run_cli(capsys, *args)
+    assert code == 2
+    assert needle in err and err.count("\n") == 1, err
+    assert not (tmp_path / "runs").exists()  # nothing written
+
+
+def test_train_then_eval_json_and_table(capsys, tmp_path, fake_dir):
+    code, out, err = run_cli(capsys, "train", "--model", "resnet8", "--data-dir", str(fake_dir), "--runs-dir",
+                             str(tmp_path), "--epochs", "2", "--set", "train.batch_size=25", "--set",
+                             "data.val_size=50", "--set", "log.tensorboard=false")
+    assert code == 0, err
+    assert "epoch   2" in out and "finished" in out
+    run = next(tmp_path.iterdir())
+    code, out, _ = run_cli(capsys, "eval", str(run), "--json", "--data-dir", str(fake_dir))
+    d = json.loads(out)
+    summary = json.loads((run / "summary.json").read_text())
+    assert d["test_error"] == pytest.approx(summary["final"]["test_error"])
+    assert set(d["per_class"]) == {"airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse",
+                                   "ship", "truck"}
+    assert sum(map(sum, d["confusion"])) == 60
+    code, out, _ = run_cli(capsys, "eval", str(run), "--split", "val", "--weights", "best", "--data-dir",
+                           str(fake_dir))
+    assert code == 0 and "val error" in out and "airplane" in out
+    assert (run / "eval" / "confusion-test-last.csv").read_text().startswith("true\\predicted,airplane")
+
+
+def test_data_info(capsys, fake_dir):
+    code, out, _ = run_cli(capsys, "data", "info", "--data-dir", str(fake_dir), "--set", "data.val_size=50")
+    assert code == 0 and "train" in out and "channel mean" in out
+    code, out, _ = run_cli(capsys, "data", "info", "--data-dir", str(fake_dir), "--set", "data.val_size=50", "--json")
+    d = json.loads(out)
+    assert d["splits"]["train"]["images"] == 250 and d["splits"]["val"]["per_class"] == [5] * 10
+
+
+def _akamaster_style(model):
+    """A state dict laid out as akamaster saves it: module. prefix, `linear`, no BN counters."""
+    sd = {}
+    for k, v in model.state_dict().items():
+        if k.endswith("num_batches_tracked"):
+            continue
+        sd["module." + k.replace("fc.", "linear.")] = v.clone()
+    return {"state_dict": sd, "best_prec1": 91.0}
+
+
+def test_akamaster_conversion_gives_identical_outputs(tmp_path):
+    torch.manual_seed(0)
+    src_model = create_model("resnet32").eval()
+    for m in src_model.modules():  # non-trivial BN statistics
+        if isinstance(m, torch.nn.BatchNorm2d):
+            m.running_mean.uniform_(-0.1, 0.1)
+            m.running_var.uniform_(0.5, 1.5)
+    torch.save(_akamaster_style(src_model), tmp_path / "r32.th")
+    info = import_akamaster(tmp_path / "r32.th", tmp_path / "r32.pt")
+    assert info["model"] == "resnet32" and info["parameters"] == 464_154
+    from reslab.engine.eval_run import model_from_checkpoint
+    from reslab.engine.checkpoint import load_checkpoint
+    ck = load_checkpoint(tmp_path / "r32.pt")
+    assert ck["normalization"]["mean"].tolist() == pytest.approx([0.485, 0.456, 0.406])
+    m = model_from_checkpoint(ck).eval()
+    x = torch.randn(4, 3, 32, 32)
+    assert torch.equal(m(x), src_model(x))
+    with pytest.raises(Exception, match="already exists"):
+        import_akamaster(tmp_path / "r32.th", tmp_path / "r32.pt")
+
+
+def test_eval_refuses_foreign_checkpoint(capsys, tmp_path):
+    torch.save({"state_dict": {}}, tmp_path / "x.th")
+    code, _, err = run_cli(capsys, "eval", str(tmp_path / "x.th"))
+    assert code == 2 and "reslab import akamaster" in err
+
+
+PUBLISHED = {"resnet20-12fca82f.th": 8.27, "resnet32-d509ac18.th": 7.37, "resnet44-014dd654.th": 6.90,
+             "resnet56-4bfd9763.th": 6.61}
+
+
+@pytest.mark.realdata
+@requires_real_data
+@pytest.mark.skipif(not AKAMASTER.is_dir(), reason="akamaster weights not present")
+@pytest.mark.parametrize("fname", sorted(PUBLISHED))
+def test_akamaster_weights_reproduce_published_test_error(tmp_path, fname, real_cifar):
+    from reslab.engine.eval_run import evaluate_checkpoint
+    import_akamaster(AKAMASTER / fname, tmp_path / "m.pt")
+    result, _, _ = evaluate_checkpoint(tmp_path / "m.pt", data=real_cifar, device="cpu")
+    assert round(result.error, 2) == PUBLISHED[fname]
+
+
+@pytest.fixture(scope="module")
+def real_cifar():
+    from reslab.data import load_cifar10
+    return load_cifar10(REAL_ARCHIVE.parent)

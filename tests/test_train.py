@@ -1,0 +1,215 @@
+import json
+import os
+import random
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import torch
+
+from reslab import ReslabError
+from reslab.engine import train
+from reslab.engine.checkpoint import load_checkpoint, resumable_checkpoints, save_checkpoint, sidecar
+from reslab.engine.runs import read_metrics
+from reslab.engine.trainer import NonFiniteLoss
+
+TIMING = ("seconds", "images_per_s", "wall_seconds")
+REPO = Path(__file__).resolve().parents[1]
+
+
+def numbers(run_dir):
+    return [{k: v for k, v in r.items() if k not in TIMING} for r in read_metrics(run_dir / "metrics.csv")]
+
+
+def final_weights(run_dir):
+    return load_checkpoint(resumable_checkpoints(run_dir / "checkpoints")[0])["model_state"]
+
+
+def same_weights(a, b):
+    return a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+
+
+def test_run_directory_contents(tiny_cfg, tmp_path):
+    run = train(tiny_cfg(), runs_dir=tmp_path, quiet=True)
+    assert run.parent == tmp_path and run.name.startswith("resnet8-")
+    for f in ("config.yaml", "env.json", "metrics.csv", "summary.json", "train.log"):
+        assert (run / f).is_file(), f
+    rows = read_metrics(run / "metrics.csv")
+    assert [r["iteration"] for r in rows] == [5, 10, 15, 20]
+    assert set(rows[0]) >= {"train_loss", "train_error", "val_error", "test_error", "lr", "seconds", "images_per_s"}
+    s = json.loads((run / "summary.json").read_text())
+    assert s["status"] == "finished" and s["parameters"] == 75_290 and s["best_selected_on"] == "validation"
+    # "best" is the row with the lowest *validation* error, never chosen by test error
+    assert s["best"]["val_error"] == min(r["val_error"] for r in rows)
+    env = json.loads((run / "env.json").read_text())
+    assert env["torch"] == torch.__version__ and env["seed"] == 0
+    ck = load_checkpoint(run / "checkpoints" / "best.pt")
+    assert ck["row"]["val_error"] == s["best"]["val_error"]
+    snaps = sorted(p.name for p in (run / "checkpoints").glob("snapshot-*.pt"))
+    assert snaps == ["snapshot-00000000.pt", "snapshot-00000002.pt", "snapshot-00000010.pt", "snapshot-00000020.pt"]
+    assert len(resumable_checkpoints(run / "checkpoints")) == 2  # keep_checkpoints
+
+
+def test_learns_the_tiny_task(tiny_cfg, tmp_path):
+    run = train(tiny_cfg(**{"train.iterations": 40}), runs_dir=tmp_path, quiet=True)
+    rows = read_metrics(run / "metrics.csv")
+    assert rows[-1]["train_loss"] < rows[0]["train_loss"]
+    assert rows[-1]["val_error"] < 50
+
+
+def test_every_run_gets_a_new_directory(tiny_cfg, tmp_path):
+    a = train(tiny_cfg(**{"train.iterations": 5}), runs_dir=tmp_path, quiet=True)
+    b = train(tiny_cfg(**{"train.iterations": 5}), runs_dir=tmp_path, quiet=True)
+    assert a != b and a.is_dir() and b.is_dir()
+
+
+def test_same_seed_same_numbers_other_seed_differs(tiny_cfg, tmp_path):
+    a = train(tiny_cfg(), runs_dir=tmp_path / "a", quiet=True)
+    b = train(tiny_cfg(), runs_dir=tmp_path / "b", quiet=True)
+    c = train(tiny_cfg(**{"train.seed": 1}), runs_dir=tmp_path / "c", quiet=True)
+    assert numbers(a) == numbers(b)
+    assert same_weights(final_weights(a), final_weights(b))
+    assert numbers(a) != numbers(c)
+
+
+@pytest.mark.parametrize("stop_at", [3, 5, 13])  # mid-interval, exactly at an eval, and later
+def test_resume_is_exact(tiny_cfg, tmp_path, stop_at):
+    ref = train(tiny_cfg(), runs_dir=tmp_path / "ref", quiet=True)
+    run = train(tiny_cfg(), runs_dir=tmp_path / "cut", quiet=True, stop_after=stop_at)
+    assert json.loads((run / "summary.json").read_text())["status"] == "interrupted"
+    train(resume=run, quiet=True, stop_after=4)  # a second interruption
+    train(resume=run, quiet=True)
+    assert numbers(run) == numbers(ref)
+    assert same_weights(final_weights(run), final_weights(ref))
+    assert json.loads((run / "summary.json").read_text())["status"] == "finished"
+
+
+def test_resume_falls_back_past_a_corrupt_checkpoint(tiny_cfg, tmp_path):
+    ref = train(tiny_cfg(), runs_dir=tmp_path / "ref", quiet=True)
+    run = train(tiny_cfg(), runs_dir=tmp_path / "cut", quiet=True, stop_after=12)
+    newest = resumable_checkpoints(run / "checkpoints")[0]
+    newest.write_bytes(newest.read_bytes()[:1000])  # truncated, as by a crash mid-write of an old-style save
+    train(resume=run, quiet=True)
+    assert "falling back" in (run / "train.log").read_text()
+    assert numbers(run) == numbers(ref)
+
+
+def test_resume_of_finished_run_changes_nothing(tiny_cfg, tmp_path):
+    run = train(tiny_cfg(), runs_dir=tmp_path, quiet=True)
+    before = (run / "metrics.csv").read_text()
+    train(resume=run, quiet=True)
+    assert (run / "metrics.csv").read_text() == before
+
+
+def test_resume_rejects_non_runs(tmp_path):
+    with pytest.raises(ReslabError, match="does not exist"):
+        train(resume=tmp_path / "nope")
+    (tmp_path / "x").mkdir()
+    with pytest.raises(ReslabError, match="is not a reslab run"):
+        train(resume=tmp_path / "x")
+
+
+def test_non_finite_loss_fails_clearly_and_keeps_checkpoints(tiny_cfg, tmp_path):
+    cfg = tiny_cfg(**{"optim.lr": 1e6, "train.iterations": 40, "optim.weight_decay": 0.0})
+    with pytest.raises(NonFiniteLoss, match="iteration"):
+        train(cfg, runs_dir=tmp_path, quiet=True)
+    run = next(tmp_path.iterdir())
+    s = json.loads((run / "summary.json").read_text())
+    assert s["status"] == "failed" and "iteration" in s["error"]
+    assert resumable_checkpoints(run / "checkpoints")
+
+
+def test_checkpoint_checksum_detects_corruption(tmp_path):
+    p = tmp_path / "c.pt"
+    save_checkpoint({"x": torch.arange(10)}, p)
+    assert torch.equal(load_checkpoint(p)["x"], torch.arange(10))
+    raw = bytearray(p.read_bytes())
+    raw[-30] ^= 0xFF
+    p.write_bytes(bytes(raw))
+    with pytest.raises(ReslabError, match="corrupt"):
+        load_checkpoint(p)
+    sidecar(p).unlink()
+    with pytest.raises(ReslabError, match="no checksum"):
+        load_checkpoint(p, require_checksum=True)
+
+
+def test_constant_warmup_until_error_then_base_lr(tiny_cfg, tmp_path):
+    from reslab.config import resolve_schedule
+    from reslab.engine.schedule import LRSchedule
+    cfg = tiny_cfg(**{"optim.warmup": "constant", "optim.warmup_until_train_error": 80.0,
+                      "optim.warmup_lr": 0.01, "optim.warmup_iterations": 400, "optim.warmup_from_depth": 110,
+                      "train.iterations": 10000})
+    sched = resolve_schedule(cfg, 1000)
+    assert LRSchedule(cfg, sched, depth=20).lr(0) == cfg.optim.lr  # only for deep nets, as in the paper
+    lrs = LRSchedule(cfg, sched, depth=110)
+    assert lrs.lr(0) == 0.01 and lrs.lr(5) == 0.01
+    assert not lrs.observe_error(5, 85.0) and lrs.observe_error(6, 79.0)
+    assert lrs.lr(6) == cfg.optim.lr and lrs.lr(5) == 0.01
+    capped = LRSchedule(cfg, sched, depth=110)
+    assert capped.lr(399) == 0.01 and capped.lr(400) == cfg.optim.lr
+
+
+def test_linear_warmup_and_steps():
+    from reslab.config import load_config, resolve_schedule
+    from reslab.engine.schedule import LRSchedule
+    cfg = load_config(None, ["optim.warmup=linear", "optim.warmup_iterations=10", "train.iterations=100"])
+    lrs = LRSchedule(cfg, resolve_schedule(cfg, 45000))
+    assert lrs.lr(0) == pytest.approx(0.01) and lrs.lr(9) == pytest.approx(0.1)
+    assert lrs.lr(49) == pytest.approx(0.1) and lrs.lr(50) == pytest.approx(0.01) and lrs.lr(75) == pytest.approx(0.001)
+
+
+def _cli_train(fake_dir, runs_dir, extra=()):
+    return [sys.executable, "-m", "reslab", "train", "--model", "resnet8", "--data-dir", str(fake_dir),
+            "--runs-dir", str(runs_dir), "--quiet", "--set", "train.iterations=24", "--set", "train.eval_every=6",
+            "--set", "train.batch_size=25", "--set", "data.val_size=50", "--set", "log.tensorboard=false", *extra]
+
+
+def test_sigint_checkpoints_and_says_how_to_resume(fake_dir, tmp_path):
+    cmd = _cli_train(fake_dir, tmp_path, ["--set", "train.iterations=100000", "--set", "train.eval_every=50000"])
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    deadline = time.time() + 60
+    while time.time() < deadline and not list(tmp_path.glob("*/checkpoints/ckpt-00000000.pt.sha256")):
+        time.sleep(0.2)
+    time.sleep(1.0)
+    proc.send_signal(signal.SIGINT)
+    out, _ = proc.communicate(timeout=60)
+    assert proc.returncode == 0, out
+    assert "reslab train --resume" in out
+    run = next(tmp_path.iterdir())
+    s = json.loads((run / "summary.json").read_text())
+    assert s["status"] == "interrupted" and s["iterations_done"] > 0
+
+
+def test_kill_9_at_random_moments_then_resume_is_bit_identical(fake_dir, tmp_path):
+    ref = subprocess.run(_cli_train(fake_dir, tmp_path / "ref"), capture_output=True, text=True, timeout=120)
+    assert ref.returncode == 0, ref.stderr
+    ref_run = next((tmp_path / "ref").iterdir())
+    rng = random.Random(1234)
+    proc = subprocess.Popen(_cli_train(fake_dir, tmp_path / "cut"), stdout=subprocess.DEVNULL,
+                            stderr=subprocess.DEVNULL)
+    kills = 0
+    for _ in range(8):
+        time.sleep(rng.uniform(2.0, 4.0))  # python + torch start-up takes ~2 s; then a few steps
+        if proc.poll() is not None:
+            break
+        proc.send_signal(signal.SIGKILL)
+        proc.wait()
+        kills += 1
+        run = next((tmp_path / "cut").iterdir(), None)
+        if run is None or not (run / "config.yaml").exists():
+            # killed before the run directory existed: start over, as a user would
+            for p in (tmp_path / "cut").glob("*"):
+                p.rename(tmp_path / f"abandoned-{p.name}")
+            proc = subprocess.Popen(_cli_train(fake_dir, tmp_path / "cut"), stdout=subprocess.DEVNULL,
+                                    stderr=subprocess.DEVNULL)
+            continue
+        proc = subprocess.Popen([sys.executable, "-m", "reslab", "train", "--resume", str(run), "--quiet"],
+                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    assert proc.wait(timeout=120) == 0
+    assert kills >= 1
+    run = next((tmp_path / "cut").iterdir())
+    assert numbers(run) == numbers(ref_run)
+    assert same_weights(final_weights(run), final_weights(ref_run))
