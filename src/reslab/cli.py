@@ -41,6 +41,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="override any config key, e.g. --set optim.lr=0.05 (repeatable)")
     p.add_argument("--resume", default=None, metavar="RUN_DIR", help="continue this run from its newest good "
                    "checkpoint (its own config is used; only --device may change)")
+    p.add_argument("--run-name", default=None, help="name the run directory exactly (must not exist); default "
+                   "<model>-<timestamp>")
     p.add_argument("--quiet", action="store_true", help="no progress bar or per-epoch lines")
     p.add_argument("--print-config", action="store_true", help="print the resolved config and exit")
 
@@ -75,7 +77,71 @@ def build_parser() -> argparse.ArgumentParser:
                         formatter_class=fmt)
     q.add_argument("file", help="the .th file")
     q.add_argument("--out", required=True, help="the reslab checkpoint to write (must not exist)")
+    p = sub.add_parser("study", help="train a grid of models under one protocol and write a report",
+                       formatter_class=fmt)
+    ssub = p.add_subparsers(dest="study_kind", required=True, metavar="STUDY")
+    q = ssub.add_parser("degradation", formatter_class=fmt,
+                        help="plain vs residual nets of several depths (the paper's Fig. 6 / Table 6)",
+                        description="Trains {plain, resnet} x depths under one protocol; only the shortcut differs "
+                                    "within a pair. Rerunning the same command resumes the study.")
+    q.add_argument("--profile", default="quick", help="quick (CPU, ~15 min), paper (the full protocol, for a GPU), "
+                   "or a YAML config file")
+    q.add_argument("--depths", default=None, help="comma-separated CIFAR depths (6n+2); default 20,56 for quick, "
+                   "20,32,44,56 otherwise")
+    q.add_argument("--seeds", type=int, default=1, help="repeat every model with this many seeds (train.seed, +1, ...)")
+    q.add_argument("--devices", default=None, help="comma-separated devices, one run per device at a time in "
+                   "separate processes (e.g. cuda:0,cuda:1); default: train.device of the profile")
+    _add_data_dir(q)
+    q.add_argument("--out", default=None, help="study directory (default: studies/degradation-<profile>); an "
+                   "existing one holding the same study is resumed, never overwritten")
+    q.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                   help="override a config key for every run of the study")
+    q.add_argument("--no-report", action="store_true", help="train only; build the report later with reslab report")
+    q.add_argument("--quiet", action="store_true", help="no progress bars")
+
+    p = sub.add_parser("report", help="(re)build a study's report.md / report.html from its runs", formatter_class=fmt)
+    p.add_argument("study_dir", metavar="STUDY_DIR")
+    for module in _extensions():
+        COMMANDS.update(module.register(sub))
     return ap
+
+
+# Command groups that live beside the code they drive: each module has register(subparsers) -> {command: handler}.
+EXTENSIONS: tuple[str, ...] = ()
+
+
+def _extensions():
+    import importlib
+
+    return [importlib.import_module(name) for name in EXTENSIONS]
+
+
+def cmd_study(a) -> int:
+    from reslab.study import plan_degradation, run_study
+    from reslab.study.degradation import parse_depths
+
+    if a.data_dir is not None and not Path(a.data_dir).exists():
+        raise ReslabError(f"--data-dir {a.data_dir} does not exist")
+    profile_name = Path(a.profile).stem if a.profile.endswith(".yaml") else a.profile
+    depths = parse_depths(a.depths, profile_name)
+    data_dir = str(Path(a.data_dir).resolve()) if a.data_dir else None
+    spec = plan_degradation(a.profile, depths, a.seeds, a.overrides, data_dir)
+    out = Path(a.out) if a.out else Path("studies") / f"degradation-{profile_name}"
+    devices = [d.strip() for d in a.devices.split(",")] if a.devices else None
+    if devices:
+        from reslab.engine.trainer import resolve_device
+        for d in devices:
+            resolve_device(d)
+    run_study(spec, out, devices=devices, quiet=a.quiet, report=not a.no_report)
+    return 0
+
+
+def cmd_report(a) -> int:
+    from reslab.report import write_report
+
+    paths = write_report(Path(a.study_dir))
+    print(f"wrote {paths['md']} and {paths['html']}")
+    return 0
 
 
 def cmd_train(a) -> int:
@@ -91,7 +157,8 @@ def cmd_train(a) -> int:
         train(resume=a.resume, device=a.device, quiet=a.quiet)
         return 0
     overrides = list(a.overrides)
-    for flag, key in ((a.model, "model.name"), (a.data_dir, "data.dir"), (a.epochs, "train.epochs"),
+    data_dir = str(Path(a.data_dir).resolve()) if a.data_dir else None  # absolute: resume works from anywhere
+    for flag, key in ((a.model, "model.name"), (data_dir, "data.dir"), (a.epochs, "train.epochs"),
                       (a.seed, "train.seed"), (a.device, "train.device")):
         if flag is not None:
             overrides.insert(0, f"{key}={flag}")
@@ -103,7 +170,7 @@ def cmd_train(a) -> int:
     if a.print_config:
         print(dump_yaml(cfg), end="")
         return 0
-    train(cfg, runs_dir=a.runs_dir, quiet=a.quiet)
+    train(cfg, runs_dir=a.runs_dir, quiet=a.quiet, run_name=a.run_name)
     return 0
 
 
@@ -204,7 +271,8 @@ def cmd_import(a) -> int:
     return 0
 
 
-COMMANDS = {"train": cmd_train, "eval": cmd_eval, "models": cmd_models, "import": cmd_import}
+COMMANDS = {"train": cmd_train, "eval": cmd_eval, "models": cmd_models, "import": cmd_import, "study": cmd_study,
+            "report": cmd_report}
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -19,14 +19,22 @@ from reslab.engine.checkpoint import atomic_write_text
 
 METRIC_FIELDS = ("epoch", "iteration", "train_loss", "train_error", "val_loss", "val_error", "test_loss",
                  "test_error", "lr", "seconds", "images_per_s", "wall_seconds")
-CONFIG_FILE, METRICS_FILE, SUMMARY_FILE, LOG_FILE, ENV_FILE = (
-    "config.yaml", "metrics.csv", "summary.json", "train.log", "env.json")
+CONFIG_FILE, METRICS_FILE, SUMMARY_FILE, LOG_FILE, ENV_FILE, TEST_EVAL_FILE = (
+    "config.yaml", "metrics.csv", "summary.json", "train.log", "env.json", "test_eval.json")
 
 
-def new_run_dir(runs_dir: Path, name: str) -> Path:
-    """runs_dir/<name>-<timestamp>, with -2, -3 ... appended if that exists: a run never reuses a folder."""
+def new_run_dir(runs_dir: Path, name: str, exact: str | None = None) -> Path:
+    """runs_dir/<name>-<timestamp>, with -2, -3 ... appended if that exists: a run never reuses a folder.
+    With `exact`, runs_dir/<exact>, which must not exist yet."""
     runs_dir = Path(runs_dir)
     runs_dir.mkdir(parents=True, exist_ok=True)
+    if exact:
+        path = runs_dir / exact
+        try:
+            path.mkdir()
+        except FileExistsError:
+            raise ReslabError(f"run directory {path} already exists; resume it with --resume or pick another name")
+        return path
     stamp = datetime.now().strftime("%Y%m%d-%H%M%S")
     for i in range(1, 10_000):
         path = runs_dir / (f"{name}-{stamp}" + (f"-{i}" if i > 1 else ""))

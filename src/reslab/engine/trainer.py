@@ -152,7 +152,7 @@ def _rng_state() -> dict:
 
 def train(cfg: Config | None = None, *, runs_dir: str | Path = "runs", resume: str | Path | None = None,
           data: Cifar10 | None = None, device: str | None = None, quiet: bool = False,
-          stop_after: int | None = None) -> Path:
+          stop_after: int | None = None, run_name: str | None = None) -> Path:
     """Train one model; returns its run directory.
 
     cfg         a validated Config (ignored with `resume`, which uses the run's own config)
@@ -160,6 +160,7 @@ def train(cfg: Config | None = None, *, runs_dir: str | Path = "runs", resume: s
     data        CIFAR-10 already in memory (studies load it once for many runs)
     device      overrides train.device (e.g. to resume a run on another device)
     stop_after  stop (with a checkpoint, as on Ctrl-C) after this many iterations in this call — for tests
+    run_name    create exactly runs_dir/run_name (must not exist) instead of <model>-<timestamp>; studies use it
     """
     ckpt = None
     if resume is not None:
@@ -210,7 +211,7 @@ def train(cfg: Config | None = None, *, runs_dir: str | Path = "runs", resume: s
     state = State()
     acc = Progress.zeros(dev)
     if ckpt is None:
-        run_dir = runs.new_run_dir(Path(runs_dir), cfg.model.name)
+        run_dir = runs.new_run_dir(Path(runs_dir), cfg.model.name, exact=run_name)
         log = runs.RunLog(run_dir, quiet)
         (run_dir / "checkpoints").mkdir()
         (run_dir / runs.CONFIG_FILE).write_text(dump_yaml(cfg))
@@ -265,6 +266,8 @@ def train(cfg: Config | None = None, *, runs_dir: str | Path = "runs", resume: s
             row.update(val_loss=v.loss, val_error=v.error)
         te = evaluate(model, prep.test_x, prep.test_y, prep.normalizer, **kw)
         row.update(test_loss=te.loss, test_error=te.error)
+        if state.iteration == total:  # the final test evaluation, kept whole for reports
+            runs.write_json(run_dir / runs.TEST_EVAL_FILE, {"iteration": state.iteration, **te.as_dict()})
         return row
 
     lrs_error_window = torch.zeros((), dtype=torch.int64, device=dev)

@@ -1,0 +1,127 @@
+"""Report figures (matplotlib, Agg backend: no display needed)."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+
+from reslab.data import CLASSES  # noqa: E402
+from reslab.report.collect import ModelResult, Study  # noqa: E402
+
+GROUP_TITLES = {"plain": "plain networks", "resnet": "residual networks (ResNets)"}
+
+
+def _depth_colors(depths):
+    cmap = plt.get_cmap("viridis")
+    depths = sorted(set(d for d in depths if d is not None))
+    n = max(len(depths) - 1, 1)
+    return {d: cmap(0.85 * i / n) for i, d in enumerate(depths)}
+
+
+def _curve(m: ModelResult, key: str):
+    """(iterations, mean over seeds) of a metrics column; only iterations every finished seed reached."""
+    runs = [r for r in m.runs if r.rows]
+    if not runs:
+        return [], []
+    common = sorted(set.intersection(*[{row["iteration"] for row in r.rows if row.get(key) is not None}
+                                       for r in runs]))
+    ys = []
+    for it in common:
+        vals = [next(row[key] for row in r.rows if row["iteration"] == it) for r in runs]
+        ys.append(sum(vals) / len(vals))
+    return common, ys
+
+
+def figure6(study: Study, out: Path, groups=("plain", "resnet")) -> Path:
+    """The paper's Fig. 6: training error (dashed) and test error (bold) vs iterations, plain | residual."""
+    models = study.models()
+    colors = _depth_colors(m.depth for m in models)
+    fig, axes = plt.subplots(1, len(groups), figsize=(6 * len(groups), 4.4), sharey=True, squeeze=False)
+    ymax = 0
+    for ax, group in zip(axes[0], groups):
+        for m in sorted((m for m in models if m.group == group), key=lambda m: m.depth or 0):
+            c = colors.get(m.depth, "k")
+            x, tr = _curve(m, "train_error")
+            x2, te = _curve(m, "test_error")
+            if x:
+                ax.plot(x, tr, "--", color=c, lw=1.4)
+            if x2:
+                ax.plot(x2, te, "-", color=c, lw=2.6, label=f"{m.model}")
+            ymax = max([ymax, *tr, *te])
+        ax.set_title(GROUP_TITLES.get(group, group))
+        ax.set_xlabel("iteration")
+        ax.grid(alpha=0.3)
+        ax.legend(title="bold: test, dashed: train", fontsize=9, title_fontsize=9)
+    axes[0][0].set_ylabel("error (%)")
+    axes[0][0].set_ylim(0, min(100, ymax * 1.05 + 1))
+    fig.suptitle("Training on CIFAR-10 (cf. He et al. 2016, Fig. 6)")
+    fig.tight_layout()
+    return _save(fig, out / "figure6.png")
+
+
+def pair_curves(study: Study, out: Path) -> Path:
+    """Per depth: training loss (left) and test error (right), plainN vs resnetN."""
+    models = {m.model: m for m in study.models()}
+    depths = sorted({m.depth for m in models.values() if m.depth is not None})
+    fig, axes = plt.subplots(len(depths), 2, figsize=(11, 3.2 * len(depths)), squeeze=False)
+    for row, d in enumerate(depths):
+        for col, (key, label) in enumerate((("train_loss", "training loss"), ("test_error", "test error (%)"))):
+            ax = axes[row][col]
+            for m in (x for x in models.values() if x.depth == d):
+                it, y = _curve(m, key)
+                style = "-" if m.group == "resnet" else "--"
+                ax.plot(it, y, style, lw=2, color="tab:blue" if m.group == "resnet" else "tab:red", label=m.model)
+            ax.set_title(f"depth {d}: {label}")
+            ax.set_xlabel("iteration")
+            ax.grid(alpha=0.3)
+            ax.legend(fontsize=9)
+    fig.tight_layout()
+    return _save(fig, out / "pairs.png")
+
+
+def lr_schedule(study: Study, out: Path) -> Path:
+    fig, ax = plt.subplots(figsize=(6, 3))
+    seen = set()
+    for m in study.models():
+        for r in m.runs[:1]:
+            pts = [(row["iteration"], row["lr"]) for row in r.rows if row.get("lr") is not None]
+            key = tuple(pts)
+            if pts and key not in seen:
+                seen.add(key)
+                ax.step([0] + [p[0] for p in pts], [pts[0][1]] + [p[1] for p in pts], where="pre", label=m.model)
+    ax.set_yscale("log")
+    ax.set_xlabel("iteration")
+    ax.set_ylabel("learning rate (at each evaluation)")
+    ax.set_title("Learning-rate schedule (identical for every model)" if len(seen) == 1 else "Learning-rate schedules")
+    ax.grid(alpha=0.3, which="both")
+    fig.tight_layout()
+    return _save(fig, out / "lr.png")
+
+
+def confusion(matrix: list[list[int]], title: str, out: Path) -> Path:
+    fig, ax = plt.subplots(figsize=(6.2, 5.4))
+    im = ax.imshow(matrix, cmap="Blues")
+    ax.set_xticks(range(10), CLASSES, rotation=45, ha="right")
+    ax.set_yticks(range(10), CLASSES)
+    ax.set_xlabel("predicted")
+    ax.set_ylabel("true")
+    top = max(max(r) for r in matrix) or 1
+    for i, r in enumerate(matrix):
+        for j, v in enumerate(r):
+            ax.text(j, i, str(v), ha="center", va="center", fontsize=7, color="white" if v > top / 2 else "black")
+    ax.set_title(title)
+    fig.colorbar(im, ax=ax, fraction=0.046)
+    fig.tight_layout()
+    return _save(fig, out / "confusion.png")
+
+
+def _save(fig, path: Path) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp.png")
+    fig.savefig(tmp, dpi=110)
+    plt.close(fig)
+    tmp.replace(path)
+    return path

@@ -1,0 +1,53 @@
+"""The paper's main CIFAR experiment (Sec. 4.2, Fig. 6): plain vs residual nets of several depths.
+
+Every run shares the study's base config (the profile plus any --set); a grid cell only sets the model name
+and the seed. With option-A shortcuts plainN and resnetN have the same parameters and, for the same seed, the
+same initial weights, see the same images in the same order and follow the same schedule — the shortcut is
+the only difference.
+"""
+from __future__ import annotations
+
+from reslab.config import find_config, from_flat, load_config, load_yaml, parse_override, to_dict
+from reslab.models.cifar import cifar_depth_to_n
+from reslab.study.runner import RunSpec, StudySpec
+
+DEFAULT_DEPTHS = (20, 32, 44, 56)
+# The CPU profile's grid is the smallest that shows both effects (see configs/quick.yaml).
+PROFILE_DEPTHS = {"quick": (20, 56)}
+
+
+def parse_depths(text: str | None, profile: str) -> tuple[int, ...]:
+    if not text:
+        return PROFILE_DEPTHS.get(profile, DEFAULT_DEPTHS)
+    from reslab import ReslabError
+    try:
+        depths = tuple(int(t) for t in text.replace(" ", "").split(",") if t)
+    except ValueError:
+        raise ReslabError(f"--depths {text!r} is not a comma-separated list of integers (e.g. 20,32,44,56)") from None
+    for d in depths:
+        cifar_depth_to_n(d)
+    if len(set(depths)) != len(depths) or not depths:
+        raise ReslabError(f"--depths {text!r}: give distinct depths, e.g. 20,56")
+    return tuple(sorted(depths))
+
+
+def plan_degradation(profile: str = "quick", depths=None, seeds: int = 1, overrides: list[str] | None = None,
+                     data_dir: str | None = None) -> StudySpec:
+    from reslab import ReslabError
+    if seeds < 1:
+        raise ReslabError(f"--seeds {seeds}: must be at least 1")
+    depths = depths or PROFILE_DEPTHS.get(profile, DEFAULT_DEPTHS)
+    over = list(overrides or [])
+    if data_dir is not None:
+        over.append(f"data.dir={data_dir}")
+    base = load_config(profile, over)
+    base_seed = base.train.seed
+    spec = StudySpec("degradation", profile, to_dict(base))
+    for depth in depths:
+        for kind in ("plain", "resnet"):
+            for s in range(seeds):
+                seed = base_seed + s
+                spec.runs.append(RunSpec(name=f"{kind}{depth}-s{seed}",
+                                         overrides={"model.name": f"{kind}{depth}", "train.seed": seed},
+                                         group=kind, depth=depth))
+    return spec

@@ -1,0 +1,158 @@
+import json
+import shutil
+import subprocess
+import sys
+
+import pytest
+
+from reslab import ReslabError
+from reslab.cli import main
+from reslab.report import write_report
+from reslab.report.collect import load_study
+from reslab.report.verdicts import all_verdicts
+from reslab.study import plan_degradation, run_study
+from reslab.study.degradation import parse_depths
+
+TINY = ["data.val_size=50", "data.val_subset=null", "data.test_subset=40", "train.batch_size=25", "train.iterations=12",
+        "train.eval_every=4", "optim.milestones=[0.5, 0.75]", "optim.milestones_unit=fraction",
+        "optim.warmup=none", "data.train_subset=null", "log.tensorboard=false", "log.progress=false"]
+
+
+@pytest.fixture(scope="module")
+def tiny_study(tmp_path_factory, fake_dir_module):
+    out = tmp_path_factory.mktemp("study") / "s"
+    spec = plan_degradation("quick", (8, 14), seeds=1, overrides=TINY, data_dir=str(fake_dir_module))
+    run_study(spec, out, quiet=True, log=lambda m: None)
+    return out
+
+
+@pytest.fixture(scope="module")
+def fake_dir_module(tmp_path_factory):
+    from reslab.data.synthetic import write_fake_cifar
+    d = tmp_path_factory.mktemp("fake")
+    write_fake_cifar(d, per_batch=60, test=60)
+    return d
+
+
+def test_study_trains_the_grid_and_writes_every_part_of_the_report(tiny_study):
+    names = sorted(p.name for p in (tiny_study / "runs").iterdir())
+    assert names == ["plain14-s0", "plain8-s0", "resnet14-s0", "resnet8-s0"]
+    for n in names:
+        assert json.loads((tiny_study / "runs" / n / "summary.json").read_text())["status"] == "finished"
+    rep = tiny_study / "report"
+    for f in ("report.md", "report.html", "figure6.png", "pairs.png", "lr.png", "confusion.png"):
+        assert (rep / f).is_file() and (rep / f).stat().st_size > 1000, f
+    md = (rep / "report.md").read_text()
+    for needle in ("## Verdicts", "Degradation: plain14", "Residual cure at depth 8", "Residual cure at depth 14",
+                   "## Results", "best val err", "## Ranking", "Paper protocol only", "8.75" if False else "Table 6",
+                   "## Per-class test accuracy", "airplane", "Confusion matrix of the best model", "figure6.png"):
+        assert needle in md, needle
+    html = (rep / "report.html").read_text()
+    assert html.count("data:image/png;base64,") == 4 and "Verdicts" in html
+
+
+def test_protocol_is_identical_across_the_grid(tiny_study):
+    cfgs = {}
+    for run in (tiny_study / "runs").iterdir():
+        import yaml
+        c = yaml.safe_load((run / "config.yaml").read_text())
+        name = c["model"].pop("name")
+        cfgs[name] = c
+    first = next(iter(cfgs.values()))
+    assert all(c == first for c in cfgs.values())  # only the model name differs
+
+
+def test_rerun_skips_finished_runs_and_keeps_files(tiny_study, fake_dir_module):
+    before = {p: p.stat().st_mtime_ns for p in (tiny_study / "runs").rglob("metrics.csv")}
+    logs = []
+    spec = plan_degradation("quick", (8, 14), seeds=1, overrides=TINY, data_dir=str(fake_dir_module))
+    run_study(spec, tiny_study, quiet=True, log=logs.append, report=False)
+    assert sum("finished, skipped" in m for m in logs) == 4
+    assert {p: p.stat().st_mtime_ns for p in (tiny_study / "runs").rglob("metrics.csv")} == before
+
+
+def test_interrupted_study_resumes_only_what_is_left(tmp_path, fake_dir_module):
+    spec = plan_degradation("quick", (8,), seeds=1, overrides=TINY, data_dir=str(fake_dir_module))
+    out = tmp_path / "s"
+    from reslab.engine import train
+    from reslab.study.runner import open_study
+    open_study(spec, out)
+    # plain8 half done (as after a kill), resnet8 never started
+    train(spec.run_config(spec.runs[0]), runs_dir=out / "runs", run_name=spec.runs[0].name, quiet=True,
+          stop_after=5)
+    logs = []
+    run_study(spec, out, quiet=True, log=logs.append)
+    assert any("plain8-s0: resuming" in m for m in logs) and any("resnet8-s0: training" in m for m in logs)
+    assert load_study(out).runs[0].status == "finished"
+
+
+def test_a_different_study_in_the_same_dir_is_refused(tiny_study, fake_dir_module):
+    spec = plan_degradation("quick", (8, 20), seeds=1, overrides=TINY, data_dir=str(fake_dir_module))
+    with pytest.raises(ReslabError, match="different study"):
+        run_study(spec, tiny_study, quiet=True)
+
+
+def _flip(study_dir, tmp_path, edits):
+    """Copy a study and rewrite final numbers in its summaries."""
+    dst = tmp_path / "flipped"
+    shutil.copytree(study_dir, dst)
+    for name, (train_err, test_err) in edits.items():
+        p = dst / "runs" / name / "summary.json"
+        s = json.loads(p.read_text())
+        s["final"]["train_error"], s["final"]["test_error"] = train_err, test_err
+        p.write_text(json.dumps(s))
+    return dst
+
+
+def test_verdicts_follow_the_numbers(tiny_study, tmp_path):
+    good = _flip(tiny_study, tmp_path / "a", {"plain8-s0": (30.0, 32.0), "plain14-s0": (40.0, 41.0),
+                                               "resnet8-s0": (25.0, 28.0), "resnet14-s0": (20.0, 24.0)})
+    v = {x.claim + str(i): x for i, x in enumerate(all_verdicts(load_study(good).models()))}
+    texts = [x.text for x in v.values()]
+    assert "Degradation: plain14 ends with higher training error than plain8 (40.0% vs 30.0%) — reproduced." in texts
+    assert any("resnet14 ends below plain14 by 20.0 points" in t and t.endswith("reproduced.") for t in texts)
+    assert any(t.startswith("Deeper ResNets do better: resnet14 ends with lower test error") for t in texts)
+    bad = _flip(tiny_study, tmp_path / "b", {"plain8-s0": (40.0, 41.0), "plain14-s0": (30.0, 32.0),
+                                              "resnet8-s0": (20.0, 24.0), "resnet14-s0": (35.0, 38.0)})
+    texts = [x.text for x in all_verdicts(load_study(bad).models())]
+    assert any(t.startswith("Degradation: plain14 ends with lower (or equal)") and t.endswith("not reproduced.")
+               for t in texts)
+    assert any("resnet14 does not end below plain14" in t and "not reproduced" in t for t in texts)
+    assert any("resnet14 does not beat resnet8" in t for t in texts)
+    # and the written report carries the flipped verdict
+    write_report(bad)
+    assert "— not reproduced." in (bad / "report" / "report.md").read_text()
+
+
+def test_parse_depths_and_defaults():
+    assert parse_depths(None, "quick") == (20, 56)
+    assert parse_depths(None, "paper") == (20, 32, 44, 56)
+    assert parse_depths("56,20", "quick") == (20, 56)
+    with pytest.raises(ReslabError, match="6n\\+2"):
+        parse_depths("20,21", "quick")
+    with pytest.raises(ReslabError, match="comma-separated"):
+        parse_depths("twenty", "quick")
+
+
+def test_cli_study_and_report(tmp_path, fake_dir_module, capsys):
+    args = ["study", "degradation", "--depths", "8", "--data-dir", str(fake_dir_module), "--out",
+            str(tmp_path / "st"), "--quiet"]
+    for o in TINY:
+        args += ["--set", o]
+    assert main(args) == 0
+    assert (tmp_path / "st" / "report" / "report.html").is_file()
+    assert main(["report", str(tmp_path / "st")]) == 0
+    assert main(["report", str(tmp_path)]) == 2
+    assert "not a reslab study" in capsys.readouterr().err
+
+
+def test_study_on_two_cpu_worker_processes(tmp_path, fake_dir_module):
+    """--devices spreads runs over worker processes (here two CPU workers); results match in-process runs."""
+    args = [sys.executable, "-m", "reslab", "study", "degradation", "--depths", "8", "--data-dir",
+            str(fake_dir_module), "--out", str(tmp_path / "par"), "--devices", "cpu,cpu", "--quiet"]
+    for o in TINY:
+        args += ["--set", o]
+    r = subprocess.run(args, capture_output=True, text=True, timeout=300)
+    assert r.returncode == 0, r.stdout + r.stderr
+    st = load_study(tmp_path / "par")
+    assert [x.status for x in st.runs] == ["finished", "finished"]
