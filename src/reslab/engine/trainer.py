@@ -51,11 +51,17 @@ def model_depth(name: str) -> int | None:
     return int(digits) if digits else None
 
 
-def build_model(cfg: Config) -> torch.nn.Module:
+def model_kwargs(cfg: Config) -> dict:
+    """The keyword arguments `create_model` gets for this config (also stored in every checkpoint, so a
+    checkpoint rebuilds its model without the config)."""
     kw = {"shortcut": cfg.model.shortcut}
     if cfg.model.zero_init_residual:
         kw["zero_init_residual"] = True
-    return create_model(cfg.model.name, **kw)
+    return kw
+
+
+def build_model(cfg: Config) -> torch.nn.Module:
+    return create_model(cfg.model.name, **model_kwargs(cfg))
 
 
 @dataclass
@@ -238,7 +244,7 @@ def train(cfg: Config | None = None, *, runs_dir: str | Path = "runs", resume: s
     tb = _tensorboard(run_dir, cfg)
 
     def payload(kind: str) -> dict:
-        return {"kind": kind, "model": {"name": cfg.model.name, "kwargs": {"shortcut": cfg.model.shortcut}},
+        return {"kind": kind, "model": {"name": cfg.model.name, "kwargs": model_kwargs(cfg)},
                 "model_state": model.state_dict(), "normalization": prep.normalizer.state_dict(),
                 "config": to_dict(cfg), "iteration": state.iteration}
 
