@@ -107,7 +107,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 # Command groups that live beside the code they drive: each module has register(subparsers) -> {command: handler}.
-EXTENSIONS: tuple[str, ...] = ()
+EXTENSIONS: tuple[str, ...] = ("reslab.bench",)
 
 
 def _extensions():

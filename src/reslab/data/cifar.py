@@ -137,7 +137,8 @@ def _read_members(source: Path) -> dict[str, bytes]:
                     if base in names and member.isfile():
                         found[base] = tar.extractfile(member).read()
         except (tarfile.TarError, EOFError, OSError, ValueError) as e:
-            raise DataError(f"{source} is not a readable CIFAR-10 archive ({type(e).__name__}: {e}); "
+            raise DataError(f"{source} is not a readable CIFAR-10 archive ({type(e).__name__}: "
+                            f"{(str(e).splitlines() or [''])[0]}); "
                             f"expected the python-version {ARCHIVE_NAME}") from None
     missing = [n for n in names if n not in found]
     if missing:

@@ -59,8 +59,12 @@ def save_checkpoint(obj: dict, path: Path) -> None:
     buf = io.BytesIO()
     torch.save({"format": FORMAT, "version": VERSION, **obj}, buf)
     data = buf.getvalue()
-    atomic_write_bytes(path, data)
-    atomic_write_text(sidecar(path), hashlib.sha256(data).hexdigest() + "\n")
+    try:
+        atomic_write_bytes(path, data)
+        atomic_write_text(sidecar(path), hashlib.sha256(data).hexdigest() + "\n")
+    except OSError as e:
+        raise CheckpointError(f"cannot write checkpoint {path} ({e.strerror or e}); earlier checkpoints are "
+                              f"intact") from None
 
 
 def load_checkpoint(path: Path, *, require_checksum: bool = False, map_location="cpu") -> dict:
@@ -113,6 +117,26 @@ def prune_checkpoints(ckpt_dir: Path, keep: int) -> None:
     for p in resumable_checkpoints(ckpt_dir)[keep:]:
         p.unlink(missing_ok=True)
         sidecar(p).unlink(missing_ok=True)
+
+
+def load_weights(model: torch.nn.Module, state: dict, where: str | Path) -> None:
+    """load_state_dict with a one-line error when the weights belong to another architecture."""
+    state = strip_prefix(state)
+    own = model.state_dict()
+    missing = [k for k in own if k not in state]
+    unexpected = [k for k in state if k not in own]
+    shapes = [f"{k} {tuple(state[k].shape)} vs {tuple(v.shape)}" for k, v in own.items()
+              if k in state and tuple(state[k].shape) != tuple(v.shape)]
+    if missing or unexpected or shapes:
+        parts = []
+        if missing:
+            parts.append(f"{len(missing)} missing keys (e.g. {missing[0]})")
+        if unexpected:
+            parts.append(f"{len(unexpected)} unexpected keys (e.g. {unexpected[0]})")
+        if shapes:
+            parts.append(f"{len(shapes)} shape mismatches (e.g. {shapes[0]})")
+        raise CheckpointError(f"checkpoint {where} holds weights of a different model: {'; '.join(parts)}")
+    model.load_state_dict(state)
 
 
 def strip_prefix(state: dict, prefixes=("module.", "_orig_mod.")) -> dict:

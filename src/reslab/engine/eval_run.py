@@ -8,15 +8,16 @@ import torch
 from reslab import ReslabError
 from reslab.config import Config, from_dict
 from reslab.data import CLASSES, Normalizer, load_cifar10, make_splits
+from reslab.engine.checkpoint import load_weights
 from reslab.engine.evaluate import EvalResult, evaluate
 from reslab.engine.trainer import load_run_checkpoint, resolve_device
 from reslab.models import create_model
 
 
-def model_from_checkpoint(ckpt: dict, device: torch.device | str = "cpu") -> torch.nn.Module:
+def model_from_checkpoint(ckpt: dict, device: torch.device | str = "cpu", where: str = "") -> torch.nn.Module:
     spec = ckpt["model"]
     model = create_model(spec["name"], **spec.get("kwargs", {}))
-    model.load_state_dict(ckpt["model_state"])
+    load_weights(model, ckpt["model_state"], where or spec["name"])
     return model.to(device)
 
 
@@ -28,7 +29,7 @@ def evaluate_checkpoint(path: str | Path, *, split: str = "test", data_dir: str 
         raise ReslabError(f"--split {split!r} is not allowed; use val or test")
     ckpt, ckpt_path = load_run_checkpoint(Path(path), which)
     dev = resolve_device(device)
-    model = model_from_checkpoint(ckpt, dev)
+    model = model_from_checkpoint(ckpt, dev, str(ckpt_path))
     norm = Normalizer.from_state_dict(ckpt["normalization"])
     cfg = from_dict(ckpt["config"]) if ckpt.get("config") else Config()
     data = data or load_cifar10(data_dir if data_dir is not None else cfg.data.dir)

@@ -27,7 +27,10 @@ def new_run_dir(runs_dir: Path, name: str, exact: str | None = None) -> Path:
     """runs_dir/<name>-<timestamp>, with -2, -3 ... appended if that exists: a run never reuses a folder.
     With `exact`, runs_dir/<exact>, which must not exist yet."""
     runs_dir = Path(runs_dir)
-    runs_dir.mkdir(parents=True, exist_ok=True)
+    try:
+        runs_dir.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise ReslabError(f"--runs-dir {runs_dir} cannot be created ({e.strerror or e})") from None
     if exact:
         path = runs_dir / exact
         try:
@@ -43,6 +46,8 @@ def new_run_dir(runs_dir: Path, name: str, exact: str | None = None) -> Path:
             return path
         except FileExistsError:
             continue
+        except OSError as e:
+            raise ReslabError(f"cannot create a run directory in {runs_dir} ({e.strerror or e})") from None
     raise ReslabError(f"could not create a new run directory in {runs_dir}")
 
 

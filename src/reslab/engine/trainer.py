@@ -14,16 +14,16 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
-import torch.nn.functional as F
 
 from reslab import ReslabError
-from reslab.config import Config, dump_yaml, from_dict, resolve_schedule, to_dict, validate
-from reslab.data import Cifar10, Normalizer, augment, load_cifar10, make_splits, mix_seed
+from reslab.config import Config, dump_yaml, from_dict, load_yaml, resolve_schedule, to_dict, validate
+from reslab.data import Cifar10, Normalizer, load_cifar10, make_splits, mix_seed
 from reslab.engine import runs
-from reslab.engine.checkpoint import (load_checkpoint, newest_good_checkpoint, prune_checkpoints,
+from reslab.engine.checkpoint import (load_checkpoint, load_weights, newest_good_checkpoint, prune_checkpoints,
                                       save_checkpoint)
-from reslab.engine.evaluate import autocast, evaluate
+from reslab.engine.evaluate import evaluate
 from reslab.engine.schedule import LRSchedule
+from reslab.engine.step import train_step, training_batch
 from reslab.models import count_params, create_model
 
 
@@ -182,6 +182,9 @@ def train(cfg: Config | None = None, *, runs_dir: str | Path = "runs", resume: s
             raise ReslabError(f"{run_dir} has no usable checkpoint to resume from; start a new run")
         ckpt_path, ckpt = found
         cfg = validate(from_dict(ckpt["config"]))
+        own = load_yaml(run_dir / runs.CONFIG_FILE).get("model", {}).get("name")
+        if own != ckpt["model"]["name"]:
+            raise ReslabError(f"{ckpt_path} is a checkpoint of {ckpt['model']['name']}, but the run trains {own}")
     elif cfg is None:
         raise ReslabError("train() needs a config or a run to resume")
     if device is not None:
@@ -225,7 +228,7 @@ def train(cfg: Config | None = None, *, runs_dir: str | Path = "runs", resume: s
         runs.write_metrics(run_dir / runs.METRICS_FILE, [])
         log(f"run {run_dir}")
     else:
-        model.load_state_dict(ckpt["model_state"])
+        load_weights(model, ckpt["model_state"], ckpt_path)
         optimizer.load_state_dict(ckpt["optimizer"])
         scaler.load_state_dict(ckpt["scaler"])
         lrs.load_state_dict(ckpt["schedule"])
@@ -296,117 +299,109 @@ def train(cfg: Config | None = None, *, runs_dir: str | Path = "runs", resume: s
     start_wall = time.perf_counter() - state.wall_seconds
     tick = time.perf_counter()
     model.train()
-    with StopRequest() as stop:
-        while state.iteration < total:
-            it = state.iteration
-            epoch, k = divmod(it, spe)
-            if epoch != perm_epoch:  # the epoch's shuffle, from (seed, epoch) alone
-                g = torch.Generator(device=dev)
-                g.manual_seed(mix_seed(t.seed, 1, epoch))
-                perm, perm_epoch = torch.randperm(n_train, generator=g, device=dev), epoch
-            if bar is None and cfg.log.progress and not quiet:
-                bar = _bar(epoch, spe, k, total)
-            idx = perm[k * t.batch_size:(k + 1) * t.batch_size]
-            x = prep.normalizer(prep.train_x[idx])
-            y = prep.train_y[idx]
-            if cfg.data.augment:
-                g = torch.Generator(device=dev)
-                g.manual_seed(mix_seed(t.seed, 2, it))
-                x = augment(x, g, pad=cfg.data.pad)
-            if t.channels_last:
-                x = x.contiguous(memory_format=torch.channels_last)
-            lr = lrs.lr(it)
-            for group in optimizer.param_groups:
-                group["lr"] = lr
+    try:
+        with StopRequest() as stop:
+            while state.iteration < total:
+                it = state.iteration
+                epoch, k = divmod(it, spe)
+                if epoch != perm_epoch:  # the epoch's shuffle, from (seed, epoch) alone
+                    g = torch.Generator(device=dev)
+                    g.manual_seed(mix_seed(t.seed, 1, epoch))
+                    perm, perm_epoch = torch.randperm(n_train, generator=g, device=dev), epoch
+                if bar is None and cfg.log.progress and not quiet:
+                    bar = _bar(epoch, spe, k, total)
+                idx = perm[k * t.batch_size:(k + 1) * t.batch_size]
+                x, y = training_batch(prep.train_x, prep.train_y, idx, prep.normalizer,
+                                      augment_seed=mix_seed(t.seed, 2, it) if cfg.data.augment else None,
+                                      pad=cfg.data.pad, channels_last=t.channels_last)
+                lr = lrs.lr(it)
+                for group in optimizer.param_groups:
+                    group["lr"] = lr
+                loss, out = train_step(step_model, optimizer, scaler, x, y, t.amp)
 
-            with autocast(dev, t.amp):
-                out = step_model(x)
-                loss = F.cross_entropy(out.float(), y)
-            optimizer.zero_grad(set_to_none=True)
-            scaler.scale(loss).backward()
-            scaler.step(optimizer)
-            scaler.update()
+                wrong = (out.argmax(1) != y).sum()
+                acc.loss_sum += loss.double() * y.shape[0]
+                acc.wrong += wrong
+                acc.seen += y.shape[0]
+                state.iteration = it + 1
+                done_this_call += 1
 
-            wrong = (out.detach().argmax(1) != y).sum()
-            acc.loss_sum += loss.detach().double() * y.shape[0]
-            acc.wrong += wrong
-            acc.seen += y.shape[0]
-            state.iteration = it + 1
-            done_this_call += 1
+                if lrs.needs_error(it):  # the paper's ResNet-110 warm-up: 0.01 until training error < 80%
+                    lrs_error_window += wrong
+                    window_seen += y.shape[0]
+                    if window_seen >= 50 * t.batch_size:
+                        err = 100.0 * float(lrs_error_window) / window_seen
+                        if lrs.observe_error(state.iteration, err):
+                            log(f"warm-up ends at iteration {state.iteration}: training error {err:.1f}% "
+                                f"< {cfg.optim.warmup_until_train_error}%; lr back to {cfg.optim.lr}")
+                        lrs_error_window.zero_()
+                        window_seen = 0
 
-            if lrs.needs_error(it):  # the paper's ResNet-110 warm-up: 0.01 until training error < 80%
-                lrs_error_window += wrong
-                window_seen += y.shape[0]
-                if window_seen >= 50 * t.batch_size:
-                    err = 100.0 * float(lrs_error_window) / window_seen
-                    if lrs.observe_error(state.iteration, err):
-                        log(f"warm-up ends at iteration {state.iteration}: training error {err:.1f}% "
-                            f"< {cfg.optim.warmup_until_train_error}%; lr back to {cfg.optim.lr}")
-                    lrs_error_window.zero_()
-                    window_seen = 0
-
-            if bar is not None:
-                bar.update(1)
-                if state.iteration % 20 == 0 or state.iteration == total:
-                    cur = float(loss.detach())
-                    if not math.isfinite(cur):
-                        _fail_nonfinite(state, cur, write_summary, log, bar)
-                    bar.set_postfix_str(f"loss {cur:.3f} err {100.0 * float(wrong) / y.shape[0]:.1f}% "
-                                        f"lr {lr:.4g} {acc.seen / max(acc.seconds + time.perf_counter() - tick, 1e-9):.0f} img/s")
-
-            if state.iteration in sched.snapshots and state.iteration > 0:
-                save_snapshot(run_dir, payload("snapshot"), state.iteration)
-
-            at_eval = state.iteration % eval_every == 0 or state.iteration == total
-            epoch_end = state.iteration % spe == 0 or state.iteration == total
-            stopping = stop.requested or (stop_after is not None and done_this_call >= stop_after)
-            if at_eval or stopping:
-                torch_sync(dev)
-                now = time.perf_counter()
-                acc.seconds += now - tick
-                state.wall_seconds = now - start_wall
-            if at_eval:
                 if bar is not None:
+                    bar.update(1)
+                    if state.iteration % 20 == 0 or state.iteration == total:
+                        cur = float(loss)
+                        if not math.isfinite(cur):
+                            _fail_nonfinite(state, cur, write_summary, log, bar)
+                        bar.set_postfix_str(f"loss {cur:.3f} err {100.0 * float(wrong) / y.shape[0]:.1f}% "
+                                            f"lr {lr:.4g} {acc.seen / max(acc.seconds + time.perf_counter() - tick, 1e-9):.0f} img/s")
+
+                if state.iteration in sched.snapshots and state.iteration > 0:
+                    save_snapshot(run_dir, payload("snapshot"), state.iteration)
+
+                at_eval = state.iteration % eval_every == 0 or state.iteration == total
+                epoch_end = state.iteration % spe == 0 or state.iteration == total
+                stopping = stop.requested or (stop_after is not None and done_this_call >= stop_after)
+                if at_eval or stopping:
+                    torch_sync(dev)
+                    now = time.perf_counter()
+                    acc.seconds += now - tick
+                    state.wall_seconds = now - start_wall
+                if at_eval:
+                    if bar is not None:
+                        bar.close()
+                        bar = None
+                    row = eval_row(state.iteration / spe)
+                    row["wall_seconds"] = time.perf_counter() - start_wall
+                    if not math.isfinite(row["train_loss"]):
+                        _fail_nonfinite(state, row["train_loss"], write_summary, log, None)
+                    state.rows.append(row)
+                    if row.get("val_error") is not None and (state.best is None or
+                                                             row["val_error"] < state.best["val_error"]):
+                        state.best = dict(row)
+                        best = payload("best")
+                        best["row"] = row
+                        save_checkpoint(best, run_dir / "checkpoints" / "best.pt")
+                    log(format_row(row, total, spe))
+                    if tb is not None:
+                        for key in ("train_loss", "train_error", "val_loss", "val_error", "test_loss", "test_error",
+                                    "lr", "images_per_s"):
+                            if row.get(key) is not None:
+                                tb.add_scalar(key, row[key], state.iteration)
+                        tb.flush()
+                    acc = Progress.zeros(dev)
+                    state.wall_seconds = time.perf_counter() - start_wall
+                    runs.write_metrics(run_dir / runs.METRICS_FILE, state.rows)
+                    save_resumable()
+                    write_summary("running" if state.iteration < total else "finished")
+                elif epoch_end and bar is not None:
                     bar.close()
                     bar = None
-                row = eval_row(state.iteration / spe)
-                row["wall_seconds"] = time.perf_counter() - start_wall
-                if not math.isfinite(row["train_loss"]):
-                    _fail_nonfinite(state, row["train_loss"], write_summary, log, None)
-                state.rows.append(row)
-                if row.get("val_error") is not None and (state.best is None or
-                                                         row["val_error"] < state.best["val_error"]):
-                    state.best = dict(row)
-                    best = payload("best")
-                    best["row"] = row
-                    save_checkpoint(best, run_dir / "checkpoints" / "best.pt")
-                log(format_row(row, total, spe))
-                if tb is not None:
-                    for key in ("train_loss", "train_error", "val_loss", "val_error", "test_loss", "test_error",
-                                "lr", "images_per_s"):
-                        if row.get(key) is not None:
-                            tb.add_scalar(key, row[key], state.iteration)
-                    tb.flush()
-                acc = Progress.zeros(dev)
-                state.wall_seconds = time.perf_counter() - start_wall
-                runs.write_metrics(run_dir / runs.METRICS_FILE, state.rows)
-                save_resumable()
-                write_summary("running" if state.iteration < total else "finished")
-            elif epoch_end and bar is not None:
-                bar.close()
-                bar = None
-            if stopping and state.iteration < total:
-                if bar is not None:
-                    bar.close()
-                save_resumable()
-                write_summary("interrupted")
-                log(f"stopped at iteration {state.iteration}/{total}; resume with: reslab train --resume {run_dir}",
-                    always=True)
-                if tb is not None:
-                    tb.close()
-                return run_dir
-            if at_eval or stopping:
-                tick = time.perf_counter()
+                if stopping and state.iteration < total:
+                    if bar is not None:
+                        bar.close()
+                    save_resumable()
+                    write_summary("interrupted")
+                    log(f"stopped at iteration {state.iteration}/{total}; resume with: reslab train --resume {run_dir}",
+                        always=True)
+                    if tb is not None:
+                        tb.close()
+                    return run_dir
+                if at_eval or stopping:
+                    tick = time.perf_counter()
+    except OSError as e:  # disk full, permissions: say so; every checkpoint written so far is complete
+        raise ReslabError(f"cannot write to {run_dir} ({e.strerror or e}); the last good checkpoint is kept: "
+                          f"free space or fix permissions, then reslab train --resume {run_dir}") from None
     if bar is not None:
         bar.close()
     if tb is not None:

@@ -54,7 +54,8 @@ def figure6(study: Study, out: Path, groups=("plain", "resnet")) -> Path:
         ax.set_title(GROUP_TITLES.get(group, group))
         ax.set_xlabel("iteration")
         ax.grid(alpha=0.3)
-        ax.legend(title="bold: test, dashed: train", fontsize=9, title_fontsize=9)
+        if ax.get_legend_handles_labels()[0]:
+            ax.legend(title="bold: test, dashed: train", fontsize=9, title_fontsize=9)
     axes[0][0].set_ylabel("error (%)")
     axes[0][0].set_ylim(0, min(100, ymax * 1.05 + 1))
     fig.suptitle("Training on CIFAR-10 (cf. He et al. 2016, Fig. 6)")
@@ -77,7 +78,8 @@ def pair_curves(study: Study, out: Path) -> Path:
             ax.set_title(f"depth {d}: {label}")
             ax.set_xlabel("iteration")
             ax.grid(alpha=0.3)
-            ax.legend(fontsize=9)
+            if ax.get_legend_handles_labels()[0]:
+                ax.legend(fontsize=9)
     fig.tight_layout()
     return _save(fig, out / "pairs.png")
 
@@ -97,6 +99,8 @@ def lr_schedule(study: Study, out: Path) -> Path:
     ax.set_ylabel("learning rate (at each evaluation)")
     ax.set_title("Learning-rate schedule (identical for every model)" if len(seen) == 1 else "Learning-rate schedules")
     ax.grid(alpha=0.3, which="both")
+    if ax.get_legend_handles_labels()[0]:
+        ax.legend(fontsize=8)
     fig.tight_layout()
     return _save(fig, out / "lr.png")
 

@@ -1,0 +1,70 @@
+import json
+
+import pytest
+import torch
+
+from reslab.bench import bench_eval, bench_train
+from reslab.cli import main
+from reslab.engine import train
+from reslab.engine.runs import read_metrics
+from reslab.models import create_model
+from reslab.models.fuse import fold_batchnorm
+
+
+def test_bench_train_reports_every_figure():
+    res = bench_train("resnet8", batch_size=16, rounds=2, steps=2, warmup=1, workers=0, n_images=200,
+                      log=lambda m: None)
+    for key in ("reslab_images_per_s", "baseline_images_per_s", "ratio", "gflops_reslab", "input_pipeline_share",
+                "peak_memory_mb", "baseline", "torch", "cpu"):
+        assert key in res, key
+    assert res["ratio"] == pytest.approx(res["reslab_images_per_s"] / res["baseline_images_per_s"], rel=0.01)
+    assert 0 < res["input_pipeline_share"] < 1
+    assert len(res["reslab_rounds"]) == len(res["baseline_rounds"]) == 2
+
+
+def test_bench_eval_and_cli_json(tmp_path, capsys):
+    res = bench_eval("resnet8", batch_size=50, n_images=100, train_images_per_s=100.0, log=lambda m: None)
+    assert res["folded_bn_images_per_s"] > 0 and res["eval_over_train"] > 0
+    out = tmp_path / "b.json"
+    assert main(["bench", "eval", "--model", "resnet8", "--images", "100", "--batch-size", "50", "--json",
+                 str(out)]) == 0
+    assert json.loads(out.read_text())["kind"] == "eval"
+    assert main(["bench", "train", "--model", "resnet21"]) == 2
+
+
+@pytest.mark.parametrize("shortcut", ["A", "B", "C"])
+def test_conv_bn_folding_keeps_outputs(shortcut):
+    torch.manual_seed(0)
+    m = create_model("resnet14", shortcut=shortcut)
+    for mod in m.modules():
+        if isinstance(mod, torch.nn.BatchNorm2d):
+            mod.running_mean.uniform_(-0.2, 0.2)
+            mod.running_var.uniform_(0.5, 1.5)
+            mod.weight.data.uniform_(0.5, 1.5)
+            mod.bias.data.uniform_(-0.1, 0.1)
+    m.eval()
+    f = fold_batchnorm(m)
+    assert not any(isinstance(x, torch.nn.BatchNorm2d) for x in f.modules())
+    x = torch.randn(8, 3, 32, 32)
+    assert torch.allclose(m(x), f(x), atol=1e-4)
+    assert any(isinstance(x, torch.nn.BatchNorm2d) for x in m.modules())  # the original is untouched
+
+
+def test_bf16_autocast_path_trains_on_cpu(tiny_cfg, tmp_path):
+    run = train(tiny_cfg(**{"train.amp": "bf16", "train.iterations": 10}), runs_dir=tmp_path, quiet=True)
+    rows = read_metrics(run / "metrics.csv")
+    assert rows and all(r["train_loss"] == r["train_loss"] for r in rows)  # finite
+
+
+def test_fp16_on_cpu_is_refused_with_a_clear_line(tiny_cfg):
+    from reslab.config import ConfigError
+    with pytest.raises(ConfigError, match="fp16 needs a GPU"):
+        tiny_cfg(**{"train.amp": "fp16", "train.device": "cpu"})
+
+
+def test_compile_path_trains_on_cpu(tiny_cfg, tmp_path):
+    pytest.importorskip("torch._inductor")
+    run = train(tiny_cfg(**{"train.compile": True, "train.iterations": 4, "train.eval_every": 4}),
+                runs_dir=tmp_path, quiet=True)
+    ck = torch.load(next((run / "checkpoints").glob("ckpt-00000004.pt")), weights_only=True)
+    assert not any(k.startswith("_orig_mod.") for k in ck["model_state"])  # plain keys, loadable anywhere
