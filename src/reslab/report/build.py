@@ -98,7 +98,7 @@ def build_report(study_dir: Path) -> tuple[Document, dict]:
                 Figure(figs["figure6"], "Training error (dashed) and test error (bold) vs iterations; left plain "
                        "nets, right ResNets, same axes, one colour per depth."),
                 Figure(figs["pairs"], "Per pair: training loss and test error, plainN (red, dashed) vs resnetN (blue)."),
-                Figure(figs["lr"], "Learning rate at each evaluation point."))
+                Figure(figs["lr"], "Learning rate at every iteration (one schedule for every model)."))
 
     doc.add(Heading("Results"), _results_table(models),
             Para("Final = at the end of training. Training error is measured during training (augmented images, "

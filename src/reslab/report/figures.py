@@ -85,22 +85,30 @@ def pair_curves(study: Study, out: Path) -> Path:
 
 
 def lr_schedule(study: Study, out: Path) -> Path:
-    fig, ax = plt.subplots(figsize=(6, 3))
-    seen = set()
+    """The learning rate at every iteration, recomputed from the study's config (the schedule is a pure
+    function of the iteration; a constant warm-up that ends on a training-error threshold is drawn from the
+    iteration each run recorded)."""
+    from reslab.config import from_dict, resolve_schedule
+    from reslab.engine.schedule import LRSchedule
+
+    cfg = from_dict(study.spec.base_config)
+    n_train = cfg.data.train_subset or (50000 - cfg.data.val_size)
+    sched = resolve_schedule(cfg, n_train)
+    fig, ax = plt.subplots(figsize=(6.4, 3))
+    curves = {}
     for m in study.models():
-        for r in m.runs[:1]:
-            pts = [(row["iteration"], row["lr"]) for row in r.rows if row.get("lr") is not None]
-            key = tuple(pts)
-            if pts and key not in seen:
-                seen.add(key)
-                ax.step([0] + [p[0] for p in pts], [pts[0][1]] + [p[1] for p in pts], where="pre", label=m.model)
+        lrs = LRSchedule(cfg, sched, m.depth)
+        key = tuple(lrs.lr(i) for i in range(sched.iterations))
+        curves.setdefault(key, []).append(m.model)
+    for ys, names in curves.items():
+        label = "all models" if len(curves) == 1 else ", ".join(names)
+        ax.plot(range(len(ys)), ys, lw=2, label=label)
     ax.set_yscale("log")
     ax.set_xlabel("iteration")
-    ax.set_ylabel("learning rate (at each evaluation)")
-    ax.set_title("Learning-rate schedule (identical for every model)" if len(seen) == 1 else "Learning-rate schedules")
+    ax.set_ylabel("learning rate")
+    ax.set_title("Learning-rate schedule")
     ax.grid(alpha=0.3, which="both")
-    if ax.get_legend_handles_labels()[0]:
-        ax.legend(fontsize=8)
+    ax.legend(fontsize=8)
     fig.tight_layout()
     return _save(fig, out / "lr.png")
 
