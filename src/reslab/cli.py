@@ -98,6 +98,23 @@ def build_parser() -> argparse.ArgumentParser:
                    help="override a config key for every run of the study")
     q.add_argument("--no-report", action="store_true", help="train only; build the report later with reslab report")
     q.add_argument("--quiet", action="store_true", help="no progress bars")
+    q = ssub.add_parser("imagenet-style", formatter_class=fmt,
+                        help="plain18/34, resnet18/34 and the multi-scale resnet18_ms on CIFAR-10 (one protocol)",
+                        description="Trains plain18, resnet18, plain34, resnet34 and resnet18_ms under one protocol "
+                                    "and reports degradation, depth and multi-scale verdicts. Rerunning the same "
+                                    "command resumes the study.")
+    q.add_argument("--profile", default="full", help="full (the published study's protocol: 150 epochs, batch 256; "
+                   "a GPU job), quick (CPU, reduced width; see configs/imagenet_style_quick.yaml), or a YAML file")
+    q.add_argument("--seeds", type=int, default=1, help="repeat every model with this many seeds (train.seed, +1, ...)")
+    q.add_argument("--devices", default=None, help="comma-separated devices, one run per device at a time in "
+                   "separate processes (e.g. cuda:0,cuda:1); default: train.device of the profile")
+    _add_data_dir(q)
+    q.add_argument("--out", default=None, help="study directory (default: studies/imagenet-style-<profile>); an "
+                   "existing one holding the same study is resumed, never overwritten")
+    q.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                   help="override a config key for every run of the study")
+    q.add_argument("--no-report", action="store_true", help="train only; build the report later with reslab report")
+    q.add_argument("--quiet", action="store_true", help="no progress bars")
 
     p = sub.add_parser("report", help="(re)build a study's report.md / report.html from its runs", formatter_class=fmt)
     p.add_argument("study_dir", metavar="STUDY_DIR")
@@ -116,10 +133,30 @@ def _extensions():
     return [importlib.import_module(name) for name in EXTENSIONS]
 
 
+def _cmd_study_imagenet_style(a) -> int:
+    from reslab.study import run_study
+    from reslab.study.imagenet_style import plan_imagenet_style, profile_name
+
+    if a.data_dir is not None and not Path(a.data_dir).exists():
+        raise ReslabError(f"--data-dir {a.data_dir} does not exist")
+    data_dir = str(Path(a.data_dir).resolve()) if a.data_dir else None
+    spec = plan_imagenet_style(a.profile, a.seeds, a.overrides, data_dir)
+    out = Path(a.out) if a.out else Path("studies") / f"imagenet-style-{profile_name(a.profile)}"
+    devices = [d.strip() for d in a.devices.split(",")] if a.devices else None
+    if devices:
+        from reslab.engine.trainer import resolve_device
+        for d in devices:
+            resolve_device(d)
+    run_study(spec, out, devices=devices, quiet=a.quiet, report=not a.no_report)
+    return 0
+
+
 def cmd_study(a) -> int:
     from reslab.study import plan_degradation, run_study
     from reslab.study.degradation import parse_depths
 
+    if a.study_kind == "imagenet-style":
+        return _cmd_study_imagenet_style(a)
     if a.data_dir is not None and not Path(a.data_dir).exists():
         raise ReslabError(f"--data-dir {a.data_dir} does not exist")
     profile_name = Path(a.profile).stem if a.profile.endswith(".yaml") else a.profile
@@ -205,12 +242,17 @@ def cmd_eval(a) -> int:
 def cmd_models(a) -> int:
     from reslab.models import count_macs, count_params, create_model, list_models
 
+    from reslab.models.imagenet import FAMILY, macs_at_224
+
     rows = []
     for name in list_models():
         if a.filter and a.filter not in name:
             continue
         m = create_model(name)
-        rows.append({"name": name, "parameters": count_params(m), "macs_32": count_macs(m, (3, 32, 32))})
+        row = {"name": name, "parameters": count_params(m), "macs_32": count_macs(m, (3, 32, 32))}
+        if name in FAMILY:  # 224x224 only where it means something: the ImageNet-style nets with stem=imagenet
+            row["macs_224"] = macs_at_224(m, row["macs_32"])
+        rows.append(row)
     if a.json:
         print(json.dumps(rows))
         return 0

@@ -33,6 +33,8 @@ class ModelConfig:
     name: str = "resnet20"          # any name from `reslab models`
     shortcut: str = "A"             # A: zero-pad identity (paper's CIFAR choice), B: projection where shapes change, C: projection everywhere
     zero_init_residual: bool = False  # zero the last BN gamma of every residual branch (not in the paper)
+    stem: typing.Optional[str] = None   # ImageNet-style nets only: cifar (3x3, stride 1) | imagenet (7x7/2 + max-pool); null = the model's default (cifar)
+    width: typing.Optional[int] = None  # ImageNet-style nets only: first-stage planes (stages x1, x2, x4, x8); null = the model's default (64)
 
 
 @dataclass
@@ -283,6 +285,17 @@ def validate(cfg: Config) -> Config:
         _resolve(cfg.model.name)
     except ReslabError as e:
         raise ConfigError(f"model.name: {e}") from None
+    m = cfg.model
+    if m.stem is not None and m.stem not in ("cifar", "imagenet"):
+        raise _err("model.stem", m.stem, "allowed: cifar, imagenet, or null (the model's default)")
+    if m.width is not None and m.width < 1:
+        raise _err("model.width", m.width, "must be a positive integer, or null (the model's default, 64)")
+    if m.stem is not None or m.width is not None:
+        from reslab.models.imagenet import FAMILY
+        if m.name not in FAMILY:
+            key, v = ("model.stem", m.stem) if m.stem is not None else ("model.width", m.width)
+            raise _err(key, v, f"only the ImageNet-style nets take it ({', '.join(FAMILY)}), not {m.name}; "
+                       f"set it to null")
     t, o, d = cfg.train, cfg.optim, cfg.data
     if not DEVICE_RE.fullmatch(t.device):
         raise _err("train.device", t.device, "allowed: auto, cpu, cuda, cuda:N, mps")

@@ -57,6 +57,9 @@ def model_kwargs(cfg: Config) -> dict:
     kw = {"shortcut": cfg.model.shortcut}
     if cfg.model.zero_init_residual:
         kw["zero_init_residual"] = True
+    for key in ("stem", "width"):  # ImageNet-style nets only; unset (null) keeps every older config's kwargs
+        if getattr(cfg.model, key) is not None:
+            kw[key] = getattr(cfg.model, key)
     return kw
 
 

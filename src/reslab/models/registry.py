@@ -78,3 +78,4 @@ def create_model(name: str, **kwargs) -> nn.Module:
 def _import_families() -> None:
     # Importing a family module runs its @register_model decorators.
     from reslab.models import cifar  # noqa: F401
+    from reslab.models import imagenet, multiscale  # noqa: F401

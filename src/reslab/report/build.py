@@ -153,7 +153,9 @@ def write_report(study_dir: Path) -> dict:
     study_dir = Path(study_dir)
     out = study_dir / "report"
     out.mkdir(parents=True, exist_ok=True)
-    doc, extra = build_report(study_dir)
+    from reslab.report import imagenet_style  # the report follows the study's kind
+    builder = imagenet_style.build_report if imagenet_style.is_imagenet_style(study_dir) else build_report
+    doc, extra = builder(study_dir)
     md, html_path = out / "report.md", out / "report.html"
     atomic_write_text(md, to_markdown(doc, out))
     atomic_write_text(html_path, to_html(doc))

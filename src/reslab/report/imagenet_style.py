@@ -1,0 +1,343 @@
+"""The report of `reslab study imagenet-style`: plain18/34, resnet18/34 and resnet18_ms on CIFAR-10.
+
+Same building blocks as the degradation report (collect -> numbers, document -> md + html, figures), its own
+figures and verdicts. Every verdict is computed from the final numbers and says when a difference is too small
+to mean anything: with several seeds against the seed-to-seed spread; with one seed against the sampling noise
+of the images the number was measured on (a binomial standard error — a lower bound on the real noise, since
+it ignores run-to-run variation).
+"""
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+
+from reslab.config import from_dict
+from reslab.data import CLASSES
+from reslab.report import figures
+from reslab.report.collect import ModelResult, Study, load_study, mean_std
+from reslab.report.document import Bullets, Document, Figure, Heading, Para, Table
+from reslab.report.verdicts import Verdict, _noise
+from reslab.study.runner import STUDY_FILE
+
+KIND = "imagenet-style"
+ORDER = ("plain18", "plain34", "resnet18", "resnet34", "resnet18_ms")
+COLORS = {"plain18": "tab:orange", "plain34": "tab:red", "resnet18": "tab:cyan", "resnet34": "tab:blue",
+          "resnet18_ms": "tab:green"}
+# He et al. 2016, Table 2: ImageNet validation top-1 error (%), 10-crop testing. A different task and data set.
+PAPER_TABLE2 = {"plain18": 27.94, "plain34": 28.54, "resnet18": 27.88, "resnet34": 25.03}
+
+
+def is_imagenet_style(study_dir: Path) -> bool:
+    f = Path(study_dir) / STUDY_FILE
+    try:
+        return json.loads(f.read_text()).get("kind") == KIND
+    except (OSError, ValueError):
+        return False
+
+
+# ---------------------------------------------------------------- numbers
+
+def _n_measured(study: Study, m: ModelResult, key: str) -> int | None:
+    """How many images the final `key` of `m` was measured on (for the sampling-noise yardstick)."""
+    cfg = from_dict(study.spec.base_config)
+    if key == "test_error":
+        evals = [r.test_eval for r in m.finished if r.test_eval and r.test_eval.get("n")]
+        return evals[0]["n"] if evals else (cfg.data.test_subset or 10000)
+    if key == "val_error":
+        return cfg.data.val_subset or cfg.data.val_size
+    if key == "train_error":  # the running error over the last evaluation interval
+        rows = next((r.rows for r in m.finished if len(r.rows) >= 1), None)
+        if not rows:
+            return None
+        prev = rows[-2]["iteration"] if len(rows) >= 2 else 0
+        return (rows[-1]["iteration"] - prev) * cfg.train.batch_size
+    return None
+
+
+def _sampling_se(p: float, n: int | None) -> float | None:
+    if not n:
+        return None
+    q = min(max(p / 100, 0.0), 1.0)
+    return 100 * math.sqrt(max(q * (1 - q), 1e-12) / n)
+
+
+def compare(study: Study, worse: ModelResult, better: ModelResult, key: str):
+    """Is `worse`'s final `key` above `better`'s? -> dict with the values, the difference, and the noise."""
+    a, _, na = worse.stat(key)
+    b, _, nb = better.stat(key)
+    if a is None or b is None:
+        return None
+    diff = a - b
+    seed_noise = _noise(worse, better, key)
+    if seed_noise is not None:
+        noise, why = 2 * seed_noise, f"2 standard errors of the seed-to-seed spread ({min(na, nb)} seeds)"
+    else:
+        sa, sb = _sampling_se(a, _n_measured(study, worse, key)), _sampling_se(b, _n_measured(study, better, key))
+        n = _n_measured(study, worse, key)
+        noise = 2 * math.sqrt(sa ** 2 + sb ** 2) if sa is not None and sb is not None else None
+        why = f"2 standard errors of sampling noise on {n:,} images; one seed, run-to-run noise not measured" \
+            if noise is not None else ""
+    return {"a": a, "b": b, "diff": diff, "holds": diff > 0,
+            "separable": noise is None or abs(diff) > noise, "noise": noise, "why": why}
+
+
+def _word(c: dict) -> tuple[str, bool | None]:
+    if not c["separable"]:
+        return (f"not separable at this budget: the {abs(c['diff']):.1f}-point difference is within "
+                f"±{c['noise']:.1f} points ({c['why']})"), None
+    return ("reproduced", True) if c["holds"] else ("not reproduced", False)
+
+
+def _missing(claim: str, names: str) -> Verdict:
+    return Verdict(claim, f"{claim}: needs finished runs of {names} — not assessed.", None)
+
+
+def verdicts(study: Study) -> list[Verdict]:
+    by = {m.model: m for m in study.models() if m.finished}
+    out = []
+
+    p18, p34 = by.get("plain18"), by.get("plain34")
+    if p18 and p34:
+        c = compare(study, p34, p18, "train_error")
+        word, ok = _word(c)
+        rel = "higher" if c["holds"] else "lower (or equal)"
+        l34, l18 = p34.stat("train_loss")[0], p18.stat("train_loss")[0]
+        out.append(Verdict("Degradation", f"Degradation (plain34 vs plain18): plain34 ends with {rel} training error "
+                           f"than plain18 ({c['a']:.1f}% vs {c['b']:.1f}%; training loss {l34:.3f} vs {l18:.3f}; "
+                           f"test {p34.stat('test_error')[0]:.1f}% vs {p18.stat('test_error')[0]:.1f}%) — {word}.", ok))
+    else:
+        out.append(_missing("Degradation (plain34 vs plain18)", "plain18 and plain34"))
+
+    r18, r34 = by.get("resnet18"), by.get("resnet34")
+    if r18 and r34:
+        c = compare(study, r18, r34, "test_error")
+        word, ok = _word(c)
+        verb = "beats" if c["holds"] else "does not beat"
+        out.append(Verdict("Depth helps ResNets", f"Depth helps ResNets (resnet34 vs resnet18): resnet34 {verb} "
+                           f"resnet18 on test error ({c['b']:.1f}% vs {c['a']:.1f}%; training error "
+                           f"{r34.stat('train_error')[0]:.1f}% vs {r18.stat('train_error')[0]:.1f}%) — {word}.", ok))
+    else:
+        out.append(_missing("Depth helps ResNets (resnet34 vs resnet18)", "resnet18 and resnet34"))
+
+    ms = by.get("resnet18_ms")
+    if ms and r34:
+        c = compare(study, r34, ms, "test_error")
+        word, ok = _word(c)
+        verb = "beats" if c["holds"] else "does not beat"
+        extra = ""
+        if r18:
+            c18 = compare(study, r18, ms, "test_error")
+            extra = (f"; against resnet18 it is {'better' if c18['holds'] else 'not better'} "
+                     f"({c18['b']:.1f}% vs {c18['a']:.1f}%"
+                     + ("" if c18["separable"] else ", within noise") + ")")
+        out.append(Verdict("Multi-scale", f"Multi-scale (resnet18_ms vs resnet34): resnet18_ms {verb} resnet34 on "
+                           f"test error ({c['b']:.1f}% vs {c['a']:.1f}%){extra} — {word}.", ok))
+    else:
+        out.append(_missing("Multi-scale (resnet18_ms vs resnet34)", "resnet18_ms and resnet34"))
+
+    if p34 and r34:
+        c = compare(study, p34, r34, "train_error")
+        word, ok = _word(c)
+        verb = "ends below" if c["holds"] else "does not end below"
+        out.append(Verdict("Residual cure", f"Residual cure at depth 34: resnet34 {verb} plain34 in training error "
+                           f"({c['b']:.1f}% vs {c['a']:.1f}%) — {word}.", ok))
+    return out
+
+
+# ---------------------------------------------------------------- figures
+
+def _plot_models(ax, models: dict, names, key: str, title: str):
+    for name in names:
+        m = models.get(name)
+        if m is None:
+            continue
+        it, y = figures._curve(m, key)
+        if it:
+            ax.plot(it, y, "--" if name.startswith("plain") else "-", lw=2, color=COLORS.get(name), label=name)
+    ax.set_title(title)
+    ax.set_xlabel("iteration")
+    ax.grid(alpha=0.3)
+    if ax.get_legend_handles_labels()[0]:
+        ax.legend(fontsize=9)
+
+
+def loss_pairs(study: Study, out: Path) -> Path:
+    """Training and validation loss: plain18 vs plain34 (top), resnet18 vs resnet34 (bottom)."""
+    models = {m.model: m for m in study.models()}
+    fig, axes = figures.plt.subplots(2, 2, figsize=(11, 7.2), squeeze=False)
+    for row, pair in enumerate((("plain18", "plain34"), ("resnet18", "resnet34"))):
+        for col, (key, label) in enumerate((("train_loss", "training loss"), ("val_loss", "validation loss"))):
+            _plot_models(axes[row][col], models, pair, key, f"{pair[0]} vs {pair[1]}: {label}")
+    fig.tight_layout()
+    return figures._save(fig, out / "loss_pairs.png")
+
+
+def error_curves(study: Study, out: Path) -> Path:
+    """Validation error: plain18 vs plain34, resnet18 vs resnet34, and all five together."""
+    models = {m.model: m for m in study.models()}
+    fig, axes = figures.plt.subplots(1, 3, figsize=(15, 4.2), sharey=True, squeeze=False)
+    _plot_models(axes[0][0], models, ("plain18", "plain34"), "val_error", "plain18 vs plain34")
+    _plot_models(axes[0][1], models, ("resnet18", "resnet34"), "val_error", "resnet18 vs resnet34")
+    _plot_models(axes[0][2], models, ORDER, "val_error", "all five")
+    axes[0][0].set_ylabel("validation error (%)")
+    fig.tight_layout()
+    return figures._save(fig, out / "val_error.png")
+
+
+def ms_curves(study: Study, out: Path) -> Path:
+    """resnet18_ms against resnet18 and resnet34: training loss, validation loss, validation error."""
+    models = {m.model: m for m in study.models()}
+    names = ("resnet18", "resnet34", "resnet18_ms")
+    fig, axes = figures.plt.subplots(1, 3, figsize=(15, 4.2), squeeze=False)
+    for ax, (key, label) in zip(axes[0], (("train_loss", "training loss"), ("val_loss", "validation loss"),
+                                          ("val_error", "validation error (%)"))):
+        _plot_models(ax, models, names, key, label)
+    fig.suptitle("resnet18_ms against resnet18 and resnet34")
+    fig.tight_layout()
+    return figures._save(fig, out / "ms.png")
+
+
+# ---------------------------------------------------------------- document
+
+def _fmt(v, digits=2):
+    return "–" if v is None else f"{v:.{digits}f}"
+
+
+def _model_cost(study: Study, name: str) -> tuple[int, int] | None:
+    """(parameters, MACs at 32x32) of `name` built exactly as the study's runs build it."""
+    from reslab.config import from_flat, validate
+    from reslab.engine.trainer import model_kwargs
+    from reslab.models import count_macs, count_params, create_model
+
+    try:
+        cfg = validate(from_flat({"model.name": name}, from_dict(study.spec.base_config)))
+        m = create_model(name, **model_kwargs(cfg))
+        return count_params(m), count_macs(m, (3, 32, 32))
+    except Exception:  # a report never fails on a cost column
+        return None
+
+
+def _results(study: Study, models: list[ModelResult]) -> Table:
+    rows = []
+    for m in models:
+        cost = _model_cost(study, m.model)
+        params = f"{cost[0]:,}" if cost else "–"
+        macs = f"{cost[1] / 1e6:.1f}M" if cost else "–"
+        if not m.finished:
+            rows.append([m.model, params, macs, *(["–"] * 7), m.runs[0].status])
+            continue
+        bv = mean_std([r.summary["best"]["val_error"] for r in m.finished if r.summary.get("best")])
+        bt = mean_std([r.summary["best"]["test_error"] for r in m.finished if r.summary.get("best")])
+        rows.append([m.model, params, macs, _fmt(m.stat("train_loss")[0], 4), _fmt(m.stat("train_error")[0]),
+                     _fmt(m.stat("val_loss")[0], 4), _fmt(m.stat("val_error")[0]),
+                     f"**{_fmt(m.stat('test_error')[0])}**", f"{_fmt(bv[0])} ({_fmt(bt[0])})",
+                     _fmt(m.summary_stat("wall_seconds")[0], 0) + f" / {_fmt(m.summary_stat('train_images_per_s')[0], 0)}"])
+    return Table(["model", "params", "MACs @32", "train loss", "train err %", "val loss", "val err %",
+                  "test err %", "best val err % (test there)", "wall s / img/s"], rows)
+
+
+def _protocol(study: Study) -> list[str]:
+    from reslab.report.build import _protocol as common
+
+    cfg = from_dict(study.spec.base_config)
+    width, stem = cfg.model.width or 64, cfg.model.stem or "cifar"
+    items = common(study)
+    items.insert(1, f"models: the ImageNet-style nets (He et al. 2016, Table 1) with the {stem} stem and stage "
+                    f"widths {width}/{2 * width}/{4 * width}/{8 * width}"
+                 + (" — **reduced from the standard 64/128/256/512** to fit the CPU budget; depth and topology "
+                    "are unchanged" if width != 64 else " (the standard widths)"))
+    return items
+
+
+def build_report(study_dir: Path) -> tuple[Document, dict]:
+    study = load_study(study_dir)
+    out = Path(study_dir) / "report"
+    by = {m.model: m for m in study.models()}
+    models = [by[n] for n in ORDER if n in by] + [m for n, m in by.items() if n not in ORDER]
+    finished = [m for m in models if m.finished]
+    seeds = max((len(m.runs) for m in models), default=1)
+    cfg = from_dict(study.spec.base_config)
+    doc = Document(f"ImageNet-style nets on CIFAR-10: plain/ResNet-18/34 and ResNet-18-MS "
+                   f"({study.spec.profile} profile)")
+
+    vs = verdicts(study)
+    doc.add(Heading("Verdicts"), Bullets([v.text for v in vs]),
+            Para("Computed from the final numbers below" + (f" (means over {seeds} seeds)." if seeds > 1 else
+                 " (one seed per model). A difference is called separable only when it exceeds two standard "
+                 "errors of the sampling noise of the images it was measured on; run-to-run noise is not "
+                 "measured with one seed — rerun with --seeds 3 for that.")
+                 + (" **This profile is a short, reduced-width CPU run: verdicts marked not separable say that "
+                    "it cannot tell these models apart, not that they are equal.**" if study.spec.profile == "quick"
+                    else "")))
+    doc.add(Heading("Protocol"), Bullets(_protocol(study)))
+
+    figs = {}
+    if any(r.rows for r in study.runs):
+        figs["loss_pairs"] = loss_pairs(study, out)
+        figs["val_error"] = error_curves(study, out)
+        figs["ms"] = ms_curves(study, out)
+        figs["lr"] = figures.lr_schedule(study, out)
+        doc.add(Heading("Training and validation loss: 18 vs 34 layers"),
+                Figure(figs["loss_pairs"], "Top: plain18 vs plain34; bottom: resnet18 vs resnet34. Left training "
+                       "loss (running mean over each evaluation interval, augmented images, train-mode BN), right "
+                       "validation loss."),
+                Heading("Validation error"),
+                Figure(figs["val_error"], "Validation error vs iterations: the plain pair, the residual pair, all "
+                       "five models."),
+                Heading("ResNet-18-MS against ResNet-18 and ResNet-34"),
+                Figure(figs["ms"], "resnet18_ms (green) against resnet18 and resnet34: training loss, validation "
+                       "loss, validation error."),
+                Figure(figs["lr"], "Learning-rate schedule."))
+
+    doc.add(Heading("Results"), _results(study, models),
+            Para("Final = at the end of training. Best = the evaluation point with the lowest **validation** "
+                 "error, with the test error there beside it; the test set selects nothing. Parameters and MACs "
+                 "are of the nets as trained here (10 classes, this study's shortcut, stem and width)."))
+
+    ranked = sorted(finished, key=lambda m: m.stat("test_error")[0])
+    doc.add(Heading("Ranking (best to worst final test error)"),
+            Table(["rank", "model", "final test err %", "final val err %"],
+                  [[str(i), m.model, _fmt(m.stat("test_error")[0]), _fmt(m.stat("val_error")[0])]
+                   for i, m in enumerate(ranked, 1)], align="rlrr"))
+
+    per_class = []
+    for m in finished:
+        evals = [r.test_eval for r in m.finished if r.test_eval]
+        if evals:
+            per_class.append([m.model, *[f"{sum(e['per_class'][c] for e in evals) / len(evals):.1f}"
+                                         for c in CLASSES]])
+    if per_class:
+        doc.add(Heading("Per-class test accuracy (%)"), Table(["model", *CLASSES], per_class))
+
+    rows = []
+    for name, ref in PAPER_TABLE2.items():
+        m = by.get(name)
+        ours = _fmt(m.stat("test_error")[0]) if m and m.finished else "–"
+        rows.append([name, f"{ref:.2f}", ours])
+    rows.append(["resnet18_ms", "– (not in the paper)",
+                 _fmt(by["resnet18_ms"].stat("test_error")[0]) if "resnet18_ms" in by and by["resnet18_ms"].finished
+                 else "–"])
+    doc.add(Heading("Context: the paper's ImageNet numbers (Table 2) — ImageNet, not comparable"),
+            Table(["model", "paper: ImageNet top-1 err % (10-crop)", "ours: CIFAR-10 test err %"], rows,
+                  caption="ImageNet (paper) and CIFAR-10 (ours): different tasks, compare directions only"),
+            Para("**ImageNet, not comparable.** The paper's column is ImageNet validation top-1 error with 10-crop "
+                 "testing (1000 classes, 224x224 crops, up to 600k iterations at batch 256; option-A zero-padding "
+                 "shortcuts, as here by default). Ours is CIFAR-10 under this study's protocol"
+                 f" ({study.spec.profile} profile). Only the *direction* within each pair can be compared: in the "
+                 "paper plain-34 is worse than plain-18 (degradation) and ResNet-34 is better than ResNet-18."))
+
+    if ranked:
+        best = ranked[0]
+        evals = [r.test_eval for r in best.finished if r.test_eval]
+        if evals:
+            mat = [[sum(e["confusion"][i][j] for e in evals) for j in range(10)] for i in range(10)]
+            figs["confusion"] = figures.confusion(mat, f"{best.model}: test confusion matrix", out)
+            doc.add(Heading(f"Confusion matrix of the best model ({best.model})"),
+                    Figure(figs["confusion"], f"Rows: true class; columns: predicted ({sum(map(sum, mat))} test "
+                           f"images{', summed over seeds' if len(evals) > 1 else ''})."))
+    doc.add(Heading("Files"), Para("Every run's directory under runs/ holds its config, metrics.csv, summary.json and "
+                                   "checkpoints. Models: docs/multiscale.md (resnet18_ms), `reslab models`."
+                                   + (f" Test set: {cfg.data.test_subset:,} class-balanced images of the 10k."
+                                      if cfg.data.test_subset else "")))
+    return doc, {"figures": figs, "verdicts": vs}
