@@ -256,14 +256,20 @@ def cmd_models(a) -> int:
     if a.json:
         print(json.dumps(rows))
         return 0
-    print(f"{'model':<14}{'parameters':>14}{'(paper)':>9}{'MACs @32x32':>16}")
+    print(f"{'model':<14}{'parameters':>14}{'(paper)':>9}{'MACs @32x32':>16}{'MACs @224x224':>16}{'(paper)':>9}")
     paper = {20: "0.27M", 32: "0.46M", 44: "0.66M", 56: "0.85M", 110: "1.7M", 1202: "19.4M"}
+    paper_224 = {18: "1.8G", 34: "3.6G", 50: "3.8G", 101: "7.6G", 152: "11.3G"}  # Table 1 "FLOPs" (mult-adds)
     from reslab.engine.trainer import model_depth
 
     for r in rows:
-        ref = paper.get(model_depth(r["name"]), "") if r["name"].startswith(("resnet", "plain")) else ""
-        print(f"{r['name']:<14}{r['parameters']:>14,}{ref:>9}{r['macs_32'] / 1e6:>14.1f}M")
+        fam = r["name"] in FAMILY
+        ref = paper.get(model_depth(r["name"]), "") if r["name"].startswith(("resnet", "plain")) and not fam else ""
+        ref224 = paper_224.get(model_depth(r["name"]), "") if fam and not r["name"].endswith("_ms") else ""
+        m224 = f"{r['macs_224'] / 1e9:>14.2f}G" if r.get("macs_224") else f"{'–':>15}"
+        print(f"{r['name']:<14}{r['parameters']:>14,}{ref:>9}{r['macs_32'] / 1e6:>14.1f}M{m224}{ref224:>9}")
     print("\nAlso: resnetN / plainN for any CIFAR depth N = 6n+2 (e.g. resnet8, plain74).")
+    print("Parameters and MACs @32x32: the model as built by default (10 classes, option-A shortcuts, CIFAR stem). "
+          "MACs @224x224: ImageNet-style nets with stem=imagenet (paper: He et al. 2016, Table 1).")
     return 0
 
 
