@@ -124,7 +124,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 # Command groups that live beside the code they drive: each module has register(subparsers) -> {command: handler}.
-EXTENSIONS: tuple[str, ...] = ("reslab.bench",)
+EXTENSIONS: tuple[str, ...] = ("reslab.bench", "reslab.analysis.cli")
 
 
 def _extensions():

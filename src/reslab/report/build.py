@@ -143,6 +143,10 @@ def build_report(study_dir: Path) -> tuple[Document, dict]:
             doc.add(Heading(f"Confusion matrix of the best model ({best.model})"),
                     Figure(figs["confusion"], f"Rows: true class; columns: predicted ({sum(map(sum, mat))} test "
                            f"images{', summed over seeds' if len(evals) > 1 else ''})."))
+    # ---- analysis (issue 7): Fig. 7 layer responses and gradient flow; empty when no run finished ----
+    from reslab.analysis.report import analysis_blocks
+    doc.add(*analysis_blocks(study, out, max_images=1000))
+    # ---- end analysis ----
     doc.add(Heading("Files"), Para("Every run's directory under runs/ holds its config, metrics.csv, summary.json, "
                                    "checkpoints and (if tensorboard is installed) TensorBoard events: "
                                    f"`tensorboard --logdir {study.path}`."))

@@ -1,0 +1,99 @@
+"""What the response and gradient analyses share: loading models and data, naming, styles, safe output paths."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+
+from reslab import ReslabError
+from reslab.config import Config, from_dict
+from reslab.data import Cifar10, Normalizer, load_cifar10
+from reslab.engine.trainer import model_depth
+
+
+@dataclass
+class Loaded:
+    """One set of weights ready to analyse."""
+
+    label: str            # what the legend and the CSV call it (run name, or model name for a loose file)
+    model_name: str
+    group: str            # "plain" or "resnet"
+    depth: int | None
+    model: torch.nn.Module
+    normalizer: Normalizer
+    cfg: Config | None    # None for imported checkpoints (their training split is unknown)
+    path: Path            # the checkpoint file
+    iteration: int | None
+
+
+def loaded_from_checkpoint(ckpt: dict, path: Path, label: str, device: torch.device) -> Loaded:
+    from reslab.engine.eval_run import model_from_checkpoint
+
+    model = model_from_checkpoint(ckpt, device, str(path))
+    name = ckpt["model"]["name"]
+    # The model object knows whether it has shortcuts; the name may be anything the registry accepts.
+    group = "resnet" if getattr(model, "residual", True) else "plain"
+    return Loaded(label, name, group, model_depth(name), model, Normalizer.from_state_dict(ckpt["normalization"]).to(device),
+                  from_dict(ckpt["config"]) if ckpt.get("config") else None, Path(path), ckpt.get("iteration"))
+
+
+def unique_labels(labels: list[str]) -> list[str]:
+    """Make legend labels distinct (two seeds of one model, or two files of one model) by numbering repeats."""
+    seen: dict[str, int] = {}
+    out = []
+    for lab in labels:
+        seen[lab] = seen.get(lab, 0) + 1
+        out.append(lab if seen[lab] == 1 else f"{lab} ({seen[lab]})")
+    return out
+
+
+class DataCache:
+    """CIFAR-10 is loaded once per data directory, however many runs are analysed."""
+
+    def __init__(self, override: str | None = None):
+        if override is not None and not Path(override).exists():
+            raise ReslabError(f"--data-dir {override} does not exist")
+        self.override = override
+        self._data: dict[str | None, Cifar10] = {}
+
+    def get(self, cfg: Config | None) -> Cifar10:
+        where = self.override if self.override is not None else (cfg.data.dir if cfg is not None else None)
+        if where not in self._data:
+            self._data[where] = load_cifar10(where)
+        return self._data[where]
+
+
+def check_positive(flag: str, value: int | None) -> None:
+    if value is not None and value <= 0:
+        raise ReslabError(f"{flag} {value} is not allowed; use a positive number")
+
+
+def fresh_paths(out_dir: Path, stem: str, suffixes: tuple[str, ...]) -> dict[str, Path]:
+    """Paths `stem.<suffix>` in out_dir that do not exist yet; if any does, `stem-2`, `stem-3`, ... (one number
+    for all suffixes, so a figure and its CSV keep the same name). Existing files are never overwritten. The
+    folder is not created here: a command that fails later leaves nothing behind."""
+    out_dir = Path(out_dir)
+    if out_dir.exists() and not out_dir.is_dir():
+        raise ReslabError(f"--out {out_dir} is a file; give a directory")
+    for i in range(1, 10_000):
+        name = stem if i == 1 else f"{stem}-{i}"
+        paths = {s: out_dir / f"{name}.{s}" for s in suffixes}
+        if not any(p.exists() for p in paths.values()):
+            return paths
+    raise ReslabError(f"{out_dir} already holds 9999 {stem}-N files; choose another --out")
+
+
+# Plot style shared by both figures: plain nets red and dashed, ResNets blue and solid (as in the study report's
+# pair curves), darker for deeper nets, so a plainN/resnetN pair reads side by side.
+def model_color(group: str, depth: int | None, all_depths) -> tuple:
+    import matplotlib.pyplot as plt
+
+    depths = sorted({d for d in all_depths if d is not None})
+    i = depths.index(depth) if depth in depths else 0
+    shade = 0.55 + 0.4 * i / max(len(depths) - 1, 1)
+    return plt.get_cmap("Reds" if group == "plain" else "Blues")(shade)
+
+
+def line_style(group: str) -> str:
+    return "--" if group == "plain" else "-"
