@@ -48,7 +48,8 @@ def test_study_trains_the_grid_and_writes_every_part_of_the_report(tiny_study):
                    "## Per-class test accuracy", "airplane", "Confusion matrix of the best model", "figure6.png"):
         assert needle in md, needle
     html = (rep / "report.html").read_text()
-    assert html.count("data:image/png;base64,") == 4 and "Verdicts" in html
+    # Fig. 6, pairs, lr, confusion, plus the analysis figures (responses, gradients)
+    assert html.count("data:image/png;base64,") == 6 and "Verdicts" in html
 
 
 def test_protocol_is_identical_across_the_grid(tiny_study):
