@@ -45,6 +45,12 @@ def build_parser() -> argparse.ArgumentParser:
                    "<model>-<timestamp>")
     p.add_argument("--quiet", action="store_true", help="no progress bar or per-epoch lines")
     p.add_argument("--print-config", action="store_true", help="print the resolved config and exit")
+    p.add_argument("--sync-bn", action="store_true", help="several processes: BN statistics over the global batch "
+                   "(sets train.sync_bn; default off, per-process BN as in the paper's 2-GPU runs)")
+    p.add_argument("--nproc", type=int, default=None, metavar="N", help="train one model in N processes on this "
+                   "machine: runs `python -m torch.distributed.run --nproc_per_node=N -m reslab train ...` with "
+                   "the other arguments (one process per GPU, or N CPU processes); --set train.batch_size stays "
+                   "the global batch")
 
     p = sub.add_parser("eval", help="evaluate a run or checkpoint: error, per-class accuracy, confusion matrix",
                        formatter_class=fmt)
@@ -181,22 +187,47 @@ def cmd_report(a) -> int:
     return 0
 
 
+def _train_argv(a) -> list[str]:
+    """The `reslab train` arguments in `a`, minus --nproc: what --nproc hands to each torchrun worker."""
+    out = []
+    for flag, v in (("--config", a.config), ("--model", a.model), ("--data-dir", a.data_dir),
+                    ("--runs-dir", a.runs_dir), ("--epochs", a.epochs), ("--seed", a.seed), ("--device", a.device),
+                    ("--resume", a.resume), ("--run-name", a.run_name)):
+        if v is not None:
+            out += [flag, str(v)]
+    for o in a.overrides:
+        out += ["--set", o]
+    out += [f for f, on in (("--quiet", a.quiet), ("--print-config", a.print_config), ("--sync-bn", a.sync_bn)) if on]
+    return out
+
+
 def cmd_train(a) -> int:
+    import os
+
     from reslab.config import dump_yaml, load_config
     from reslab.engine import train
+    from reslab.engine.distributed import launch, launched
 
+    if a.nproc is not None:
+        if a.nproc < 1:
+            raise ReslabError(f"--nproc {a.nproc}: must be a positive number of processes")
+        if launched():
+            raise ReslabError(f"--nproc {a.nproc}: this process is already one of {os.environ.get('WORLD_SIZE')} "
+                              f"started by torchrun; drop --nproc")
+        if a.nproc > 1 and not a.print_config:
+            return launch(a.nproc, _train_argv(a))
     if a.resume:
         given = [n for n, v in (("--config", a.config), ("--model", a.model), ("--epochs", a.epochs),
-                                ("--seed", a.seed), ("--set", a.overrides), ("--data-dir", a.data_dir)) if v]
+                                ("--seed", a.seed), ("--set", a.overrides), ("--data-dir", a.data_dir),
+                                ("--sync-bn", a.sync_bn)) if v]
         if given:
             raise ReslabError(f"--resume continues a run with its own config; drop {', '.join(given)} "
                               f"(only --device may change)")
-        train(resume=a.resume, device=a.device, quiet=a.quiet)
-        return 0
+        return _run_train(lambda: train(resume=a.resume, device=a.device, quiet=a.quiet))
     overrides = list(a.overrides)
     data_dir = str(Path(a.data_dir).resolve()) if a.data_dir else None  # absolute: resume works from anywhere
     for flag, key in ((a.model, "model.name"), (data_dir, "data.dir"), (a.epochs, "train.epochs"),
-                      (a.seed, "train.seed"), (a.device, "train.device")):
+                      (a.seed, "train.seed"), (a.device, "train.device"), (a.sync_bn or None, "train.sync_bn")):
         if flag is not None:
             overrides.insert(0, f"{key}={flag}")
     if a.data_dir is not None and not Path(a.data_dir).exists():
@@ -207,7 +238,20 @@ def cmd_train(a) -> int:
     if a.print_config:
         print(dump_yaml(cfg), end="")
         return 0
-    train(cfg, runs_dir=a.runs_dir, quiet=a.quiet, run_name=a.run_name)
+    return _run_train(lambda: train(cfg, runs_dir=a.runs_dir, quiet=a.quiet, run_name=a.run_name))
+
+
+def _run_train(fn) -> int:
+    """Under torchrun, ranks other than 0 name themselves in an error line (exit code 2 everywhere)."""
+    import os
+
+    try:
+        fn()
+    except ReslabError as e:
+        if os.environ.get("RANK", "0") != "0":
+            print(f"reslab: error (rank {os.environ['RANK']}): {e}", file=sys.stderr)
+            return 2
+        raise
     return 0
 
 

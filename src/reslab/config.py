@@ -81,6 +81,13 @@ class TrainConfig:
     eval_every: int = 0                       # evaluate (and log a metrics row) every N iterations; 0 = every epoch
     keep_checkpoints: int = 2                 # newest resumable checkpoints kept (older ones deleted after a good save)
     snapshots: typing.List[float] = field(default_factory=lambda: [0.0, 0.1, 0.5, 1.0])  # weights kept at these fractions of training
+    # Several processes (torchrun): batch_size stays the GLOBAL batch, split evenly over the processes.
+    # sync_bn: BN statistics over the global batch (SyncBatchNorm), so N x B/N trains like 1 x B up to rounding.
+    # Off by default: the paper trained its CIFAR nets "with a mini-batch size of 128 on two GPUs", where
+    # data-parallel Torch computes BN per GPU (64 images each); per-process BN needs no communication inside
+    # the forward/backward pass; and 64 images estimate BN statistics well. Turn it on when the per-process
+    # batch gets small (many GPUs) or to follow a single-device run. No effect in a single process.
+    sync_bn: bool = False
 
 
 @dataclass

@@ -144,23 +144,32 @@ class Normalizer:
         return f"{self.kind} [{self.note}]"
 
 
-def augment(x: torch.Tensor, generator: torch.Generator, pad: int = 4, flip: bool = True) -> torch.Tensor:
+def augment(x: torch.Tensor, generator: torch.Generator, pad: int = 4, flip: bool = True,
+            shard: tuple[int, int] | None = None) -> torch.Tensor:
     """The paper's augmentation for a whole batch: zero-pad `pad` pixels, random crop back to the input size,
     random horizontal flip — as one gather, on whatever device `x` lives on.
 
     Padding is zero in the network's input space (after normalisation), as in the paper's Torch lineage.
+
+    shard=(start, total): `x` holds rows start .. start+len(x) of a batch of `total` (one process's slice of
+    a distributed global batch). The offsets and flips are drawn for all `total` rows, exactly as for the
+    whole batch, and this slice's rows are used — so the slices of N processes together are augmented exactly
+    as the whole batch would be in one.
     """
     b, c, h, w = x.shape
     dev = x.device
+    start, total = shard if shard is not None else (0, b)
+    if not 0 <= start <= total - b:
+        raise ReslabError(f"augment shard {shard}: rows {start}..{start + b} do not lie in a batch of {total}")
     xp = torch.nn.functional.pad(x, (pad, pad, pad, pad))
-    oy = torch.randint(0, 2 * pad + 1, (b,), device=dev, generator=generator)
-    ox = torch.randint(0, 2 * pad + 1, (b,), device=dev, generator=generator)
+    oy = torch.randint(0, 2 * pad + 1, (total,), device=dev, generator=generator)[start:start + b]
+    ox = torch.randint(0, 2 * pad + 1, (total,), device=dev, generator=generator)[start:start + b]
     ar_h = torch.arange(h, device=dev)
     ar_w = torch.arange(w, device=dev)
     rows = oy[:, None] + ar_h  # (b, h)
     cols = ox[:, None] + ar_w  # (b, w)
     if flip:
-        flipped = torch.rand(b, device=dev, generator=generator) < 0.5
+        flipped = (torch.rand(total, device=dev, generator=generator) < 0.5)[start:start + b]
         cols = torch.where(flipped[:, None], cols.flip(1), cols)
     bi = torch.arange(b, device=dev)[:, None, None, None]
     ci = torch.arange(c, device=dev)[None, :, None, None]

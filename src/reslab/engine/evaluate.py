@@ -38,26 +38,47 @@ def autocast(device: torch.device, amp: str):
 @torch.inference_mode()
 def evaluate(model: nn.Module, images: torch.Tensor, labels: torch.Tensor, normalizer: Normalizer, *,
              batch_size: int = 1000, amp: str = "none", channels_last: bool = False,
-             num_classes: int = 10) -> EvalResult:
-    """Single-view evaluation (the paper's protocol) of uint8 `images` on the model's device."""
+             num_classes: int = 10, shard: tuple[int, int] | None = None) -> EvalResult:
+    """Single-view evaluation (the paper's protocol) of uint8 `images` on the model's device.
+
+    shard=(rank, world_size), in a torch.distributed job: this process runs batches rank, rank + world_size,
+    ... of the very batches one process would run, and the confusion matrix and per-batch loss sums are
+    all-reduced — every rank returns the single-process result (the error exactly; the loss summed in the
+    same batch order)."""
     was_training = model.training
     model.eval()
     device = next(model.parameters()).device
     normalizer = normalizer.to(device)
     loss_sum = torch.zeros((), dtype=torch.float64, device=device)
     confusion = torch.zeros(num_classes * num_classes, dtype=torch.int64, device=device)
+    starts = range(0, images.shape[0], batch_size)
+    sharded = shard is not None and shard[1] > 1
+    if sharded:
+        batch_losses = torch.zeros(len(starts), dtype=torch.float64, device=device)
+        mine = starts[shard[0]::shard[1]]
     try:
-        for i in range(0, images.shape[0], batch_size):
+        for i in (mine if sharded else starts):
             x = normalizer(images[i:i + batch_size].to(device, non_blocking=True))
             y = labels[i:i + batch_size].to(device, non_blocking=True)
             if channels_last:
                 x = x.contiguous(memory_format=torch.channels_last)
             with autocast(device, amp):
                 out = model(x)
-            loss_sum += F.cross_entropy(out.float(), y, reduction="sum").double()
+            batch_loss = F.cross_entropy(out.float(), y, reduction="sum").double()
+            if sharded:
+                batch_losses[i // batch_size] = batch_loss
+            else:
+                loss_sum += batch_loss
             confusion += torch.bincount(y * num_classes + out.argmax(1), minlength=num_classes ** 2)
     finally:
         model.train(was_training)
+    if sharded:
+        import torch.distributed as dist
+
+        dist.all_reduce(confusion)
+        dist.all_reduce(batch_losses)
+        for v in batch_losses.tolist():  # in batch order, as one process adds them up
+            loss_sum += v
     n = int(images.shape[0])
     confusion = confusion.view(num_classes, num_classes).cpu()
     correct = int(confusion.diag().sum())

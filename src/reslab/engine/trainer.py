@@ -18,7 +18,7 @@ import torch
 from reslab import ReslabError
 from reslab.config import Config, dump_yaml, from_dict, load_yaml, resolve_schedule, to_dict, validate
 from reslab.data import Cifar10, Normalizer, load_cifar10, make_splits, mix_seed
-from reslab.engine import runs
+from reslab.engine import distributed, runs
 from reslab.engine.checkpoint import (load_checkpoint, load_weights, newest_good_checkpoint, prune_checkpoints,
                                       save_checkpoint)
 from reslab.engine.evaluate import evaluate
@@ -95,11 +95,16 @@ def prepare_data(cfg: Config, device: torch.device, data: Cifar10 | None = None)
 
 
 class StopRequest:
-    """First SIGINT/SIGTERM: finish the current step, checkpoint, exit cleanly. Second: stop at once."""
+    """First SIGINT/SIGTERM: finish the current step, checkpoint, exit cleanly. Second: stop at once.
 
-    def __init__(self):
+    echo_grace: a second signal this soon after the first is the same request (under torchrun a Ctrl-C reaches
+    every worker twice: from the terminal, and forwarded by torchrun)."""
+
+    def __init__(self, echo_grace: float = 0.0, announce: bool = True):
         self.requested = False
         self._old = {}
+        self._first = None
+        self.echo_grace, self.announce = echo_grace, announce
 
     def __enter__(self):
         for sig in (signal.SIGINT, signal.SIGTERM):
@@ -111,10 +116,14 @@ class StopRequest:
 
     def _handle(self, signum, frame):
         if self.requested:
+            if self.echo_grace and time.monotonic() - self._first < self.echo_grace:
+                return
             raise KeyboardInterrupt
         self.requested = True
-        print(f"\n{signal.Signals(signum).name} received: saving a checkpoint at the next step boundary "
-              f"(press Ctrl-C again to stop at once)", flush=True)
+        self._first = time.monotonic()
+        if self.announce:
+            print(f"\n{signal.Signals(signum).name} received: saving a checkpoint at the next step boundary "
+                  f"(press Ctrl-C again to stop at once)", flush=True)
 
     def __exit__(self, *exc):
         for sig, old in self._old.items():
@@ -170,30 +179,58 @@ def train(cfg: Config | None = None, *, runs_dir: str | Path = "runs", resume: s
     device      overrides train.device (e.g. to resume a run on another device)
     stop_after  stop (with a checkpoint, as on Ctrl-C) after this many iterations in this call — for tests
     run_name    create exactly runs_dir/run_name (must not exist) instead of <model>-<timestamp>; studies use it
+
+    Started by torchrun (WORLD_SIZE > 1), every process calls this: one model is trained with
+    DistributedDataParallel, each process on its slice of every global batch, and only rank 0 writes
+    (see reslab.engine.distributed).
     """
+    ctx = distributed.setup()
+    try:
+        return _train(ctx, cfg, runs_dir=runs_dir, resume=resume, data=data, device=device, quiet=quiet,
+                      stop_after=stop_after, run_name=run_name)
+    finally:
+        ctx.close()
+
+
+def _silent(msg: str, always: bool = False) -> None:
+    """The log of ranks other than 0: they print and write nothing."""
+
+
+def _train(ctx: distributed.DistContext, cfg: Config | None, *, runs_dir, resume, data, device, quiet, stop_after,
+           run_name) -> Path:
     ckpt = None
+    quiet = quiet or not ctx.main
     if resume is not None:
-        run_dir = runs.require_run_dir(Path(resume))
-        summary_path = run_dir / runs.SUMMARY_FILE
-        if summary_path.exists() and runs.read_json(summary_path).get("status") == "finished":
-            if not quiet:
-                print(f"{run_dir} already finished; nothing to resume")
+        def find_checkpoint():  # rank 0 reads the run; every rank resumes from what it found
+            run_dir = runs.require_run_dir(Path(resume))
+            summary_path = run_dir / runs.SUMMARY_FILE
+            if summary_path.exists() and runs.read_json(summary_path).get("status") == "finished":
+                if not quiet:
+                    print(f"{run_dir} already finished; nothing to resume")
+                return run_dir, None, None
+            log = runs.RunLog(run_dir, quiet)
+            found = newest_good_checkpoint(run_dir / "checkpoints", log)
+            if found is None:
+                raise ReslabError(f"{run_dir} has no usable checkpoint to resume from; start a new run")
+            ckpt_path, ckpt = found
+            validate(from_dict(ckpt["config"]))
+            own = load_yaml(run_dir / runs.CONFIG_FILE).get("model", {}).get("name")
+            if own != ckpt["model"]["name"]:
+                raise ReslabError(f"{ckpt_path} is a checkpoint of {ckpt['model']['name']}, but the run trains {own}")
+            return run_dir, ckpt_path, ckpt
+
+        run_dir, ckpt_path, ckpt = ctx.on_main(find_checkpoint)
+        if ckpt is None:
             return run_dir
-        log = runs.RunLog(run_dir, quiet)
-        found = newest_good_checkpoint(run_dir / "checkpoints", log)
-        if found is None:
-            raise ReslabError(f"{run_dir} has no usable checkpoint to resume from; start a new run")
-        ckpt_path, ckpt = found
         cfg = validate(from_dict(ckpt["config"]))
-        own = load_yaml(run_dir / runs.CONFIG_FILE).get("model", {}).get("name")
-        if own != ckpt["model"]["name"]:
-            raise ReslabError(f"{ckpt_path} is a checkpoint of {ckpt['model']['name']}, but the run trains {own}")
+        log = runs.RunLog(run_dir, quiet) if ctx.main else _silent
     elif cfg is None:
         raise ReslabError("train() needs a config or a run to resume")
     if device is not None:
         cfg.train.device = device
     t = cfg.train
-    dev = resolve_device(t.device)
+    dev = ctx.device(t.device)
+    shard = ctx.shard(t.batch_size) if ctx.enabled else None  # this process's rows of every global batch
     if t.deterministic:
         torch.use_deterministic_algorithms(True, warn_only=dev.type != "cpu")
         if dev.type == "cuda":
@@ -210,6 +247,8 @@ def train(cfg: Config | None = None, *, runs_dir: str | Path = "runs", resume: s
     # ---- model, optimiser, schedule ----------------------------------------------------------------------
     torch.manual_seed(t.seed)
     model = build_model(cfg).to(dev)
+    if t.sync_bn:
+        model = ctx.convert_sync_bn(model, dev)
     if t.channels_last:
         model = model.to(memory_format=torch.channels_last)
     n_params = count_params(model)
@@ -218,17 +257,27 @@ def train(cfg: Config | None = None, *, runs_dir: str | Path = "runs", resume: s
                                 weight_decay=cfg.optim.weight_decay, nesterov=cfg.optim.nesterov)
     lrs = LRSchedule(cfg, sched, model_depth(cfg.model.name))
     scaler = torch.amp.GradScaler(dev.type, enabled=t.amp == "fp16")
-    step_model = torch.compile(model) if t.compile else model
+    # `model` stays the bare network (checkpoints hold its state dict); the steps run through DDP when distributed
+    wrapped = ctx.wrap(model, dev, t.sync_bn)
+    step_model = torch.compile(wrapped) if t.compile else wrapped
 
     state = State()
     acc = Progress.zeros(dev)
     if ckpt is None:
-        run_dir = runs.new_run_dir(Path(runs_dir), cfg.model.name, exact=run_name)
-        log = runs.RunLog(run_dir, quiet)
-        (run_dir / "checkpoints").mkdir()
-        (run_dir / runs.CONFIG_FILE).write_text(dump_yaml(cfg))
-        runs.write_json(run_dir / runs.ENV_FILE, runs.environment(dev, t.seed))
-        runs.write_metrics(run_dir / runs.METRICS_FILE, [])
+        def create_run_dir():  # rank 0 only; the others learn the directory from it
+            run_dir = runs.new_run_dir(Path(runs_dir), cfg.model.name, exact=run_name)
+            (run_dir / "checkpoints").mkdir()
+            (run_dir / runs.CONFIG_FILE).write_text(dump_yaml(cfg))
+            env = runs.environment(dev, t.seed)
+            if ctx.enabled:
+                env.update(world_size=ctx.world_size, backend="nccl" if dev.type == "cuda" else "gloo",
+                           batch_per_process=t.batch_size // ctx.world_size, sync_bn=t.sync_bn)
+            runs.write_json(run_dir / runs.ENV_FILE, env)
+            runs.write_metrics(run_dir / runs.METRICS_FILE, [])
+            return run_dir
+
+        run_dir = ctx.on_main(create_run_dir)
+        log = runs.RunLog(run_dir, quiet) if ctx.main else _silent
         log(f"run {run_dir}")
     else:
         load_weights(model, ckpt["model_state"], ckpt_path)
@@ -239,46 +288,87 @@ def train(cfg: Config | None = None, *, runs_dir: str | Path = "runs", resume: s
         if dev.type == "cuda" and "cuda" in ckpt["rng"]:
             torch.cuda.set_rng_state_all(ckpt["rng"]["cuda"])
         state = State(ckpt["iteration"], ckpt["rows"], ckpt["best"], ckpt["wall_seconds"])
-        acc = Progress.from_state_dict(ckpt["progress"], dev)
-        runs.write_metrics(run_dir / runs.METRICS_FILE, state.rows)
+        per_rank = ckpt.get("progress_ranks")
+        if ctx.enabled and per_rank is not None and len(per_rank) == ctx.world_size:
+            acc = Progress.from_state_dict(per_rank[ctx.rank], dev)  # each rank its own partial sums: exact
+        elif ctx.main:
+            acc = Progress.from_state_dict(ckpt["progress"], dev)  # the totals (another number of processes)
+        if ctx.main:
+            runs.write_metrics(run_dir / runs.METRICS_FILE, state.rows)
         log(f"resuming {run_dir} at iteration {state.iteration} from {ckpt_path.name}")
 
-    log(f"{cfg.model.name} (shortcut {cfg.model.shortcut}, {n_params:,} parameters) on {dev}; "
+    where = str(dev) if not ctx.enabled else (
+        f"{ctx.world_size} processes x {dev} (DDP, {'nccl' if dev.type == 'cuda' else 'gloo'}, "
+        f"{t.batch_size // ctx.world_size} images each, {'sync' if t.sync_bn else 'per-process'} BN)")
+    log(f"{cfg.model.name} (shortcut {cfg.model.shortcut}, {n_params:,} parameters) on {where}; "
         f"{n_train} train / {prep.val_x.shape[0]} val / {prep.test_x.shape[0]} test images; "
         f"{total} iterations = {total / spe:.2f} epochs of {spe} at batch {t.batch_size}; "
         f"lr {cfg.optim.lr} x{cfg.optim.gamma} at {sched.milestones}; normalisation {prep.normalizer.describe()}")
-    tb = _tensorboard(run_dir, cfg)
+    tb = _tensorboard(run_dir, cfg) if ctx.main else None
 
     def payload(kind: str) -> dict:
         return {"kind": kind, "model": {"name": cfg.model.name, "kwargs": model_kwargs(cfg)},
                 "model_state": model.state_dict(), "normalization": prep.normalizer.state_dict(),
                 "config": to_dict(cfg), "iteration": state.iteration}
 
+    def progress_state() -> tuple[dict, list | None]:
+        """What a checkpoint keeps of the statistics since the last row: the totals over all processes and,
+        when distributed, each rank's own partial sums (so a resume with as many processes is exact)."""
+        if not ctx.enabled:
+            return acc.state_dict(), None
+        per_rank = ctx.all_gather_object(acc.state_dict())
+        tot = dict(per_rank[0])
+        for p in per_rank[1:]:
+            tot.update(loss_sum=tot["loss_sum"] + p["loss_sum"], wrong=tot["wrong"] + p["wrong"],
+                       seen=tot["seen"] + p["seen"])
+        return tot, per_rank
+
     def save_resumable() -> None:
-        ck = payload("resumable")
-        ck.update(optimizer=optimizer.state_dict(), scaler=scaler.state_dict(), schedule=lrs.state_dict(),
-                  rng=_rng_state(), rows=state.rows, best=state.best, wall_seconds=state.wall_seconds,
-                  progress=acc.state_dict(), warmup_window=[int(lrs_error_window), window_seen])
-        save_checkpoint(ck, run_dir / "checkpoints" / f"ckpt-{state.iteration:08d}.pt")
-        prune_checkpoints(run_dir / "checkpoints", t.keep_checkpoints)
+        progress, per_rank = progress_state()
+
+        def write():
+            ck = payload("resumable")
+            ck.update(optimizer=optimizer.state_dict(), scaler=scaler.state_dict(), schedule=lrs.state_dict(),
+                      rng=_rng_state(), rows=state.rows, best=state.best, wall_seconds=state.wall_seconds,
+                      progress=progress, warmup_window=[int(lrs_error_window), window_seen])
+            if per_rank is not None:
+                ck["progress_ranks"] = per_rank
+            save_checkpoint(ck, run_dir / "checkpoints" / f"ckpt-{state.iteration:08d}.pt")
+            prune_checkpoints(run_dir / "checkpoints", t.keep_checkpoints)
+
+        ctx.on_main(write)  # rank 0 writes; the others wait for it there (a barrier) and share its errors
 
     def write_summary(status: str, error: str | None = None) -> None:
-        runs.write_json(run_dir / runs.SUMMARY_FILE, summarize(cfg, state, n_params, total, status, error))
+        if ctx.main:
+            runs.write_json(run_dir / runs.SUMMARY_FILE, summarize(cfg, state, n_params, total, status, error))
+
+    def train_totals() -> tuple[float, int, int]:
+        """(loss sum, wrong, seen) since the last row, summed over every process."""
+        if not ctx.enabled:
+            return float(acc.loss_sum), int(acc.wrong), acc.seen
+        v = torch.stack([acc.loss_sum, acc.wrong.double(), torch.tensor(float(acc.seen), dtype=torch.float64,
+                                                                        device=dev)])
+        ctx.all_reduce_(v)
+        return float(v[0]), int(v[1]), int(v[2])
 
     def eval_row(epoch_float: float) -> dict:
         torch_sync(dev)
         lr_now = lrs.lr(max(state.iteration - 1, 0))
+        loss_sum, wrong, seen = train_totals()
         row = {"epoch": math.ceil(epoch_float - 1e-9), "iteration": state.iteration,
-               "train_loss": float(acc.loss_sum) / max(acc.seen, 1),
-               "train_error": 100.0 * float(acc.wrong) / max(acc.seen, 1), "lr": lr_now,
-               "seconds": acc.seconds, "images_per_s": acc.seen / acc.seconds if acc.seconds else None}
+               "train_loss": loss_sum / max(seen, 1),
+               "train_error": 100.0 * wrong / max(seen, 1), "lr": lr_now,
+               "seconds": acc.seconds, "images_per_s": seen / acc.seconds if acc.seconds else None}
         kw = dict(batch_size=t.eval_batch_size, amp=t.amp, channels_last=t.channels_last)
+        if ctx.enabled:  # each rank evaluates its share of the batches with rank 0's weights and BN statistics
+            ctx.broadcast_buffers(model)
+            kw["shard"] = (ctx.rank, ctx.world_size)
         if prep.val_x.shape[0]:
             v = evaluate(model, prep.val_x, prep.val_y, prep.normalizer, **kw)
             row.update(val_loss=v.loss, val_error=v.error)
         te = evaluate(model, prep.test_x, prep.test_y, prep.normalizer, **kw)
         row.update(test_loss=te.loss, test_error=te.error)
-        if state.iteration == total:  # the final test evaluation, kept whole for reports
+        if state.iteration == total and ctx.main:  # the final test evaluation, kept whole for reports
             runs.write_json(run_dir / runs.TEST_EVAL_FILE, {"iteration": state.iteration, **te.as_dict()})
         return row
 
@@ -292,7 +382,7 @@ def train(cfg: Config | None = None, *, runs_dir: str | Path = "runs", resume: s
         write_summary("running")
     else:
         write_summary("running")
-    if 0 in sched.snapshots and state.iteration == 0:
+    if 0 in sched.snapshots and state.iteration == 0 and ctx.main:
         save_snapshot(run_dir, payload("snapshot"), 0)
 
     eval_every = t.eval_every or spe
@@ -303,7 +393,7 @@ def train(cfg: Config | None = None, *, runs_dir: str | Path = "runs", resume: s
     tick = time.perf_counter()
     model.train()
     try:
-        with StopRequest() as stop:
+        with StopRequest(echo_grace=2.0 if ctx.enabled else 0.0, announce=ctx.main) as stop:
             while state.iteration < total:
                 it = state.iteration
                 epoch, k = divmod(it, spe)
@@ -316,7 +406,7 @@ def train(cfg: Config | None = None, *, runs_dir: str | Path = "runs", resume: s
                 idx = perm[k * t.batch_size:(k + 1) * t.batch_size]
                 x, y = training_batch(prep.train_x, prep.train_y, idx, prep.normalizer,
                                       augment_seed=mix_seed(t.seed, 2, it) if cfg.data.augment else None,
-                                      pad=cfg.data.pad, channels_last=t.channels_last)
+                                      pad=cfg.data.pad, channels_last=t.channels_last, shard=shard)
                 lr = lrs.lr(it)
                 for group in optimizer.param_groups:
                     group["lr"] = lr
@@ -330,8 +420,8 @@ def train(cfg: Config | None = None, *, runs_dir: str | Path = "runs", resume: s
                 done_this_call += 1
 
                 if lrs.needs_error(it):  # the paper's ResNet-110 warm-up: 0.01 until training error < 80%
-                    lrs_error_window += wrong
-                    window_seen += y.shape[0]
+                    lrs_error_window += ctx.all_reduce_(wrong.clone()) if ctx.enabled else wrong
+                    window_seen += y.shape[0] * ctx.world_size  # the global batch: every rank decides alike
                     if window_seen >= 50 * t.batch_size:
                         err = 100.0 * float(lrs_error_window) / window_seen
                         if lrs.observe_error(state.iteration, err):
@@ -340,21 +430,29 @@ def train(cfg: Config | None = None, *, runs_dir: str | Path = "runs", resume: s
                         lrs_error_window.zero_()
                         window_seen = 0
 
+                nonfinite = None
                 if bar is not None:
                     bar.update(1)
                     if state.iteration % 20 == 0 or state.iteration == total:
                         cur = float(loss)
                         if not math.isfinite(cur):
-                            _fail_nonfinite(state, cur, write_summary, log, bar)
+                            if not ctx.enabled:
+                                _fail_nonfinite(state, cur, write_summary, log, bar)
+                            nonfinite = cur  # distributed: every rank stops on it below
                         bar.set_postfix_str(f"loss {cur:.3f} err {100.0 * float(wrong) / y.shape[0]:.1f}% "
                                             f"lr {lr:.4g} {acc.seen / max(acc.seconds + time.perf_counter() - tick, 1e-9):.0f} img/s")
 
-                if state.iteration in sched.snapshots and state.iteration > 0:
+                if state.iteration in sched.snapshots and state.iteration > 0 and ctx.main:
                     save_snapshot(run_dir, payload("snapshot"), state.iteration)
 
                 at_eval = state.iteration % eval_every == 0 or state.iteration == total
                 epoch_end = state.iteration % spe == 0 or state.iteration == total
                 stopping = stop.requested or (stop_after is not None and done_this_call >= stop_after)
+                if ctx.enabled:  # a stop (signal on any rank) or a bad loss is agreed at this very step by all
+                    stopping, bad = ctx.agree(stopping, nonfinite is not None)
+                    if bad:
+                        _fail_nonfinite(state, float("nan") if nonfinite is None else nonfinite, write_summary,
+                                        log, bar)
                 if at_eval or stopping:
                     torch_sync(dev)
                     now = time.perf_counter()
@@ -372,9 +470,10 @@ def train(cfg: Config | None = None, *, runs_dir: str | Path = "runs", resume: s
                     if row.get("val_error") is not None and (state.best is None or
                                                              row["val_error"] < state.best["val_error"]):
                         state.best = dict(row)
-                        best = payload("best")
-                        best["row"] = row
-                        save_checkpoint(best, run_dir / "checkpoints" / "best.pt")
+                        if ctx.main:
+                            best = payload("best")
+                            best["row"] = row
+                            save_checkpoint(best, run_dir / "checkpoints" / "best.pt")
                     log(format_row(row, total, spe))
                     if tb is not None:
                         for key in ("train_loss", "train_error", "val_loss", "val_error", "test_loss", "test_error",
@@ -384,7 +483,8 @@ def train(cfg: Config | None = None, *, runs_dir: str | Path = "runs", resume: s
                         tb.flush()
                     acc = Progress.zeros(dev)
                     state.wall_seconds = time.perf_counter() - start_wall
-                    runs.write_metrics(run_dir / runs.METRICS_FILE, state.rows)
+                    if ctx.main:
+                        runs.write_metrics(run_dir / runs.METRICS_FILE, state.rows)
                     save_resumable()
                     write_summary("running" if state.iteration < total else "finished")
                 elif epoch_end and bar is not None:
@@ -395,8 +495,10 @@ def train(cfg: Config | None = None, *, runs_dir: str | Path = "runs", resume: s
                         bar.close()
                     save_resumable()
                     write_summary("interrupted")
-                    log(f"stopped at iteration {state.iteration}/{total}; resume with: reslab train --resume {run_dir}",
-                        always=True)
+                    how = f"reslab train --resume {run_dir}" if not ctx.enabled else (
+                        f"torchrun --nproc_per_node=N -m reslab train --resume {run_dir} "
+                        f"(or reslab train --nproc N --resume {run_dir})")
+                    log(f"stopped at iteration {state.iteration}/{total}; resume with: {how}", always=True)
                     if tb is not None:
                         tb.close()
                     return run_dir
@@ -409,6 +511,8 @@ def train(cfg: Config | None = None, *, runs_dir: str | Path = "runs", resume: s
         bar.close()
     if tb is not None:
         tb.close()
+    if not ctx.main:
+        return run_dir
     s = runs.read_json(run_dir / runs.SUMMARY_FILE)
     log(f"finished {run_dir}: final test error {s['final']['test_error']:.2f}%"
         + (f", best val {s['best']['val_error']:.2f}% (test {s['best']['test_error']:.2f}% there)" if s.get("best") else "")
