@@ -185,7 +185,7 @@ def test_sigint_checkpoints_and_says_how_to_resume(fake_dir, tmp_path):
 
 def test_kill_9_at_random_moments_then_resume_is_bit_identical(fake_dir, tmp_path):
     longer = ["--set", "train.iterations=150", "--set", "train.eval_every=15"]
-    ref = subprocess.run(_cli_train(fake_dir, tmp_path / "ref", longer), capture_output=True, text=True, timeout=120)
+    ref = subprocess.run(_cli_train(fake_dir, tmp_path / "ref", longer), capture_output=True, text=True, timeout=600)
     assert ref.returncode == 0, ref.stderr
     ref_run = next((tmp_path / "ref").iterdir())
     rng = random.Random(1234)
@@ -206,7 +206,7 @@ def test_kill_9_at_random_moments_then_resume_is_bit_identical(fake_dir, tmp_pat
         kills += 1
         proc = subprocess.Popen([sys.executable, "-m", "reslab", "train", "--resume", str(run), "--quiet"],
                                 stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    assert proc.wait(timeout=120) == 0
+    assert proc.wait(timeout=600) == 0
     assert kills >= 3
     assert numbers(run) == numbers(ref_run)
     assert same_weights(final_weights(run), final_weights(ref_run))
