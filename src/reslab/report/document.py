@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import base64
 import html
+import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -72,7 +73,8 @@ def to_markdown(doc: Document, base: Path) -> str:
             out += ["| " + " | ".join(str(c) for c in row) + " |" for row in b.rows]
             out.append("")
         elif isinstance(b, Figure):
-            rel = Path(b.path).relative_to(base) if Path(b.path).is_absolute() else b.path
+            # links relative to the report's own folder, whatever the current directory was
+            rel = Path(os.path.relpath(Path(b.path).resolve(), Path(base).resolve()))
             out += [f"![{b.caption}]({rel.as_posix()})", "", f"*{b.caption}*", ""]
     return "\n".join(out).rstrip() + "\n"
 
