@@ -61,8 +61,12 @@ def main():
     run = next((work / "cut").iterdir())
     kills, fallbacks = 0, 0
     while kills < a.kills:
-        # kill somewhere in the next stretch of work: start-up, a step, an evaluation or a checkpoint write
-        time.sleep(rng.uniform(0.5, ref_seconds / (a.kills / 2)))
+        # wait until the (resumed) process is training, then kill it somewhere in the next stretch of work:
+        # a step, an evaluation or a checkpoint write (a kill during Python start-up would test nothing)
+        started = (run / "train.log").read_text().count("resuming") if kills else 0
+        while proc.poll() is None and kills and (run / "train.log").read_text().count("resuming") <= started:
+            time.sleep(0.05)
+        time.sleep(rng.uniform(0.2, ref_seconds / a.kills))
         if proc.poll() is not None:
             break
         proc.send_signal(signal.SIGKILL)
