@@ -17,6 +17,20 @@ def _add_data_dir(p):
                         "else ~/.cache/reslab/data, downloading the official archive if it is empty)")
 
 
+def _add_study_options(q, kind: str) -> None:
+    """Options every study command shares (seeds, devices, data, output, overrides, report, quiet)."""
+    q.add_argument("--seeds", type=int, default=1, help="repeat every model with this many seeds (train.seed, +1, ...)")
+    q.add_argument("--devices", default=None, help="comma-separated devices, one run per device at a time in "
+                   "separate processes (e.g. cuda:0,cuda:1); default: train.device of the profile")
+    _add_data_dir(q)
+    q.add_argument("--out", default=None, help=f"study directory (default: studies/{kind}-<profile>); an "
+                   "existing one holding the same study is resumed, never overwritten")
+    q.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                   help="override a config key for every run of the study")
+    q.add_argument("--no-report", action="store_true", help="train only; build the report later with reslab report")
+    q.add_argument("--quiet", action="store_true", help="no progress bars")
+
+
 def build_parser() -> argparse.ArgumentParser:
     ap = argparse.ArgumentParser(prog="reslab", description="Plain vs residual networks on CIFAR-10, as in "
                                  "He et al. 2016.", epilog=EPILOG,
@@ -94,16 +108,7 @@ def build_parser() -> argparse.ArgumentParser:
                    "or a YAML config file")
     q.add_argument("--depths", default=None, help="comma-separated CIFAR depths (6n+2); default 20,56 for quick, "
                    "20,32,44,56 otherwise")
-    q.add_argument("--seeds", type=int, default=1, help="repeat every model with this many seeds (train.seed, +1, ...)")
-    q.add_argument("--devices", default=None, help="comma-separated devices, one run per device at a time in "
-                   "separate processes (e.g. cuda:0,cuda:1); default: train.device of the profile")
-    _add_data_dir(q)
-    q.add_argument("--out", default=None, help="study directory (default: studies/degradation-<profile>); an "
-                   "existing one holding the same study is resumed, never overwritten")
-    q.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
-                   help="override a config key for every run of the study")
-    q.add_argument("--no-report", action="store_true", help="train only; build the report later with reslab report")
-    q.add_argument("--quiet", action="store_true", help="no progress bars")
+    _add_study_options(q, "degradation")
     q = ssub.add_parser("imagenet-style", formatter_class=fmt,
                         help="plain18/34, resnet18/34 and the multi-scale resnet18_ms on CIFAR-10 (one protocol)",
                         description="Trains plain18, resnet18, plain34, resnet34 and resnet18_ms under one protocol "
@@ -111,16 +116,7 @@ def build_parser() -> argparse.ArgumentParser:
                                     "command resumes the study.")
     q.add_argument("--profile", default="full", help="full (the published study's protocol: 150 epochs, batch 256; "
                    "a GPU job), quick (CPU, reduced width; see configs/imagenet_style_quick.yaml), or a YAML file")
-    q.add_argument("--seeds", type=int, default=1, help="repeat every model with this many seeds (train.seed, +1, ...)")
-    q.add_argument("--devices", default=None, help="comma-separated devices, one run per device at a time in "
-                   "separate processes (e.g. cuda:0,cuda:1); default: train.device of the profile")
-    _add_data_dir(q)
-    q.add_argument("--out", default=None, help="study directory (default: studies/imagenet-style-<profile>); an "
-                   "existing one holding the same study is resumed, never overwritten")
-    q.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
-                   help="override a config key for every run of the study")
-    q.add_argument("--no-report", action="store_true", help="train only; build the report later with reslab report")
-    q.add_argument("--quiet", action="store_true", help="no progress bars")
+    _add_study_options(q, "imagenet-style")
 
     p = sub.add_parser("report", help="(re)build a study's report.md / report.html from its runs", formatter_class=fmt)
     p.add_argument("study_dir", metavar="STUDY_DIR")
