@@ -20,6 +20,9 @@ def test_bench_train_reports_every_figure():
     assert res["ratio"] == pytest.approx(res["reslab_images_per_s"] / res["baseline_images_per_s"], rel=0.01)
     assert 0 < res["input_pipeline_share"] < 1
     assert len(res["reslab_rounds"]) == len(res["baseline_rounds"]) == 2
+    # convolutions dominate even a tiny net's step, and the ceiling is consistent with the measured figures
+    assert 0.2 < res["conv_share"] < 1
+    assert res["ratio_ceiling_if_only_convs"] == pytest.approx(res["ratio"] / res["conv_share"], rel=0.02)
 
 
 def test_bench_eval_and_cli_json(tmp_path, capsys):

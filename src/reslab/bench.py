@@ -72,6 +72,19 @@ class _PerSampleDataset(torch.utils.data.Dataset):
         return (x.float().div(255) - self.mean) / self.std, int(self.labels[i])
 
 
+def conv_share(step_fn, steps: int = 2) -> float:
+    """Share of a CPU training step spent inside convolution kernels (forward and backward), from the profiler's
+    self times. It bounds what any change outside the convolutions can win: with everything else free, a step
+    would still take `share` of its time."""
+    from torch.profiler import ProfilerActivity, profile
+    with profile(activities=[ProfilerActivity.CPU]) as prof:
+        step_fn(steps)
+    events = prof.key_averages()
+    total = sum(e.self_cpu_time_total for e in events)
+    conv = sum(e.self_cpu_time_total for e in events if "conv" in e.key.lower())
+    return conv / total if total else 0.0
+
+
 def _peak_memory_mb(device: torch.device) -> float:
     if device.type == "cuda":
         return torch.cuda.max_memory_allocated(device) / 2**20
@@ -160,6 +173,13 @@ def bench_train(model_name: str = "resnet20", batch_size: int = 128, rounds: int
     pipe = (time.perf_counter() - t) / 20
     a, b = statistics.median(ips_a), statistics.median(ips_b)
     step_time = batch_size / a
+    # Where the rest of the time goes: on CPU the convolutions (the same oneDNN kernels on both sides) set a
+    # ceiling on any speed-up that does not make the convolutions themselves faster.
+    ceiling = {}
+    if dev.type == "cpu":
+        share = conv_share(reslab_steps)
+        ceiling = {"conv_share": round(share, 4), "conv_ms_per_step": round(share * step_time * 1e3, 1),
+                   "ratio_ceiling_if_only_convs": round((batch_size / b) / (share * step_time), 3) if share else None}
     res = {
         "kind": "train", "model": model_name, "batch_size": batch_size, "device": str(dev),
         "baseline": f"DataLoader({workers} workers) + {ds.kind}, NCHW fp32, eager, torch.optim.SGD",
@@ -168,7 +188,7 @@ def bench_train(model_name: str = "resnet20", batch_size: int = 128, rounds: int
         "macs_per_image": macs, "gflops_reslab": round(a * macs * 2 * 3 / 1e9, 2),
         "gflops_baseline": round(b * macs * 2 * 3 / 1e9, 2),
         "input_pipeline_ms": round(pipe * 1e3, 3), "input_pipeline_share": round(pipe / step_time, 4),
-        "peak_memory_mb": round(_peak_memory_mb(dev), 1), **machine(),
+        "peak_memory_mb": round(_peak_memory_mb(dev), 1), **ceiling, **machine(),
     }
     del loader
     return res
@@ -252,6 +272,9 @@ def cmd_bench(a) -> int:
         print(f"baseline {res['baseline_images_per_s']:8.1f} img/s  ({res['gflops_baseline']} GFLOP/s)  [{res['baseline']}]")
         print(f"ratio    {res['ratio']:.2f}x   input pipeline {res['input_pipeline_ms']:.2f} ms/batch = "
               f"{100 * res['input_pipeline_share']:.1f}% of reslab's step   peak memory {res['peak_memory_mb']:.0f} MB")
+        if res.get("ratio_ceiling_if_only_convs"):
+            print(f"convolutions {res['conv_ms_per_step']:.0f} ms = {100 * res['conv_share']:.0f}% of reslab's step: "
+                  f"with every other op free the ratio could reach at most {res['ratio_ceiling_if_only_convs']:.2f}x")
     else:
         res = bench_eval(a.model, a.batch_size, a.images, a.device, a.train_images_per_s)
         print(f"eval {res['plain_eval_images_per_s']:.0f} img/s, with conv-BN folding {res['folded_bn_images_per_s']:.0f} "
