@@ -135,44 +135,38 @@ def _extensions():
     return [importlib.import_module(name) for name in EXTENSIONS]
 
 
-def _cmd_study_imagenet_style(a) -> int:
-    from reslab.study import run_study
-    from reslab.study.imagenet_style import plan_imagenet_style, profile_name
-
+def _study_data_dir(a) -> str | None:
     if a.data_dir is not None and not Path(a.data_dir).exists():
         raise ReslabError(f"--data-dir {a.data_dir} does not exist")
-    data_dir = str(Path(a.data_dir).resolve()) if a.data_dir else None
-    spec = plan_imagenet_style(a.profile, a.seeds, a.overrides, data_dir)
-    out = Path(a.out) if a.out else Path("studies") / f"imagenet-style-{profile_name(a.profile)}"
+    return str(Path(a.data_dir).resolve()) if a.data_dir else None
+
+
+def _run_study(a, spec, default_out: Path) -> int:
+    """What every study command does once its plan is made: check --devices, then train, resume or skip."""
+    from reslab.study import run_study
+
     devices = [d.strip() for d in a.devices.split(",")] if a.devices else None
     if devices:
         from reslab.engine.trainer import resolve_device
         for d in devices:
             resolve_device(d)
-    run_study(spec, out, devices=devices, quiet=a.quiet, report=not a.no_report)
+    run_study(spec, Path(a.out) if a.out else default_out, devices=devices, quiet=a.quiet, report=not a.no_report)
     return 0
 
 
 def cmd_study(a) -> int:
-    from reslab.study import plan_degradation, run_study
+    if a.study_kind == "imagenet-style":
+        from reslab.study.imagenet_style import plan_imagenet_style, profile_name
+
+        spec = plan_imagenet_style(a.profile, a.seeds, a.overrides, _study_data_dir(a))
+        return _run_study(a, spec, Path("studies") / f"imagenet-style-{profile_name(a.profile)}")
+    from reslab.study import plan_degradation
     from reslab.study.degradation import parse_depths
 
-    if a.study_kind == "imagenet-style":
-        return _cmd_study_imagenet_style(a)
-    if a.data_dir is not None and not Path(a.data_dir).exists():
-        raise ReslabError(f"--data-dir {a.data_dir} does not exist")
+    data_dir = _study_data_dir(a)
     profile_name = Path(a.profile).stem if a.profile.endswith(".yaml") else a.profile
-    depths = parse_depths(a.depths, profile_name)
-    data_dir = str(Path(a.data_dir).resolve()) if a.data_dir else None
-    spec = plan_degradation(a.profile, depths, a.seeds, a.overrides, data_dir)
-    out = Path(a.out) if a.out else Path("studies") / f"degradation-{profile_name}"
-    devices = [d.strip() for d in a.devices.split(",")] if a.devices else None
-    if devices:
-        from reslab.engine.trainer import resolve_device
-        for d in devices:
-            resolve_device(d)
-    run_study(spec, out, devices=devices, quiet=a.quiet, report=not a.no_report)
-    return 0
+    spec = plan_degradation(a.profile, parse_depths(a.depths, profile_name), a.seeds, a.overrides, data_dir)
+    return _run_study(a, spec, Path("studies") / f"degradation-{profile_name}")
 
 
 def cmd_report(a) -> int:

@@ -4,11 +4,11 @@ from __future__ import annotations
 from pathlib import Path
 
 from reslab.config import from_dict, resolve_schedule
-from reslab.data import CLASSES
 from reslab.engine.checkpoint import atomic_write_text
 from reslab.report import figures
 from reslab.report.collect import ModelResult, Study, load_study, mean_std
 from reslab.report.document import Bullets, Document, Figure, Heading, Para, Table, to_html, to_markdown
+from reslab.report.sections import confusion_section, per_class_section
 from reslab.report.verdicts import all_verdicts
 
 # He et al. 2016, Table 6: CIFAR-10 test error (%) of the residual nets (ResNet-110: best of 5 runs; mean 6.61±0.16).
@@ -125,24 +125,8 @@ def build_report(study_dir: Path) -> tuple[Document, dict]:
         doc.add(Heading("Against the paper (Table 6, ResNets)"),
                 Table(["model", "ours: test err %", "paper: test err %"], rows), Para(note))
 
-    per_class_rows = []
-    for m in sorted(finished, key=lambda m: (m.group != "plain", m.depth)):
-        evals = [r.test_eval for r in m.finished if r.test_eval]
-        if not evals:
-            continue
-        accs = [sum(e["per_class"][c] for e in evals) / len(evals) for c in CLASSES]
-        per_class_rows.append([m.model, *[f"{a:.1f}" for a in accs]])
-    if per_class_rows:
-        doc.add(Heading("Per-class test accuracy (%)"), Table(["model", *CLASSES], per_class_rows))
-    if ranked:
-        best = ranked[0]
-        evals = [r.test_eval for r in best.finished if r.test_eval]
-        if evals:
-            mat = [[sum(e["confusion"][i][j] for e in evals) for j in range(10)] for i in range(10)]
-            figs["confusion"] = figures.confusion(mat, f"{best.model}: test confusion matrix", out)
-            doc.add(Heading(f"Confusion matrix of the best model ({best.model})"),
-                    Figure(figs["confusion"], f"Rows: true class; columns: predicted ({sum(map(sum, mat))} test "
-                           f"images{', summed over seeds' if len(evals) > 1 else ''})."))
+    doc.add(*per_class_section(sorted(finished, key=lambda m: (m.group != "plain", m.depth))))
+    doc.add(*confusion_section(ranked[0] if ranked else None, out, figs))
     # ---- analysis (issue 7): Fig. 7 layer responses and gradient flow; empty when no run finished ----
     from reslab.analysis.report import analysis_blocks
     doc.add(*analysis_blocks(study, out, max_images=1000))

@@ -13,10 +13,10 @@ import math
 from pathlib import Path
 
 from reslab.config import from_dict
-from reslab.data import CLASSES
 from reslab.report import figures
 from reslab.report.collect import ModelResult, Study, load_study, mean_std
 from reslab.report.document import Bullets, Document, Figure, Heading, Para, Table
+from reslab.report.sections import confusion_section, per_class_section
 from reslab.report.verdicts import Verdict, _noise
 from reslab.study.runner import STUDY_FILE
 
@@ -301,14 +301,7 @@ def build_report(study_dir: Path) -> tuple[Document, dict]:
                   [[str(i), m.model, _fmt(m.stat("test_error")[0]), _fmt(m.stat("val_error")[0])]
                    for i, m in enumerate(ranked, 1)], align="rlrr"))
 
-    per_class = []
-    for m in finished:
-        evals = [r.test_eval for r in m.finished if r.test_eval]
-        if evals:
-            per_class.append([m.model, *[f"{sum(e['per_class'][c] for e in evals) / len(evals):.1f}"
-                                         for c in CLASSES]])
-    if per_class:
-        doc.add(Heading("Per-class test accuracy (%)"), Table(["model", *CLASSES], per_class))
+    doc.add(*per_class_section(finished))
 
     rows = []
     for name, ref in PAPER_TABLE2.items():
@@ -327,15 +320,7 @@ def build_report(study_dir: Path) -> tuple[Document, dict]:
                  f" ({study.spec.profile} profile). Only the *direction* within each pair can be compared: in the "
                  "paper plain-34 is worse than plain-18 (degradation) and ResNet-34 is better than ResNet-18."))
 
-    if ranked:
-        best = ranked[0]
-        evals = [r.test_eval for r in best.finished if r.test_eval]
-        if evals:
-            mat = [[sum(e["confusion"][i][j] for e in evals) for j in range(10)] for i in range(10)]
-            figs["confusion"] = figures.confusion(mat, f"{best.model}: test confusion matrix", out)
-            doc.add(Heading(f"Confusion matrix of the best model ({best.model})"),
-                    Figure(figs["confusion"], f"Rows: true class; columns: predicted ({sum(map(sum, mat))} test "
-                           f"images{', summed over seeds' if len(evals) > 1 else ''})."))
+    doc.add(*confusion_section(ranked[0] if ranked else None, out, figs))
     doc.add(Heading("Files"), Para("Every run's directory under runs/ holds its config, metrics.csv, summary.json and "
                                    "checkpoints. Models: docs/multiscale.md (resnet18_ms), `reslab models`."
                                    + (f" Test set: {cfg.data.test_subset:,} class-balanced images of the 10k."
