@@ -10,7 +10,6 @@ from reslab.analysis.report import (gradient_verdict, response_depth_verdict, re
                                     response_verdicts)
 from reslab.analysis.responses import ResponseProfile, capture_responses, layer_stds, response_layers
 from reslab.cli import main
-from reslab.engine import train
 from reslab.engine.checkpoint import load_checkpoint, save_checkpoint
 from reslab.models import create_model
 

@@ -6,8 +6,7 @@ import pytest
 import torch
 
 from reslab.cli import main
-from reslab.engine import train
-from reslab.importers.akamaster import convert_state_dict, import_akamaster
+from reslab.importers.akamaster import import_akamaster
 from reslab.models import create_model
 
 from conftest import AKAMASTER, REAL_ARCHIVE, requires_real_data

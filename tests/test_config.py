@@ -3,7 +3,7 @@ import yaml
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from reslab.config import (Config, ConfigError, dump_yaml, find_config, from_dict, load_config, parse_override,
+from reslab.config import (ConfigError, dump_yaml, find_config, from_dict, load_config, parse_override,
                            resolve_schedule, to_dict)
 
 
@@ -42,6 +42,7 @@ def test_overrides_and_types():
     ("train.batch_size=0", "train.batch_size=0"),
     ("train.batch_size=1.5", "wrong type; expected integer"),
     ("train.iterations=-5", "positive integer"),
+    ("train.log_every=-1", r"train.log_every=-1 is not allowed; must be >= 0"),
     ("optim.milestones=[0.75, 0.5]", "strictly increasing"),
     ("optim.milestones=[0.5, 1.5]", r"fractions of training must lie in \(0, 1\)"),
     ("model.shortcut=D", "allowed: A, B, C"),

@@ -1,7 +1,4 @@
-import gzip
-import io
 import pickle
-import tarfile
 
 import numpy as np
 import pytest

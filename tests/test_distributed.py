@@ -24,13 +24,13 @@ from reslab.engine import evaluate, prepare_data, train
 from reslab.engine.checkpoint import load_checkpoint, load_weights, resumable_checkpoints
 from reslab.engine.distributed import DistContext
 from reslab.engine.runs import read_metrics
+from runcheck import numbers
 from reslab.engine.step import training_batch
 from reslab.models import create_model
 
 pytestmark = pytest.mark.skipif(not (dist.is_available() and dist.is_gloo_available()),
                                 reason="torch.distributed with gloo is not available")
 
-TIMING = ("seconds", "images_per_s", "wall_seconds")
 # resnet8; 250 training images in global batches of 50 (25 per process) = 5 steps per epoch, so the runs cross
 # epoch boundaries (a new shared permutation); 60 test images in evaluation batches of 25 split unevenly over
 # the 2 ranks (batches 0 and 2 on rank 0, batch 1 on rank 1).
@@ -93,9 +93,6 @@ def only_run(runs_dir: Path) -> Path:
     assert len(found) == 1, found  # rank 1 never creates a run directory of its own
     return found[0]
 
-
-def numbers(run_dir):
-    return [{k: v for k, v in r.items() if k not in TIMING} for r in read_metrics(run_dir / "metrics.csv")]
 
 
 def last_ckpt(run_dir):

@@ -1,9 +1,7 @@
 """Faults a long run meets in practice: full disks, swapped checkpoints, bad archives, bad paths."""
 import errno
-import json
 
 import pytest
-import torch
 
 from reslab import ReslabError
 from reslab.cli import main
@@ -11,13 +9,9 @@ from reslab.engine import checkpoint as ckpt_mod
 from reslab.engine import runs as runs_mod
 from reslab.engine import train
 from reslab.engine.checkpoint import load_checkpoint, resumable_checkpoints, save_checkpoint
-from reslab.engine.runs import read_metrics
-
-TIMING = ("seconds", "images_per_s", "wall_seconds")
+from runcheck import numbers
 
 
-def numbers(run_dir):
-    return [{k: v for k, v in r.items() if k not in TIMING} for r in read_metrics(run_dir / "metrics.csv")]
 
 
 def _fail_after(n, real, exc):

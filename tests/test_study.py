@@ -93,6 +93,34 @@ def test_a_different_study_in_the_same_dir_is_refused(tiny_study, fake_dir_modul
         run_study(spec, tiny_study, quiet=True)
 
 
+def test_a_study_made_before_a_config_field_existed_still_resumes(tiny_study, fake_dir_module, tmp_path):
+    # study.json written by an older reslab: no train.log_every in its base config
+    old = tmp_path / "old"
+    shutil.copytree(tiny_study, old)
+    meta = json.loads((old / "study.json").read_text())
+    del meta["base_config"]["train"]["log_every"]
+    (old / "study.json").write_text(json.dumps(meta))
+    spec = plan_degradation("quick", (8, 14), seeds=1, overrides=TINY, data_dir=str(fake_dir_module))
+    logs = []
+    run_study(spec, old, quiet=True, log=logs.append, report=False)
+    assert sum("finished, skipped" in m for m in logs) == 4
+    # ... but a changed value is still a different study
+    meta["base_config"]["train"]["log_every"] = 7
+    (old / "study.json").write_text(json.dumps(meta))
+    with pytest.raises(ReslabError, match="base_config differ"):
+        run_study(spec, old, quiet=True, report=False)
+
+
+def test_training_curves_use_the_dense_log(tiny_study):
+    from reslab.report.figures import _curve
+    m = load_study(tiny_study).model("resnet8")
+    dense_its, _ = _curve(m, "train_error")
+    eval_its, _ = _curve(m, "test_error")
+    assert set(eval_its) < set(dense_its)  # every evaluation point, and the points between them
+    m.runs[0].train_log = []  # a run made before train_log.csv existed: back to the metrics rows
+    assert _curve(m, "train_error")[0] == eval_its
+
+
 def _flip(study_dir, tmp_path, edits):
     """Copy a study and rewrite final numbers in its summaries."""
     dst = tmp_path / "flipped"

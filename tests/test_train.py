@@ -1,5 +1,4 @@
 import json
-import os
 import random
 import signal
 import subprocess
@@ -14,14 +13,11 @@ from reslab import ReslabError
 from reslab.engine import train
 from reslab.engine.checkpoint import load_checkpoint, resumable_checkpoints, save_checkpoint, sidecar
 from reslab.engine.runs import read_metrics
+from runcheck import numbers
 from reslab.engine.trainer import NonFiniteLoss
 
-TIMING = ("seconds", "images_per_s", "wall_seconds")
 REPO = Path(__file__).resolve().parents[1]
 
-
-def numbers(run_dir):
-    return [{k: v for k, v in r.items() if k not in TIMING} for r in read_metrics(run_dir / "metrics.csv")]
 
 
 def final_weights(run_dir):
@@ -210,3 +206,25 @@ def test_kill_9_at_random_moments_then_resume_is_bit_identical(fake_dir, tmp_pat
     assert kills >= 3
     assert numbers(run) == numbers(ref_run)
     assert same_weights(final_weights(run), final_weights(ref_run))
+
+
+def test_dense_training_curve_adds_up_to_the_metrics_rows(tiny_cfg, tmp_path):
+    # log every 2 iterations, evaluate every 5: points at 2, 4, 5 | 6, 8, 10 | ... (an evaluation always closes a
+    # window, so no window straddles two metrics rows)
+    run = train(tiny_cfg(**{"train.log_every": 2}), runs_dir=tmp_path, quiet=True)
+    dense = read_metrics(run / "train_log.csv")
+    assert [r["iteration"] for r in dense] == [2, 4, 5, 6, 8, 10, 12, 14, 15, 16, 18, 20]
+    batch = 25
+    for row in read_metrics(run / "metrics.csv"):  # each metrics row = the size-weighted mean of its windows
+        it = row["iteration"]
+        start = it - 5
+        windows = [(r, r["iteration"] - prev) for r, prev in zip(dense, [0] + [d["iteration"] for d in dense])
+                   if start < r["iteration"] <= it]
+        n = sum(k for _, k in windows) * batch
+        assert sum(r["train_loss"] * k * batch for r, k in windows) / n == pytest.approx(row["train_loss"], rel=1e-5)
+        assert sum(r["train_error"] * k * batch for r, k in windows) / n == pytest.approx(row["train_error"], rel=1e-5)
+
+
+def test_dense_training_curve_defaults_to_five_points_per_evaluation(tiny_cfg, tmp_path):
+    run = train(tiny_cfg(**{"train.eval_every": 10}), runs_dir=tmp_path, quiet=True)
+    assert [r["iteration"] for r in read_metrics(run / "train_log.csv")] == [2, 4, 6, 8, 10, 12, 14, 16, 18, 20]

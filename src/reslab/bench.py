@@ -190,7 +190,7 @@ def bench_train(model_name: str = "resnet20", batch_size: int = 128, rounds: int
         "input_pipeline_ms": round(pipe * 1e3, 3), "input_pipeline_share": round(pipe / step_time, 4),
         "peak_memory_mb": round(_peak_memory_mb(dev), 1), **ceiling, **machine(),
     }
-    del loader
+    it.clear()  # drops the iterator: its persistent workers shut down
     return res
 
 

@@ -79,6 +79,8 @@ class TrainConfig:
     compile: bool = False                     # torch.compile the model
     eval_batch_size: int = 250                # measured fastest on CPU (cache-sized batches)
     eval_every: int = 0                       # evaluate (and log a metrics row) every N iterations; 0 = every epoch
+    log_every: int = 0                        # training loss/error into train_log.csv every N iterations (free: no
+                                              # evaluation); 0 = five points per evaluation interval
     keep_checkpoints: int = 2                 # newest resumable checkpoints kept (older ones deleted after a good save)
     snapshots: typing.List[float] = field(default_factory=lambda: [0.0, 0.1, 0.5, 1.0])  # weights kept at these fractions of training
     # Several processes (torchrun): batch_size stays the GLOBAL batch, split evenly over the processes.
@@ -318,7 +320,7 @@ def validate(cfg: Config) -> Config:
     if t.epochs is not None and t.epochs <= 0:
         raise _err("train.epochs", t.epochs, "must be > 0")
     for key, v in {"optim.momentum": o.momentum, "optim.weight_decay": o.weight_decay,
-                   "data.val_size": d.val_size, "train.eval_every": t.eval_every,
+                   "data.val_size": d.val_size, "train.eval_every": t.eval_every, "train.log_every": t.log_every,
                    "optim.warmup_iterations": o.warmup_iterations}.items():
         if v < 0:
             raise _err(key, v, "must be >= 0")

@@ -19,8 +19,10 @@ from reslab.engine.checkpoint import atomic_write_text
 
 METRIC_FIELDS = ("epoch", "iteration", "train_loss", "train_error", "val_loss", "val_error", "test_loss",
                  "test_error", "lr", "seconds", "images_per_s", "wall_seconds")
-CONFIG_FILE, METRICS_FILE, SUMMARY_FILE, LOG_FILE, ENV_FILE, TEST_EVAL_FILE = (
-    "config.yaml", "metrics.csv", "summary.json", "train.log", "env.json", "test_eval.json")
+# the dense training curve: the running training loss/error over each window of train.log_every iterations
+TRAIN_LOG_FIELDS = ("iteration", "train_loss", "train_error", "lr")
+CONFIG_FILE, METRICS_FILE, SUMMARY_FILE, LOG_FILE, ENV_FILE, TEST_EVAL_FILE, TRAIN_LOG_FILE = (
+    "config.yaml", "metrics.csv", "summary.json", "train.log", "env.json", "test_eval.json", "train_log.csv")
 
 
 def new_run_dir(runs_dir: Path, name: str, exact: str | None = None) -> Path:
@@ -94,14 +96,15 @@ def read_json(path: Path):
         return json.load(f)
 
 
-def write_metrics(path: Path, rows: list[dict]) -> None:
+def write_metrics(path: Path, rows: list[dict], fields=METRIC_FIELDS) -> None:
     """The whole CSV is rewritten atomically from the rows held in memory (and in every checkpoint), so a
-    resumed run's metrics.csv holds exactly the rows of its checkpoint — no duplicates, no gaps."""
+    resumed run's metrics.csv (or train_log.csv, with TRAIN_LOG_FIELDS) holds exactly the rows of its checkpoint
+    — no duplicates, no gaps."""
     buf = io.StringIO()
-    w = csv.DictWriter(buf, fieldnames=METRIC_FIELDS, extrasaction="ignore", lineterminator="\n")
+    w = csv.DictWriter(buf, fieldnames=fields, extrasaction="ignore", lineterminator="\n")
     w.writeheader()
     for r in rows:
-        w.writerow({k: ("" if r.get(k) is None else _fmt(r.get(k))) for k in METRIC_FIELDS})
+        w.writerow({k: ("" if r.get(k) is None else _fmt(r.get(k))) for k in fields})
     atomic_write_text(path, buf.getvalue())
 
 

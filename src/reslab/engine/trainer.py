@@ -158,6 +158,10 @@ class State:
     rows: list = field(default_factory=list)
     best: dict | None = None
     wall_seconds: float = 0.0
+    train_log: list = field(default_factory=list)  # the dense training curve (train_log.csv)
+    # the global (loss sum, wrong, seen) of the current metrics interval at the last train_log point: the next
+    # point is the difference, so the dense curve needs no accumulator (or per-rank state) of its own
+    log_mark: list = field(default_factory=lambda: [0.0, 0, 0])
     status: str = "running"
 
 
@@ -261,6 +265,10 @@ def _train(ctx: distributed.DistContext, cfg: Config | None, *, runs_dir, resume
     wrapped = ctx.wrap(model, dev, t.sync_bn)
     step_model = torch.compile(wrapped) if t.compile else wrapped
 
+    def write_logs() -> None:  # rank 0: both CSVs, rewritten whole from the rows held in state
+        runs.write_metrics(run_dir / runs.METRICS_FILE, state.rows)
+        runs.write_metrics(run_dir / runs.TRAIN_LOG_FILE, state.train_log, runs.TRAIN_LOG_FIELDS)
+
     state = State()
     acc = Progress.zeros(dev)
     if ckpt is None:
@@ -274,6 +282,7 @@ def _train(ctx: distributed.DistContext, cfg: Config | None, *, runs_dir, resume
                            batch_per_process=t.batch_size // ctx.world_size, sync_bn=t.sync_bn)
             runs.write_json(run_dir / runs.ENV_FILE, env)
             runs.write_metrics(run_dir / runs.METRICS_FILE, [])
+            runs.write_metrics(run_dir / runs.TRAIN_LOG_FILE, [], runs.TRAIN_LOG_FIELDS)
             return run_dir
 
         run_dir = ctx.on_main(create_run_dir)
@@ -287,14 +296,15 @@ def _train(ctx: distributed.DistContext, cfg: Config | None, *, runs_dir, resume
         torch.set_rng_state(ckpt["rng"]["torch"])
         if dev.type == "cuda" and "cuda" in ckpt["rng"]:
             torch.cuda.set_rng_state_all(ckpt["rng"]["cuda"])
-        state = State(ckpt["iteration"], ckpt["rows"], ckpt["best"], ckpt["wall_seconds"])
+        state = State(ckpt["iteration"], ckpt["rows"], ckpt["best"], ckpt["wall_seconds"],
+                      ckpt.get("train_log", []), ckpt.get("log_mark", [0.0, 0, 0]))
         per_rank = ckpt.get("progress_ranks")
         if ctx.enabled and per_rank is not None and len(per_rank) == ctx.world_size:
             acc = Progress.from_state_dict(per_rank[ctx.rank], dev)  # each rank its own partial sums: exact
         elif ctx.main:
             acc = Progress.from_state_dict(ckpt["progress"], dev)  # the totals (another number of processes)
         if ctx.main:
-            runs.write_metrics(run_dir / runs.METRICS_FILE, state.rows)
+            write_logs()
         log(f"resuming {run_dir} at iteration {state.iteration} from {ckpt_path.name}")
 
     where = str(dev) if not ctx.enabled else (
@@ -330,6 +340,7 @@ def _train(ctx: distributed.DistContext, cfg: Config | None, *, runs_dir, resume
             ck = payload("resumable")
             ck.update(optimizer=optimizer.state_dict(), scaler=scaler.state_dict(), schedule=lrs.state_dict(),
                       rng=_rng_state(), rows=state.rows, best=state.best, wall_seconds=state.wall_seconds,
+                      train_log=state.train_log, log_mark=state.log_mark,
                       progress=progress, warmup_window=[int(lrs_error_window), window_seen])
             if per_rank is not None:
                 ck["progress_ranks"] = per_rank
@@ -386,6 +397,7 @@ def _train(ctx: distributed.DistContext, cfg: Config | None, *, runs_dir, resume
         save_snapshot(run_dir, payload("snapshot"), 0)
 
     eval_every = t.eval_every or spe
+    log_every = t.log_every or max(1, eval_every // 5)
     done_this_call = 0
     perm_epoch, perm = -1, None
     bar = None
@@ -446,6 +458,15 @@ def _train(ctx: distributed.DistContext, cfg: Config | None, *, runs_dir, resume
                     save_snapshot(run_dir, payload("snapshot"), state.iteration)
 
                 at_eval = state.iteration % eval_every == 0 or state.iteration == total
+                if at_eval or state.iteration % log_every == 0:  # a point of the dense training curve
+                    loss_sum, wrong_sum, seen = train_totals()
+                    mark_loss, mark_wrong, mark_seen = state.log_mark
+                    if seen > mark_seen:
+                        state.train_log.append({"iteration": state.iteration,
+                                                "train_loss": (loss_sum - mark_loss) / (seen - mark_seen),
+                                                "train_error": 100.0 * (wrong_sum - mark_wrong) / (seen - mark_seen),
+                                                "lr": lr})
+                    state.log_mark = [loss_sum, wrong_sum, seen]
                 epoch_end = state.iteration % spe == 0 or state.iteration == total
                 stopping = stop.requested or (stop_after is not None and done_this_call >= stop_after)
                 if ctx.enabled:  # a stop (signal on any rank) or a bad loss is agreed at this very step by all
@@ -483,8 +504,9 @@ def _train(ctx: distributed.DistContext, cfg: Config | None, *, runs_dir, resume
                         tb.flush()
                     acc = Progress.zeros(dev)
                     state.wall_seconds = time.perf_counter() - start_wall
+                    state.log_mark = [0.0, 0, 0]
                     if ctx.main:
-                        runs.write_metrics(run_dir / runs.METRICS_FILE, state.rows)
+                        write_logs()
                     save_resumable()
                     write_summary("running" if state.iteration < total else "finished")
                 elif epoch_end and bar is not None:
@@ -493,6 +515,8 @@ def _train(ctx: distributed.DistContext, cfg: Config | None, *, runs_dir, resume
                 if stopping and state.iteration < total:
                     if bar is not None:
                         bar.close()
+                    if ctx.main:
+                        write_logs()
                     save_resumable()
                     write_summary("interrupted")
                     how = f"reslab train --resume {run_dir}" if not ctx.enabled else (

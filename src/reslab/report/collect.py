@@ -23,6 +23,7 @@ class RunResult:
     rows: list[dict]
     test_eval: dict | None
     env: dict | None
+    train_log: list[dict] = field(default_factory=list)  # the dense training curve (runs made before it: empty)
 
 
 @dataclass
@@ -86,9 +87,11 @@ def load_study(path: Path) -> Study:
         rows = runfiles.read_metrics(d / runfiles.METRICS_FILE) if (d / runfiles.METRICS_FILE).exists() else []
         te = d / runfiles.TEST_EVAL_FILE
         env = d / runfiles.ENV_FILE
+        dense = d / runfiles.TRAIN_LOG_FILE
         results.append(RunResult(
             name=r.name, model=r.overrides["model.name"], group=r.group, depth=r.depth,
             seed=int(r.overrides.get("train.seed", 0)), status=summary.get("status", "missing"), summary=summary,
             rows=rows, test_eval=runfiles.read_json(te) if te.exists() else None,
-            env=runfiles.read_json(env) if env.exists() else None))
+            env=runfiles.read_json(env) if env.exists() else None,
+            train_log=runfiles.read_metrics(dense) if dense.exists() else []))
     return Study(path, spec, results)

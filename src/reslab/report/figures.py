@@ -22,15 +22,18 @@ def _depth_colors(depths):
 
 
 def _curve(m: ModelResult, key: str):
-    """(iterations, mean over seeds) of a metrics column; only iterations every finished seed reached."""
+    """(iterations, mean over seeds) of a metrics column; only iterations every finished seed reached.
+    Training loss/error come from the dense curve (train_log.csv) when every run has one."""
     runs = [r for r in m.runs if r.rows]
     if not runs:
         return [], []
-    common = sorted(set.intersection(*[{row["iteration"] for row in r.rows if row.get(key) is not None}
-                                       for r in runs]))
+    dense = key.startswith("train_") and all(r.train_log for r in runs)
+    tables = [r.train_log if dense else r.rows for r in runs]
+    common = sorted(set.intersection(*[{row["iteration"] for row in t if row.get(key) is not None}
+                                       for t in tables]))
     ys = []
     for it in common:
-        vals = [next(row[key] for row in r.rows if row["iteration"] == it) for r in runs]
+        vals = [next(row[key] for row in t if row["iteration"] == it) for t in tables]
         ys.append(sum(vals) / len(vals))
     return common, ys
 

@@ -280,7 +280,7 @@ def build_report(study_dir: Path) -> tuple[Document, dict]:
         figs["lr"] = figures.lr_schedule(study, out)
         doc.add(Heading("Training and validation loss: 18 vs 34 layers"),
                 Figure(figs["loss_pairs"], "Top: plain18 vs plain34; bottom: resnet18 vs resnet34. Left training "
-                       "loss (running mean over each evaluation interval, augmented images, train-mode BN), right "
+                       "loss (mean over each window of train.log_every iterations: augmented images, train-mode BN), right "
                        "validation loss."),
                 Heading("Validation error"),
                 Figure(figs["val_error"], "Validation error vs iterations: the plain pair, the residual pair, all "

@@ -7,7 +7,7 @@ the only difference.
 """
 from __future__ import annotations
 
-from reslab.config import find_config, from_flat, load_config, load_yaml, parse_override, to_dict
+from reslab.config import load_config, to_dict
 from reslab.models.cifar import cifar_depth_to_n
 from reslab.study.runner import RunSpec, StudySpec
 

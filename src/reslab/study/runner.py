@@ -17,7 +17,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from reslab import ReslabError
-from reslab.config import dump_yaml, from_dict, from_flat, validate
+from reslab.config import dump_yaml, from_dict, from_flat, to_dict, validate
 from reslab.engine import runs
 from reslab.engine.checkpoint import atomic_write_text
 
@@ -61,14 +61,25 @@ def run_status(run_dir: Path) -> str:
     return runs.read_json(s).get("status", "interrupted")
 
 
+def _comparable(spec: StudySpec) -> dict:
+    """The spec with its base config completed by today's defaults, so a study made before a config field
+    existed still matches the same command (the new field at its default changes nothing it trained)."""
+    d = spec.to_json()
+    try:
+        d["base_config"] = to_dict(from_dict(d["base_config"]))
+    except ReslabError:  # a field that no longer exists: compare as stored (and so differ)
+        pass
+    return d
+
+
 def open_study(spec: StudySpec, out: Path) -> Path:
     """Create the study directory, or reopen it if it holds the same study; never mix two studies."""
     out = Path(out)
     f = out / STUDY_FILE
     if f.exists():
-        old = StudySpec.from_json(runs.read_json(f))
-        if old.to_json() != spec.to_json():
-            diff = [k for k in ("kind", "profile", "base_config", "runs") if old.to_json()[k] != spec.to_json()[k]]
+        old, new = _comparable(StudySpec.from_json(runs.read_json(f))), _comparable(spec)
+        if old != new:
+            diff = [k for k in ("kind", "profile", "base_config", "runs") if old[k] != new[k]]
             raise ReslabError(f"{out} holds a different study (its {', '.join(diff)} differ); pass --out NEW_DIR "
                               f"for a new study, or rerun the original command to resume it")
         return out
@@ -110,7 +121,7 @@ def run_study(spec: StudySpec, out: Path, *, devices: list[str] | None = None, d
             except NonFiniteLoss as e:
                 log(f"[study] {r.name} failed: {e}; carrying on with the other runs")
             if run_status(out / "runs" / r.name) == "interrupted":
-                log(f"[study] stopped; rerun the same command to resume")
+                log("[study] stopped; rerun the same command to resume")
                 return out
     else:
         _run_parallel(spec, out, todo, devices, quiet, log)
