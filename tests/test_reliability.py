@@ -41,10 +41,19 @@ def test_disk_full_during_checkpoint_keeps_previous_and_resumes_exactly(tiny_cfg
 
 
 def test_disk_full_on_metrics_write_is_one_clear_error(tiny_cfg, tmp_path, monkeypatch):
+    # the first two writes create the run's empty metrics.csv and train_log.csv; the third is at an evaluation
     monkeypatch.setattr(runs_mod, "write_metrics",
-                        _fail_after(1, runs_mod.write_metrics, OSError(errno.ENOSPC, "No space left on device")))
+                        _fail_after(2, runs_mod.write_metrics, OSError(errno.ENOSPC, "No space left on device")))
     with pytest.raises(ReslabError, match=r"cannot write to .*No space left.*--resume"):
         train(tiny_cfg(), runs_dir=tmp_path, quiet=True)
+
+
+def test_disk_full_while_creating_the_run_is_one_clear_error(tiny_cfg, tmp_path, monkeypatch):
+    monkeypatch.setattr(runs_mod, "write_metrics",
+                        _fail_after(1, runs_mod.write_metrics, OSError(errno.ENOSPC, "No space left on device")))
+    with pytest.raises(ReslabError, match=r"cannot write to .*No space left on device.*nothing was trained") as e:
+        train(tiny_cfg(), runs_dir=tmp_path, quiet=True)
+    assert "\n" not in str(e.value)
 
 
 def test_checkpoint_of_another_model_is_refused(tiny_cfg, tmp_path, capsys):

@@ -274,15 +274,18 @@ def _train(ctx: distributed.DistContext, cfg: Config | None, *, runs_dir, resume
     if ckpt is None:
         def create_run_dir():  # rank 0 only; the others learn the directory from it
             run_dir = runs.new_run_dir(Path(runs_dir), cfg.model.name, exact=run_name)
-            (run_dir / "checkpoints").mkdir()
-            (run_dir / runs.CONFIG_FILE).write_text(dump_yaml(cfg))
-            env = runs.environment(dev, t.seed)
-            if ctx.enabled:
-                env.update(world_size=ctx.world_size, backend="nccl" if dev.type == "cuda" else "gloo",
-                           batch_per_process=t.batch_size // ctx.world_size, sync_bn=t.sync_bn)
-            runs.write_json(run_dir / runs.ENV_FILE, env)
-            runs.write_metrics(run_dir / runs.METRICS_FILE, [])
-            runs.write_metrics(run_dir / runs.TRAIN_LOG_FILE, [], runs.TRAIN_LOG_FIELDS)
+            try:
+                (run_dir / "checkpoints").mkdir()
+                (run_dir / runs.CONFIG_FILE).write_text(dump_yaml(cfg))
+                env = runs.environment(dev, t.seed)
+                if ctx.enabled:
+                    env.update(world_size=ctx.world_size, backend="nccl" if dev.type == "cuda" else "gloo",
+                               batch_per_process=t.batch_size // ctx.world_size, sync_bn=t.sync_bn)
+                runs.write_json(run_dir / runs.ENV_FILE, env)
+                runs.write_metrics(run_dir / runs.METRICS_FILE, [])
+                runs.write_metrics(run_dir / runs.TRAIN_LOG_FILE, [], runs.TRAIN_LOG_FIELDS)
+            except OSError as e:  # disk full, permissions: nothing trained yet, so nothing to resume
+                raise ReslabError(f"cannot write to {run_dir} ({e.strerror or e}); nothing was trained") from None
             return run_dir
 
         run_dir = ctx.on_main(create_run_dir)
