@@ -6,7 +6,7 @@ import torch
 import torch.nn.functional as F
 
 from reslab.analysis.gradients import GradientPoint, GradientProfile, gradient_norms, measure_gradients
-from reslab.analysis.report import (gradient_verdict, response_depth_verdict, response_pair_verdict,
+from reslab.analysis.findings import (gradient_verdict, response_depth_verdict, response_pair_verdict,
                                     response_verdicts)
 from reslab.analysis.responses import ResponseProfile, capture_responses, layer_stds, response_layers
 from reslab.cli import main
@@ -192,11 +192,13 @@ def test_gradient_verdict_flips_when_the_numbers_flip():
 def study(tmp_path_factory, fake_dir):
     """A tiny degradation study (plain8, resnet8; 20 iterations, snapshots at 0, 2, 10, 20) with its report.
     Trained once: the gradient, CLI and report tests all read it."""
+    from reslab.report import write_report
     from reslab.study import plan_degradation, run_study
 
     out = tmp_path_factory.mktemp("study") / "s"
     spec = plan_degradation("quick", (8,), seeds=1, overrides=TINY, data_dir=str(fake_dir))
-    run_study(spec, out, quiet=True, log=lambda m: None)
+    assert run_study(spec, out, quiet=True, log=lambda m: None)
+    write_report(out)
     return out
 
 
@@ -284,8 +286,8 @@ def test_imported_style_checkpoint_works_on_test(two_runs, tmp_path, capsys):
 # ---- the study report gains both sections ----------------------------------------------------------------------
 
 def test_study_report_gains_both_figures_and_survives_without_snapshots(study, tmp_path):
-    from reslab.analysis.report import analysis_blocks
-    from reslab.report.collect import load_study
+    from reslab.report.sections import analysis_section
+    from reslab.study.results import load_study
     from reslab.report.document import Figure, Para
 
     rep = study / "report"
@@ -304,7 +306,7 @@ def test_study_report_gains_both_figures_and_survives_without_snapshots(study, t
     shutil.copytree(study, copy)
     for p in (copy / "runs").glob("*/checkpoints/snapshot-*"):
         p.unlink()
-    blocks = analysis_blocks(load_study(copy), tmp_path / "rep")
+    blocks = analysis_section(load_study(copy), tmp_path / "rep")
     assert sum(isinstance(b, Figure) for b in blocks) == 1 and (tmp_path / "rep" / "responses.png").is_file()
     assert any(isinstance(b, Para) and "kept no weight snapshots" in b.text for b in blocks)
     assert not (tmp_path / "rep" / "gradients.png").exists()

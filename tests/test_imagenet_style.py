@@ -8,14 +8,15 @@ import torch
 from reslab import ReslabError
 from reslab.cli import main
 from reslab.config import ConfigError, load_config
-from reslab.engine.trainer import model_kwargs
+from reslab.models import model_kwargs
 from reslab.importers.torchvision import from_torchvision, infer_architecture, load_torchvision, to_torchvision
 from reslab.models import count_macs, count_params, create_model, list_models
-from reslab.models.imagenet import FAMILY, macs_at_224
+from reslab.models import family_members
+from reslab.models.imagenet import macs_at_224
 from reslab.models.multiscale import MultiScaleBlock
 from reslab.models.resnet import BasicBlock, Bottleneck
 from reslab.report import write_report
-from reslab.report.collect import load_study
+from reslab.study.results import load_study
 from reslab.report.imagenet_style import verdicts
 from reslab.study import run_study
 from reslab.study.imagenet_style import plan_imagenet_style
@@ -41,7 +42,7 @@ def test_registry_lists_the_family_and_keeps_the_cifar_names():
     assert any(isinstance(b, Bottleneck) for b in create_model("resnet50").modules())
     cifar50 = create_model("cifar_resnet50")  # the CIFAR 6n+2 net keeps its prefixed name
     assert sum(isinstance(b, BasicBlock) for b in cifar50.modules()) == 24
-    assert set(FAMILY) == {f"{k}{d}" for k in ("resnet", "plain") for d in (18, 34, 50, 101, 152)} | {
+    assert set(family_members("imagenet-style")) == {f"{k}{d}" for k in ("resnet", "plain") for d in (18, 34, 50, 101, 152)} | {
         "resnet18_ms", "plain18_ms"}
 
 
@@ -214,7 +215,8 @@ def fake_dir_module(tmp_path_factory):
 def tiny_study(tmp_path_factory, fake_dir_module):
     out = tmp_path_factory.mktemp("ims") / "s"
     spec = plan_imagenet_style("quick", overrides=TINY, data_dir=str(fake_dir_module))
-    run_study(spec, out, quiet=True, log=lambda m: None)
+    assert run_study(spec, out, quiet=True, log=lambda m: None)
+    write_report(out)
     return out
 
 

@@ -100,14 +100,16 @@ def test_bad_archive_via_cli_exits_2_and_writes_nothing(tmp_path, capsys, conten
 
 
 def test_failed_run_in_a_study_is_reported_and_the_study_carries_on(tmp_path, fake_dir):
+    from reslab.report import write_report
     from reslab.study import plan_degradation, run_study
-    from reslab.report.collect import load_study
+    from reslab.study.results import load_study
     over = ["data.val_size=50", "data.val_subset=null", "data.test_subset=null", "data.train_subset=null",
             "train.batch_size=25", "train.iterations=30", "train.eval_every=10", "optim.warmup=none",
             "log.tensorboard=false", "log.progress=false", "optim.lr=1e6", "optim.weight_decay=0"]
     spec = plan_degradation("quick", (8,), overrides=over, data_dir=str(fake_dir))
     logs = []
-    run_study(spec, tmp_path / "s", quiet=True, log=logs.append)
+    assert run_study(spec, tmp_path / "s", quiet=True, log=logs.append)  # a failed run still ends the study
+    write_report(tmp_path / "s")
     st = load_study(tmp_path / "s")
     assert any("failed" in m for m in logs)
     assert {r.status for r in st.runs} <= {"failed", "finished"} and "failed" in {r.status for r in st.runs}

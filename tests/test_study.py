@@ -8,8 +8,8 @@ import pytest
 from reslab import ReslabError
 from reslab.cli import main
 from reslab.report import write_report
-from reslab.report.collect import load_study
-from reslab.report.verdicts import all_verdicts
+from reslab.study.results import load_study
+from reslab.report.degradation import all_verdicts
 from reslab.study import plan_degradation, run_study
 from reslab.study.degradation import parse_depths
 
@@ -22,7 +22,8 @@ TINY = ["data.val_size=50", "data.val_subset=null", "data.test_subset=40", "trai
 def tiny_study(tmp_path_factory, fake_dir_module):
     out = tmp_path_factory.mktemp("study") / "s"
     spec = plan_degradation("quick", (8, 14), seeds=1, overrides=TINY, data_dir=str(fake_dir_module))
-    run_study(spec, out, quiet=True, log=lambda m: None)
+    assert run_study(spec, out, quiet=True, log=lambda m: None)
+    write_report(out)
     return out
 
 
@@ -67,7 +68,7 @@ def test_rerun_skips_finished_runs_and_keeps_files(tiny_study, fake_dir_module):
     before = {p: p.stat().st_mtime_ns for p in (tiny_study / "runs").rglob("metrics.csv")}
     logs = []
     spec = plan_degradation("quick", (8, 14), seeds=1, overrides=TINY, data_dir=str(fake_dir_module))
-    run_study(spec, tiny_study, quiet=True, log=logs.append, report=False)
+    run_study(spec, tiny_study, quiet=True, log=logs.append)
     assert sum("finished, skipped" in m for m in logs) == 4
     assert {p: p.stat().st_mtime_ns for p in (tiny_study / "runs").rglob("metrics.csv")} == before
 
@@ -76,7 +77,7 @@ def test_interrupted_study_resumes_only_what_is_left(tmp_path, fake_dir_module):
     spec = plan_degradation("quick", (8,), seeds=1, overrides=TINY, data_dir=str(fake_dir_module))
     out = tmp_path / "s"
     from reslab.engine import train
-    from reslab.study.runner import open_study
+    from reslab.study.spec import open_study
     open_study(spec, out)
     # plain8 half done (as after a kill), resnet8 never started
     train(spec.run_config(spec.runs[0]), runs_dir=out / "runs", run_name=spec.runs[0].name, quiet=True,
@@ -102,23 +103,23 @@ def test_a_study_made_before_a_config_field_existed_still_resumes(tiny_study, fa
     (old / "study.json").write_text(json.dumps(meta))
     spec = plan_degradation("quick", (8, 14), seeds=1, overrides=TINY, data_dir=str(fake_dir_module))
     logs = []
-    run_study(spec, old, quiet=True, log=logs.append, report=False)
+    run_study(spec, old, quiet=True, log=logs.append)
     assert sum("finished, skipped" in m for m in logs) == 4
     # ... but a changed value is still a different study
     meta["base_config"]["train"]["log_every"] = 7
     (old / "study.json").write_text(json.dumps(meta))
     with pytest.raises(ReslabError, match="base_config differ"):
-        run_study(spec, old, quiet=True, report=False)
+        run_study(spec, old, quiet=True)
 
 
 def test_training_curves_use_the_dense_log(tiny_study):
-    from reslab.report.figures import _curve
+    from reslab.report.figures import curve
     m = load_study(tiny_study).model("resnet8")
-    dense_its, _ = _curve(m, "train_error")
-    eval_its, _ = _curve(m, "test_error")
+    dense_its, _ = curve(m, "train_error")
+    eval_its, _ = curve(m, "test_error")
     assert set(eval_its) < set(dense_its)  # every evaluation point, and the points between them
     m.runs[0].train_log = []  # a run made before train_log.csv existed: back to the metrics rows
-    assert _curve(m, "train_error")[0] == eval_its
+    assert curve(m, "train_error")[0] == eval_its
 
 
 def _flip(study_dir, tmp_path, edits):

@@ -1,4 +1,4 @@
-"""`reslab bench train|eval`: reslab's real step against the conventional PyTorch pipeline, in one process.
+"""Benchmarks (`reslab bench train|eval`): reslab's real step against the conventional PyTorch pipeline, in one process.
 
 Train: (a) reslab — data as uint8 on the device, one gather + normalise + pad/crop/flip per batch, channels_last,
 the trainer's own `train_step`; (b) the conventional baseline — a map-style Dataset with per-sample random crop
@@ -12,7 +12,6 @@ reslab's training throughput.
 """
 from __future__ import annotations
 
-import json
 import platform
 import resource
 import statistics
@@ -21,8 +20,8 @@ import time
 import torch
 import torch.nn.functional as F
 
-from reslab import ReslabError
 from reslab.data import Normalizer
+from reslab.engine.device import resolve_device
 from reslab.engine.evaluate import evaluate
 from reslab.engine.step import train_step, training_batch
 from reslab.models import count_macs, create_model
@@ -91,112 +90,133 @@ def _peak_memory_mb(device: torch.device) -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # Linux: KiB
 
 
+class ReslabSide:
+    """(a) reslab's own step: uint8 images on the device, one gather + normalise + pad/crop/flip per batch,
+    channels_last, the trainer's `train_step`."""
+
+    def __init__(self, model_name: str, images, labels, batch_size: int, dev: torch.device):
+        torch.manual_seed(0)
+        self.model = create_model(model_name).to(dev).to(memory_format=torch.channels_last)
+        self.opt = torch.optim.SGD(self.model.parameters(), lr=0.01, momentum=0.9, weight_decay=1e-4)
+        self.scaler = torch.amp.GradScaler(dev.type, enabled=False)
+        self.images, self.labels = images.to(dev), labels.to(dev)
+        self.norm = Normalizer("channel", torch.tensor(MEAN), torch.tensor(STD)).to(dev)
+        self.perm = torch.randperm(images.shape[0], device=dev)
+        self.batch_size, self.cursor = batch_size, 0
+
+    def batch(self):
+        n_batches = self.images.shape[0] // self.batch_size
+        k = self.cursor % n_batches
+        self.cursor += 1
+        return training_batch(self.images, self.labels, self.perm[k * self.batch_size:(k + 1) * self.batch_size],
+                              self.norm, augment_seed=self.cursor, channels_last=True)
+
+    def steps(self, n: int) -> None:
+        for _ in range(n):
+            x, y = self.batch()
+            loss, _ = train_step(self.model, self.opt, self.scaler, x, y)
+        float(loss)  # one host sync per round, as the trainer syncs rarely (loss is detached)
+
+
+class BaselineSide:
+    """(b) the conventional pipeline: per-sample transforms in a DataLoader, NCHW fp32, eager, torch.optim.SGD."""
+
+    def __init__(self, model_name: str, images, labels, batch_size: int, dev: torch.device, workers: int):
+        torch.manual_seed(0)
+        self.model = create_model(model_name).to(dev)
+        self.opt = torch.optim.SGD(self.model.parameters(), lr=0.01, momentum=0.9, weight_decay=1e-4)
+        self.ds = _PerSampleDataset(images.permute(0, 2, 3, 1).contiguous().numpy(), labels.numpy())
+        self.loader = torch.utils.data.DataLoader(self.ds, batch_size=batch_size, shuffle=True, num_workers=workers,
+                                                  drop_last=True, persistent_workers=workers > 0,
+                                                  pin_memory=dev.type == "cuda")
+        self.it, self.dev = iter(self.loader), dev
+
+    def steps(self, n: int) -> None:
+        for _ in range(n):
+            try:
+                x, y = next(self.it)
+            except StopIteration:
+                self.it = iter(self.loader)
+                x, y = next(self.it)
+            x, y = x.to(self.dev, non_blocking=True), y.to(self.dev, non_blocking=True)
+            loss = F.cross_entropy(self.model(x), y)
+            self.opt.zero_grad()
+            loss.backward()
+            self.opt.step()
+        float(loss.detach())
+
+    def close(self) -> None:
+        self.it = None  # drops the iterator: its persistent workers shut down
+
+
+def _sync(dev: torch.device) -> None:
+    if dev.type == "cuda":
+        torch.cuda.synchronize(dev)
+
+
+def interleaved(sides: dict, rounds: int, steps: int, batch_size: int, dev: torch.device, log) -> dict[str, list]:
+    """Images per second of each side, one measurement per round, the sides taking turns (A B A B ...)."""
+    ips = {name: [] for name in sides}
+    for r in range(rounds):
+        for name, side in sides.items():
+            _sync(dev)
+            t = time.perf_counter()
+            side.steps(steps)
+            _sync(dev)
+            ips[name].append(steps * batch_size / (time.perf_counter() - t))
+        log(f"  round {r + 1}: " + ", ".join(f"{name} {v[-1]:.0f} img/s" for name, v in ips.items()))
+    return ips
+
+
+def pipeline_seconds(side: ReslabSide, dev: torch.device, batches: int = 20) -> float:
+    """Seconds reslab spends preparing one batch (gather, normalise, augment) — its input pipeline alone."""
+    _sync(dev)
+    t = time.perf_counter()
+    for _ in range(batches):
+        side.batch()
+    _sync(dev)
+    return (time.perf_counter() - t) / batches
+
+
 def bench_train(model_name: str = "resnet20", batch_size: int = 128, rounds: int = 6, steps: int = 8,
                 warmup: int = 3, device: str = "cpu", workers: int = 2, n_images: int = 10_000,
                 log=print) -> dict:
-    from reslab.engine.trainer import resolve_device
     dev = resolve_device(device)
     images, labels = _images(n_images)
     macs = count_macs(create_model(model_name))
-
-    # (a) reslab
-    torch.manual_seed(0)
-    model_a = create_model(model_name).to(dev).to(memory_format=torch.channels_last)
-    opt_a = torch.optim.SGD(model_a.parameters(), lr=0.01, momentum=0.9, weight_decay=1e-4)
-    scaler = torch.amp.GradScaler(dev.type, enabled=False)
-    dev_images, dev_labels = images.to(dev), labels.to(dev)
-    norm = Normalizer("channel", torch.tensor(MEAN), torch.tensor(STD)).to(dev)
-    perm = torch.randperm(n_images, device=dev)
-    cursor = [0]
-
-    def reslab_batch():
-        k = cursor[0] % (n_images // batch_size)
-        cursor[0] += 1
-        return training_batch(dev_images, dev_labels, perm[k * batch_size:(k + 1) * batch_size], norm,
-                              augment_seed=cursor[0], channels_last=True)
-
-    def reslab_steps(n):
-        for _ in range(n):
-            x, y = reslab_batch()
-            loss, _ = train_step(model_a, opt_a, scaler, x, y)
-        float(loss)  # one host sync per round, as the trainer syncs rarely (loss is detached)
-
-    # (b) conventional baseline
-    torch.manual_seed(0)
-    model_b = create_model(model_name).to(dev)
-    opt_b = torch.optim.SGD(model_b.parameters(), lr=0.01, momentum=0.9, weight_decay=1e-4)
-    ds = _PerSampleDataset(images.permute(0, 2, 3, 1).contiguous().numpy(), labels.numpy())
-    loader = torch.utils.data.DataLoader(ds, batch_size=batch_size, shuffle=True, num_workers=workers,
-                                         drop_last=True, persistent_workers=workers > 0,
-                                         pin_memory=dev.type == "cuda")
-    it = [iter(loader)]
-
-    def baseline_steps(n):
-        for _ in range(n):
-            try:
-                x, y = next(it[0])
-            except StopIteration:
-                it[0] = iter(loader)
-                x, y = next(it[0])
-            x, y = x.to(dev, non_blocking=True), y.to(dev, non_blocking=True)
-            out = model_b(x)
-            loss = F.cross_entropy(out, y)
-            opt_b.zero_grad()
-            loss.backward()
-            opt_b.step()
-        float(loss.detach())
-
-    def sync():
-        if dev.type == "cuda":
-            torch.cuda.synchronize(dev)
-
+    a_side = ReslabSide(model_name, images, labels, batch_size, dev)
+    b_side = BaselineSide(model_name, images, labels, batch_size, dev, workers)
     log(f"bench train: {model_name}, batch {batch_size}, {rounds} rounds x {steps} steps each side, "
-        f"interleaved; baseline = DataLoader({workers} workers) + {ds.kind}")
-    reslab_steps(warmup)
-    baseline_steps(warmup)
-    ips_a, ips_b = [], []
-    for r in range(rounds):
-        for name, fn, store in (("reslab", reslab_steps, ips_a), ("baseline", baseline_steps, ips_b)):
-            sync()
-            t = time.perf_counter()
-            fn(steps)
-            sync()
-            store.append(steps * batch_size / (time.perf_counter() - t))
-        log(f"  round {r + 1}: reslab {ips_a[-1]:.0f} img/s, baseline {ips_b[-1]:.0f} img/s")
-
-    # input pipeline share of reslab's step: time the batch preparation alone
-    sync()
-    t = time.perf_counter()
-    for _ in range(20):
-        x, y = reslab_batch()
-    sync()
-    pipe = (time.perf_counter() - t) / 20
-    a, b = statistics.median(ips_a), statistics.median(ips_b)
+        f"interleaved; baseline = DataLoader({workers} workers) + {b_side.ds.kind}")
+    a_side.steps(warmup)
+    b_side.steps(warmup)
+    ips = interleaved({"reslab": a_side, "baseline": b_side}, rounds, steps, batch_size, dev, log)
+    pipe = pipeline_seconds(a_side, dev)
+    a, b = statistics.median(ips["reslab"]), statistics.median(ips["baseline"])
     step_time = batch_size / a
     # Where the rest of the time goes: on CPU the convolutions (the same oneDNN kernels on both sides) set a
     # ceiling on any speed-up that does not make the convolutions themselves faster.
     ceiling = {}
     if dev.type == "cpu":
-        share = conv_share(reslab_steps)
+        share = conv_share(a_side.steps)
         ceiling = {"conv_share": round(share, 4), "conv_ms_per_step": round(share * step_time * 1e3, 1),
                    "ratio_ceiling_if_only_convs": round((batch_size / b) / (share * step_time), 3) if share else None}
     res = {
         "kind": "train", "model": model_name, "batch_size": batch_size, "device": str(dev),
-        "baseline": f"DataLoader({workers} workers) + {ds.kind}, NCHW fp32, eager, torch.optim.SGD",
+        "baseline": f"DataLoader({workers} workers) + {b_side.ds.kind}, NCHW fp32, eager, torch.optim.SGD",
         "reslab_images_per_s": round(a, 1), "baseline_images_per_s": round(b, 1), "ratio": round(a / b, 3),
-        "reslab_rounds": [round(v, 1) for v in ips_a], "baseline_rounds": [round(v, 1) for v in ips_b],
+        "reslab_rounds": [round(v, 1) for v in ips["reslab"]], "baseline_rounds": [round(v, 1) for v in ips["baseline"]],
         "macs_per_image": macs, "gflops_reslab": round(a * macs * 2 * 3 / 1e9, 2),
         "gflops_baseline": round(b * macs * 2 * 3 / 1e9, 2),
         "input_pipeline_ms": round(pipe * 1e3, 3), "input_pipeline_share": round(pipe / step_time, 4),
         "peak_memory_mb": round(_peak_memory_mb(dev), 1), **ceiling, **machine(),
     }
-    it.clear()  # drops the iterator: its persistent workers shut down
+    b_side.close()
     return res
 
 
 def bench_eval(model_name: str = "resnet20", batch_size: int = 250, n_images: int = 2000, device: str = "cpu",
                train_images_per_s: float | None = None, log=print) -> dict:
-    from reslab.engine.trainer import resolve_device
     dev = resolve_device(device)
     images, labels = _images(n_images)
     images, labels = images.to(dev), labels.to(dev)
@@ -235,52 +255,3 @@ def machine() -> dict:
         pass
     return {"torch": torch.__version__, "threads": torch.get_num_threads(), "cpu": flags or platform.processor(),
             "python": platform.python_version()}
-
-
-def register(sub) -> dict:
-    import argparse
-    fmt = argparse.ArgumentDefaultsHelpFormatter
-    p = sub.add_parser("bench", help="benchmark reslab's training/eval step against the conventional pipeline",
-                       formatter_class=fmt)
-    bsub = p.add_subparsers(dest="bench_kind", required=True, metavar="KIND")
-    for kind in ("train", "eval"):
-        q = bsub.add_parser(kind, formatter_class=fmt, help=f"{kind} throughput")
-        q.add_argument("--model", default="resnet20", help="any registered model")
-        q.add_argument("--batch-size", type=int, default=128 if kind == "train" else 250)
-        q.add_argument("--device", default="cpu", help="cpu | cuda | cuda:N | mps")
-        q.add_argument("--json", dest="json_out", default=None, metavar="FILE", help="also write every figure here")
-        if kind == "train":
-            q.add_argument("--rounds", type=int, default=6, help="interleaved A/B rounds")
-            q.add_argument("--steps", type=int, default=8, help="steps per side per round")
-            q.add_argument("--workers", type=int, default=2, help="DataLoader workers of the baseline")
-        else:
-            q.add_argument("--images", type=int, default=2000, help="images evaluated per measurement")
-            q.add_argument("--train-images-per-s", type=float, default=None,
-                           help="reslab's training throughput (from bench train) to report eval/train")
-    return {"bench": cmd_bench}
-
-
-def cmd_bench(a) -> int:
-    from reslab.models import model_exists
-    if not model_exists(a.model):
-        create_model(a.model)  # raises the registry's one-line error
-    if a.batch_size <= 0:
-        raise ReslabError(f"--batch-size {a.batch_size} must be > 0")
-    if a.bench_kind == "train":
-        res = bench_train(a.model, a.batch_size, a.rounds, a.steps, device=a.device, workers=a.workers)
-        print(f"reslab   {res['reslab_images_per_s']:8.1f} img/s  ({res['gflops_reslab']} GFLOP/s)")
-        print(f"baseline {res['baseline_images_per_s']:8.1f} img/s  ({res['gflops_baseline']} GFLOP/s)  [{res['baseline']}]")
-        print(f"ratio    {res['ratio']:.2f}x   input pipeline {res['input_pipeline_ms']:.2f} ms/batch = "
-              f"{100 * res['input_pipeline_share']:.1f}% of reslab's step   peak memory {res['peak_memory_mb']:.0f} MB")
-        if res.get("ratio_ceiling_if_only_convs"):
-            print(f"convolutions {res['conv_ms_per_step']:.0f} ms = {100 * res['conv_share']:.0f}% of reslab's step: "
-                  f"with every other op free the ratio could reach at most {res['ratio_ceiling_if_only_convs']:.2f}x")
-    else:
-        res = bench_eval(a.model, a.batch_size, a.images, a.device, a.train_images_per_s)
-        print(f"eval {res['plain_eval_images_per_s']:.0f} img/s, with conv-BN folding {res['folded_bn_images_per_s']:.0f} "
-              f"img/s ({res['folding_speedup']:.2f}x)"
-              + (f"; {res['eval_over_train']:.1f}x the training throughput" if res.get("eval_over_train") else ""))
-    if a.json_out:
-        with open(a.json_out, "w") as f:
-            json.dump(res, f, indent=2)
-    return 0

@@ -20,6 +20,9 @@ from pathlib import Path
 import yaml
 
 from reslab import ReslabError
+from reslab.data import NORMALIZATIONS
+from reslab.models import family_members, model_info
+from reslab.models.resnet import SHORTCUTS, STEMS
 
 CONFIG_DIR = Path(__file__).parent / "configs"
 
@@ -108,9 +111,10 @@ class Config:
 
 
 SECTIONS = {f.name: f.type for f in dataclasses.fields(Config)}
+# Every closed set of allowed values; the sets themselves live with the code that implements them.
 CHOICES = {
-    "model.shortcut": ("A", "B", "C"),
-    "data.normalization": ("channel", "pixel", "none"),
+    "model.shortcut": SHORTCUTS,
+    "data.normalization": NORMALIZATIONS,
     "optim.milestones_unit": ("fraction", "iteration", "epoch"),
     "optim.warmup": ("none", "linear", "constant"),
     "train.amp": ("none", "bf16", "fp16"),
@@ -253,6 +257,11 @@ def find_config(name_or_path: str) -> Path:
     raise ConfigError(f"--config {name_or_path!r} is neither a file nor a built-in config; built-in: {', '.join(names)}")
 
 
+def profile_name(profile: str) -> str:
+    """The short name of a profile: a built-in name as given, a YAML file by its stem ('my.yaml' -> 'my')."""
+    return Path(profile).stem if profile.endswith((".yaml", ".yml")) else profile
+
+
 def load_yaml(path: Path) -> dict:
     try:
         with open(path) as f:
@@ -282,29 +291,34 @@ def _err(key, value, allowed) -> ConfigError:
 
 def validate(cfg: Config) -> Config:
     """Checks that need no data. `resolve_schedule` does the ones that need the training-set size."""
-    from reslab.models import create_model, model_exists  # noqa: F401  (late: models import this module's errors)
-    from reslab.models.registry import _resolve
-
     for key, allowed in CHOICES.items():
         sec, name = key.split(".")
         v = getattr(getattr(cfg, sec), name)
         if v not in allowed:
             raise _err(key, v, f"allowed: {', '.join(allowed)}")
+    _validate_model(cfg.model)
+    _validate_numbers(cfg)
+    return cfg
+
+
+def _validate_model(m: ModelConfig) -> None:
+    """The model name and the options only some models take, as the model registry describes them."""
     try:
-        _resolve(cfg.model.name)
+        info = model_info(m.name)
     except ReslabError as e:
         raise ConfigError(f"model.name: {e}") from None
-    m = cfg.model
-    if m.stem is not None and m.stem not in ("cifar", "imagenet"):
-        raise _err("model.stem", m.stem, "allowed: cifar, imagenet, or null (the model's default)")
+    if m.stem is not None and m.stem not in STEMS:
+        raise _err("model.stem", m.stem, f"allowed: {', '.join(STEMS)}, or null (the model's default)")
     if m.width is not None and m.width < 1:
         raise _err("model.width", m.width, "must be a positive integer, or null (the model's default, 64)")
-    if m.stem is not None or m.width is not None:
-        from reslab.models.imagenet import FAMILY
-        if m.name not in FAMILY:
-            key, v = ("model.stem", m.stem) if m.stem is not None else ("model.width", m.width)
-            raise _err(key, v, f"only the ImageNet-style nets take it ({', '.join(FAMILY)}), not {m.name}; "
-                       f"set it to null")
+    for key, v in (("stem", m.stem), ("width", m.width)):
+        if v is not None and not info.accepts(key):
+            takers = family_members("imagenet-style")
+            raise _err(f"model.{key}", v, f"only the ImageNet-style nets take it ({', '.join(takers)}), not "
+                       f"{m.name}; set it to null")
+
+
+def _validate_numbers(cfg: Config) -> None:
     t, o, d = cfg.train, cfg.optim, cfg.data
     if not DEVICE_RE.fullmatch(t.device):
         raise _err("train.device", t.device, "allowed: auto, cpu, cuda, cuda:N, mps")
@@ -354,7 +368,6 @@ def validate(cfg: Config) -> Config:
             raise _err("optim.warmup_until_train_error", o.warmup_until_train_error, "a percentage in (0, 100]")
     if t.amp == "fp16" and t.device == "cpu":
         raise _err("train.amp", t.amp, "fp16 needs a GPU; on CPU use bf16 or none")
-    return cfg
 
 
 @dataclass

@@ -9,7 +9,8 @@ import torch
 from reslab import ReslabError
 from reslab.config import Config, from_dict
 from reslab.data import Cifar10, Normalizer, load_cifar10
-from reslab.engine.trainer import model_depth
+from reslab.engine.checkpoint import model_from_checkpoint
+from reslab.models import model_info
 
 
 @dataclass
@@ -28,13 +29,11 @@ class Loaded:
 
 
 def loaded_from_checkpoint(ckpt: dict, path: Path, label: str, device: torch.device) -> Loaded:
-    from reslab.engine.eval_run import model_from_checkpoint
-
     model = model_from_checkpoint(ckpt, device, str(path))
     name = ckpt["model"]["name"]
     # The model object knows whether it has shortcuts; the name may be anything the registry accepts.
     group = "resnet" if getattr(model, "residual", True) else "plain"
-    return Loaded(label, name, group, model_depth(name), model, Normalizer.from_state_dict(ckpt["normalization"]).to(device),
+    return Loaded(label, name, group, model_info(name).depth, model, Normalizer.from_state_dict(ckpt["normalization"]).to(device),
                   from_dict(ckpt["config"]) if ckpt.get("config") else None, Path(path), ckpt.get("iteration"))
 
 
@@ -82,18 +81,3 @@ def fresh_paths(out_dir: Path, stem: str, suffixes: tuple[str, ...]) -> dict[str
         if not any(p.exists() for p in paths.values()):
             return paths
     raise ReslabError(f"{out_dir} already holds 9999 {stem}-N files; choose another --out")
-
-
-# Plot style shared by both figures: plain nets red and dashed, ResNets blue and solid (as in the study report's
-# pair curves), darker for deeper nets, so a plainN/resnetN pair reads side by side.
-def model_color(group: str, depth: int | None, all_depths) -> tuple:
-    import matplotlib.pyplot as plt
-
-    depths = sorted({d for d in all_depths if d is not None})
-    i = depths.index(depth) if depth in depths else 0
-    shade = 0.55 + 0.4 * i / max(len(depths) - 1, 1)
-    return plt.get_cmap("Reds" if group == "plain" else "Blues")(shade)
-
-
-def line_style(group: str) -> str:
-    return "--" if group == "plain" else "-"

@@ -23,10 +23,15 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from reslab import ReslabError
-from reslab.analysis.common import (DataCache, Loaded, check_positive, line_style, loaded_from_checkpoint,
-                                    model_color, unique_labels)
+from reslab.analysis.common import DataCache, Loaded, check_positive, loaded_from_checkpoint, unique_labels
 from reslab.config import resolve_schedule
-from reslab.data import make_splits
+from reslab.data import splits_for
+from reslab.engine import runs as runfiles
+from reslab.engine.checkpoint import load_checkpoint
+from reslab.engine.runs import load_run_checkpoint
+from reslab.engine.device import resolve_device
+from reslab.models import model_from_config
+from reslab.plotting import line_style, model_color, plt, save_figure
 
 SNAPSHOT = re.compile(r"snapshot-(\d+)\.pt$")
 BATCH_SEED = 0  # which training images form the fixed batch; one constant so every run sees the same ones
@@ -90,9 +95,7 @@ def has_snapshots(run_dir: Path) -> bool:
 
 def training_indices(cfg, data) -> torch.Tensor:
     """The run's own training split (indices into the CIFAR training set), as the trainer made it."""
-    d = cfg.data
-    return make_splits(data.train_labels, data.test_labels, val_size=d.val_size, split_seed=d.split_seed,
-                       train_subset=d.train_subset).train
+    return splits_for(data.train_labels, data.test_labels, cfg.data, val_subset=None, test_subset=None).train
 
 
 def fixed_batch(loaded: Loaded, data, batch_size: int) -> tuple[torch.Tensor, torch.Tensor]:
@@ -109,18 +112,13 @@ def fixed_batch(loaded: Loaded, data, batch_size: int) -> tuple[torch.Tensor, to
 def _rebuilt_initialisation(cfg, device) -> nn.Module:
     """The trainer seeds the global RNG with train.seed right before building the model, so doing the same
     rebuilds the initial weights exactly; the caller's RNG state is restored afterwards."""
-    from reslab.engine.trainer import build_model
-
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(cfg.train.seed)
-        return build_model(cfg).to(device)
+        return model_from_config(cfg).to(device)
 
 
 def profile_gradients(run_dir: Path, label: str, data_cache: DataCache, batch_size: int,
                       device: torch.device) -> GradientProfile:
-    from reslab.engine.checkpoint import load_checkpoint
-    from reslab.engine.trainer import load_run_checkpoint
-
     snaps = snapshot_files(run_dir)
     # Where no snapshot was kept (runs from before snapshots existed), fall back to the newest checkpoint.
     points = [(it, load_checkpoint(p, require_checksum=True), p) for it, p in snaps]
@@ -146,9 +144,6 @@ def profile_gradients(run_dir: Path, label: str, data_cache: DataCache, batch_si
 
 def measure_gradients(runs: list[str | Path], *, batch_size: int = 128, data_dir: str | None = None,
                       device: str = "cpu", data_cache: DataCache | None = None) -> list[GradientProfile]:
-    from reslab.engine import runs as runfiles
-    from reslab.engine.trainer import resolve_device
-
     check_positive("--batch-size", batch_size)
     dirs = []
     for r in runs:
@@ -182,13 +177,6 @@ def plot_gradients(profiles: list[GradientProfile], path: Path) -> Path:
     Top: ||dL/dW||. Bottom: ||dL/dW|| / ||W||. BN makes a conv's output blind to the scale of its weights, so
     the raw gradient shrinks as 1/||W|| while weights grow; the ratio is what an SGD step changes a layer by
     (times the learning rate), i.e. how fast each layer actually learns."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    from reslab.report.figures import _save
-
     fractions = sorted({round(pt.fraction, 3) for p in profiles for pt in p.points})
     depths = [p.depth for p in profiles]
     fig, axes = plt.subplots(2, len(fractions), figsize=(3.6 * len(fractions) + 0.6, 6.6), sharey="row",
@@ -214,7 +202,7 @@ def plot_gradients(profiles: list[GradientProfile], path: Path) -> Path:
     fig.suptitle(f"Gradient norm of each conv's weights on one fixed batch of {profiles[0].batch} training images "
                  f"(train-mode BN)", fontsize=10)
     fig.tight_layout()
-    return _save(fig, Path(path))
+    return save_figure(fig, Path(path))
 
 
 CSV_FIELDS = ("label", "model", "group", "depth", "iteration", "fraction", "batch", "loss", "layer_index", "layer",

@@ -26,10 +26,12 @@ import torch
 import torch.nn as nn
 
 from reslab import ReslabError
-from reslab.analysis.common import (DataCache, Loaded, check_positive, line_style, loaded_from_checkpoint,
-                                    model_color, unique_labels)
+from reslab.analysis.common import DataCache, Loaded, check_positive, loaded_from_checkpoint, unique_labels
 from reslab.config import Config
-from reslab.data import make_splits
+from reslab.data import splits_for
+from reslab.engine.runs import load_run_checkpoint
+from reslab.engine.device import resolve_device
+from reslab.plotting import line_style, model_color, plt, save_figure
 
 SPLITS = ("test", "val")
 
@@ -171,11 +173,11 @@ def evaluation_images(loaded: Loaded, data, split: str, max_images: int | None) 
     d = cfg.data
     if split == "test":
         n = data.test_labels.numel()
-        s = make_splits(data.train_labels, data.test_labels, val_size=0, split_seed=d.split_seed,
-                        test_subset=max_images if max_images is not None and max_images < n else None)
+        s = splits_for(data.train_labels, data.test_labels, d, val_size=0, train_subset=None, val_subset=None,
+                       test_subset=max_images if max_images is not None and max_images < n else None)
         return data.test_images[s.test]
     sub = max_images if max_images is not None and max_images < d.val_size else None
-    s = make_splits(data.train_labels, data.test_labels, val_size=d.val_size, split_seed=d.split_seed, val_subset=sub)
+    s = splits_for(data.train_labels, data.test_labels, d, train_subset=None, val_subset=sub, test_subset=None)
     return data.train_images[s.val]
 
 
@@ -194,8 +196,6 @@ def profile_responses(loaded: Loaded, data, split: str = "test", max_images: int
 
 def load_targets(targets: list[str | Path], which: str, device: torch.device) -> list[Loaded]:
     """Run directories (their final or best weights) and checkpoint files, labelled by run or model name."""
-    from reslab.engine.trainer import load_run_checkpoint
-
     found = []
     for t in targets:
         t = Path(t)
@@ -208,8 +208,6 @@ def load_targets(targets: list[str | Path], which: str, device: torch.device) ->
 def measure_responses(targets: list[str | Path], *, split: str = "test", data_dir: str | None = None,
                       max_images: int | None = None, which: str = "last", device: str = "cpu",
                       data_cache: DataCache | None = None) -> list[ResponseProfile]:
-    from reslab.engine.trainer import resolve_device
-
     if split not in SPLITS:
         raise ReslabError(f"--split {split!r} is not allowed; use {' or '.join(SPLITS)}")
     check_positive("--max-images", max_images)
@@ -224,13 +222,6 @@ def measure_responses(targets: list[str | Path], *, split: str = "test", data_di
 
 def plot_responses(profiles: list[ResponseProfile], path: Path, title: str | None = None) -> Path:
     """Fig. 7 layout: std in layer order (top) and sorted in descending order (bottom)."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    from reslab.report.figures import _save
-
     depths = [p.depth for p in profiles]
     fig, (top, bottom) = plt.subplots(2, 1, figsize=(7.5, 7.5))
     # Shallow nets first in the legend, plain before residual at each depth: pairs read side by side.
@@ -250,7 +241,7 @@ def plot_responses(profiles: list[ResponseProfile], path: Path, title: str | Non
     fig.suptitle(title or f"Std of 3x3 layer responses after BN ({p0.split} split, {p0.images} images; "
                           f"cf. He et al. 2016, Fig. 7)", fontsize=10)
     fig.tight_layout()
-    return _save(fig, Path(path))
+    return save_figure(fig, Path(path))
 
 
 CSV_FIELDS = ("label", "model", "group", "depth", "iteration", "split", "images", "layer_index", "layer", "std",

@@ -11,6 +11,7 @@ from dataclasses import dataclass
 import torch
 
 from reslab import ReslabError
+from reslab.data.cifar import OFFICIAL_TRAIN
 
 NORMALIZATIONS = ("channel", "pixel", "none")
 
@@ -85,6 +86,20 @@ def make_splits(train_labels: torch.Tensor, test_labels: torch.Tensor, *, val_si
     return Splits(subset(train, train_labels, train_subset, 1, "train_subset"),
                   subset(val, train_labels, val_subset, 2, "val_subset"),
                   subset(test, test_labels, test_subset, 3, "test_subset"))
+
+
+def splits_for(train_labels: torch.Tensor, test_labels: torch.Tensor, d, **overrides) -> Splits:
+    """The splits a data config (`cfg.data`) asks for: the one place a config becomes index tensors.
+    `overrides` replace single fields (e.g. `val_subset=None` to evaluate on the whole validation split)."""
+    kw = {"val_size": d.val_size, "split_seed": d.split_seed, "train_subset": d.train_subset,
+          "val_subset": d.val_subset, "test_subset": d.test_subset, **overrides}
+    return make_splits(train_labels, test_labels, **kw)
+
+
+def n_train_images(d) -> int:
+    """How many images a data config trains on, without reading the data: its subset, or the official 50k
+    minus the validation split."""
+    return d.train_subset or (OFFICIAL_TRAIN - d.val_size)
 
 
 class Normalizer:

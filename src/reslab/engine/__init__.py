@@ -1,5 +1,22 @@
-"""Training, evaluation, checkpoints and run directories."""
-from reslab.engine.evaluate import EvalResult, evaluate
-from reslab.engine.trainer import load_run_checkpoint, prepare_data, resolve_device, train
+"""Training, evaluation, checkpoints and run directories.
 
-__all__ = ["EvalResult", "evaluate", "load_run_checkpoint", "prepare_data", "resolve_device", "train"]
+Light to import: `from reslab.engine import runs` (reading a run's files) does not import the trainer, which is
+looked up on first use of `train` (as are the other names of the API below):
+
+    from reslab.engine import train, evaluate, prepare_data, resolve_device, load_run_checkpoint, EvalResult
+"""
+import importlib
+
+# `evaluate` is bound here, not looked up lazily: it is also the name of a submodule, which would shadow it.
+from reslab.engine.evaluate import EvalResult, evaluate
+
+_LAZY = {"train": "reslab.engine.trainer", "prepare_data": "reslab.engine.prepare",
+         "resolve_device": "reslab.engine.device", "load_run_checkpoint": "reslab.engine.runs"}
+
+__all__ = sorted([*_LAZY, "EvalResult", "evaluate"])
+
+
+def __getattr__(name: str):
+    if name in _LAZY:
+        return getattr(importlib.import_module(_LAZY[name]), name)
+    raise AttributeError(f"module 'reslab.engine' has no attribute {name!r}")

@@ -16,6 +16,7 @@ from pathlib import Path
 import torch
 
 from reslab import ReslabError
+from reslab.models import create_model
 
 FORMAT = "reslab-checkpoint"
 VERSION = 1
@@ -151,3 +152,11 @@ def strip_prefix(state: dict, prefixes=("module.", "_orig_mod.")) -> dict:
                     k, changed = k[len(p):], True
         out[k] = v
     return out
+
+
+def model_from_checkpoint(ckpt: dict, device: torch.device | str = "cpu", where: str = "") -> torch.nn.Module:
+    """The network a checkpoint holds, rebuilt from its model name and kwargs, with its weights loaded."""
+    spec = ckpt["model"]
+    model = create_model(spec["name"], **spec.get("kwargs", {}))
+    load_weights(model, ckpt["model_state"], where or spec["name"])
+    return model.to(device)

@@ -28,6 +28,7 @@ import torch.distributed as dist
 import torch.nn as nn
 
 from reslab import ReslabError
+from reslab.engine.device import resolve_device
 
 
 def world_size_from_env() -> int:
@@ -63,8 +64,6 @@ class DistContext:
     # ---- devices ----------------------------------------------------------------------------------------
     def device(self, name: str) -> torch.device:
         """The device this process trains on. Under torchrun: cuda:LOCAL_RANK for auto/cuda/cuda:N, or cpu."""
-        from reslab.engine.trainer import resolve_device
-
         if not self.enabled:
             return resolve_device(name)
         if name == "auto":
@@ -102,10 +101,6 @@ class DistContext:
         t = torch.tensor([int(bool(f)) for f in flags], dtype=torch.int32)
         dist.all_reduce(t, op=dist.ReduceOp.MAX, group=self.ctrl)
         return [bool(v) for v in t.tolist()]
-
-    def barrier(self) -> None:
-        if self.enabled:
-            dist.barrier(group=self.ctrl)
 
     def all_gather_object(self, obj) -> list:
         if not self.enabled:

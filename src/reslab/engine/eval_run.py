@@ -7,18 +7,11 @@ import torch
 
 from reslab import ReslabError
 from reslab.config import Config, from_dict
-from reslab.data import CLASSES, Normalizer, load_cifar10, make_splits
-from reslab.engine.checkpoint import load_weights
+from reslab.data import CLASSES, Normalizer, load_cifar10, splits_for
+from reslab.engine.checkpoint import model_from_checkpoint
+from reslab.engine.device import resolve_device
 from reslab.engine.evaluate import EvalResult, evaluate
-from reslab.engine.trainer import load_run_checkpoint, resolve_device
-from reslab.models import create_model
-
-
-def model_from_checkpoint(ckpt: dict, device: torch.device | str = "cpu", where: str = "") -> torch.nn.Module:
-    spec = ckpt["model"]
-    model = create_model(spec["name"], **spec.get("kwargs", {}))
-    load_weights(model, ckpt["model_state"], where or spec["name"])
-    return model.to(device)
+from reslab.engine.runs import load_run_checkpoint
 
 
 def evaluate_checkpoint(path: str | Path, *, split: str = "test", data_dir: str | None = None,
@@ -39,8 +32,8 @@ def evaluate_checkpoint(path: str | Path, *, split: str = "test", data_dir: str 
         if ckpt.get("config") is None:
             raise ReslabError(f"{ckpt_path} was imported and has no training split recorded; "
                               f"its validation split is unknown, use --split test")
-        d = cfg.data
-        s = make_splits(data.train_labels, data.test_labels, val_size=d.val_size, split_seed=d.split_seed)
+        s = splits_for(data.train_labels, data.test_labels, cfg.data, train_subset=None, val_subset=None,
+                       test_subset=None)
         if s.val.numel() == 0:
             raise ReslabError(f"{ckpt_path} was trained without a validation split (data.val_size=0); use --split test")
         x, y = data.train_images[s.val], data.train_labels[s.val]

@@ -15,7 +15,7 @@ from pathlib import Path
 import torch
 
 from reslab import ReslabError, __version__
-from reslab.engine.checkpoint import atomic_write_text
+from reslab.engine.checkpoint import atomic_write_text, load_checkpoint, newest_good_checkpoint
 
 METRIC_FIELDS = ("epoch", "iteration", "train_loss", "train_error", "val_loss", "val_error", "test_loss",
                  "test_error", "lr", "seconds", "images_per_s", "wall_seconds")
@@ -135,3 +135,20 @@ class RunLog:
         if self.path:
             with open(self.path, "a") as f:
                 f.write(f"{time.strftime('%Y-%m-%d %H:%M:%S')} {msg}\n")
+
+
+def load_run_checkpoint(path: Path, which: str = "last") -> tuple[dict, Path]:
+    """A checkpoint from a run directory ('last' = newest resumable, 'best' = best on validation) or a file."""
+    path = Path(path)
+    if path.is_file():
+        return load_checkpoint(path), path
+    run_dir = require_run_dir(path)
+    if which == "best":
+        p = run_dir / "checkpoints" / "best.pt"
+        if not p.exists():
+            raise ReslabError(f"{run_dir} has no best.pt (no validation split, or no evaluation yet); use --weights last")
+        return load_checkpoint(p, require_checksum=True), p
+    found = newest_good_checkpoint(run_dir / "checkpoints")
+    if found is None:
+        raise ReslabError(f"{run_dir} has no usable checkpoint")
+    return found[1], found[0]

@@ -1,175 +1,72 @@
 """The training loop: the paper's protocol, iteration-based, exactly resumable.
 
-Read it top to bottom: `train()` sets up data, model and optimiser, then steps through iterations. Every
-random choice is derived from (seed, epoch) for the shuffle and (seed, iteration) for the augmentation, so a
-run resumed at any step boundary sees exactly the images, crops and flips an uninterrupted run would — and,
+Read it top to bottom. `train()` sets up (`find_resume_point`, `build_run`), starts or resumes the run
+(`start_or_resume`), then `train_loop` steps through iterations: step / log / evaluate-and-checkpoint /
+maybe-stop. Everything the loop works with is one plain `Run`; the helpers below the loop each do one of
+its steps and take the `Run` explicitly.
+
+Every random choice is derived from (seed, epoch) for the shuffle and (seed, iteration) for the augmentation, so
+a run resumed at any step boundary sees exactly the images, crops and flips an uninterrupted run would — and,
 with deterministic kernels, reaches bit-identical weights and metrics.
 """
 from __future__ import annotations
 
 import math
-import signal
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 
 import torch
 
 from reslab import ReslabError
-from reslab.config import Config, dump_yaml, from_dict, load_yaml, resolve_schedule, to_dict, validate
-from reslab.data import Cifar10, Normalizer, load_cifar10, make_splits, mix_seed
+from reslab.config import Config, Schedule, from_dict, load_yaml, resolve_schedule, validate
+from reslab.data import Cifar10, mix_seed
 from reslab.engine import distributed, runs
-from reslab.engine.checkpoint import (load_checkpoint, load_weights, newest_good_checkpoint, prune_checkpoints,
-                                      save_checkpoint)
+from reslab.engine.checkpoint import newest_good_checkpoint
+from reslab.engine.device import torch_sync
 from reslab.engine.evaluate import evaluate
+from reslab.engine.loggers import Loggers, open_loggers
+from reslab.engine.prepare import Prepared, prepare_data
+from reslab.engine.progress import EpochBar, rate
 from reslab.engine.schedule import LRSchedule
+from reslab.engine.signals import StopRequest
+from reslab.engine.state import Progress, TrainState, model_payload, restore, resumable_payload
 from reslab.engine.step import train_step, training_batch
-from reslab.models import count_params, create_model
+from reslab.engine.writer import RunWriter
+from reslab.models import count_params, model_from_config, model_info
 
 
-def resolve_device(name: str) -> torch.device:
-    if name == "auto":
-        if torch.cuda.is_available():
-            return torch.device("cuda")
-        if getattr(torch.backends, "mps", None) and torch.backends.mps.is_available():
-            return torch.device("mps")
-        return torch.device("cpu")
-    if name.startswith("cuda"):
-        if not torch.cuda.is_available():
-            raise ReslabError(f"--device {name}: CUDA is not available on this machine (torch "
-                              f"{torch.__version__}); use --device cpu or auto")
-        idx = int(name.split(":")[1]) if ":" in name else 0
-        if idx >= torch.cuda.device_count():
-            raise ReslabError(f"--device {name}: only {torch.cuda.device_count()} CUDA device(s) here")
-    if name == "mps" and not (getattr(torch.backends, "mps", None) and torch.backends.mps.is_available()):
-        raise ReslabError("--device mps: MPS is not available on this machine; use --device cpu or auto")
-    return torch.device(name)
-
-
-def model_depth(name: str) -> int | None:
-    digits = "".join(ch for ch in name.split("_")[-1] if ch.isdigit()) or "".join(ch for ch in name if ch.isdigit())
-    return int(digits) if digits else None
-
-
-def model_kwargs(cfg: Config) -> dict:
-    """The keyword arguments `create_model` gets for this config (also stored in every checkpoint, so a
-    checkpoint rebuilds its model without the config)."""
-    kw = {"shortcut": cfg.model.shortcut}
-    if cfg.model.zero_init_residual:
-        kw["zero_init_residual"] = True
-    for key in ("stem", "width"):  # ImageNet-style nets only; unset (null) keeps every older config's kwargs
-        if getattr(cfg.model, key) is not None:
-            kw[key] = getattr(cfg.model, key)
-    return kw
-
-
-def build_model(cfg: Config) -> torch.nn.Module:
-    return create_model(cfg.model.name, **model_kwargs(cfg))
+class NonFiniteLoss(ReslabError):
+    pass
 
 
 @dataclass
-class Prepared:
-    """Everything derived from data + config that training and evaluation share."""
-
-    data: Cifar10
-    train_x: torch.Tensor
-    train_y: torch.Tensor
-    val_x: torch.Tensor
-    val_y: torch.Tensor
-    test_x: torch.Tensor
-    test_y: torch.Tensor
-    normalizer: Normalizer
-
-
-def prepare_data(cfg: Config, device: torch.device, data: Cifar10 | None = None) -> Prepared:
-    data = data or load_cifar10(cfg.data.dir)
-    d = cfg.data
-    s = make_splits(data.train_labels, data.test_labels, val_size=d.val_size, split_seed=d.split_seed,
-                    train_subset=d.train_subset, val_subset=d.val_subset, test_subset=d.test_subset)
-    train_x = data.train_images[s.train]
-    norm = Normalizer.fit(train_x, d.normalization)
-    put = lambda t: t.to(device)  # noqa: E731  (the whole data set lives on the training device)
-    return Prepared(data, put(train_x), put(data.train_labels[s.train]), put(data.train_images[s.val]),
-                    put(data.train_labels[s.val]), put(data.test_images[s.test]), put(data.test_labels[s.test]),
-                    norm.to(device))
-
-
-class StopRequest:
-    """First SIGINT/SIGTERM: finish the current step, checkpoint, exit cleanly. Second: stop at once.
-
-    echo_grace: a second signal this soon after the first is the same request (under torchrun a Ctrl-C reaches
-    every worker twice: from the terminal, and forwarded by torchrun)."""
-
-    def __init__(self, echo_grace: float = 0.0, announce: bool = True):
-        self.requested = False
-        self._old = {}
-        self._first = None
-        self.echo_grace, self.announce = echo_grace, announce
-
-    def __enter__(self):
-        for sig in (signal.SIGINT, signal.SIGTERM):
-            try:
-                self._old[sig] = signal.signal(sig, self._handle)
-            except ValueError:  # not the main thread (e.g. a notebook worker): no signal handling
-                pass
-        return self
-
-    def _handle(self, signum, frame):
-        if self.requested:
-            if self.echo_grace and time.monotonic() - self._first < self.echo_grace:
-                return
-            raise KeyboardInterrupt
-        self.requested = True
-        self._first = time.monotonic()
-        if self.announce:
-            print(f"\n{signal.Signals(signum).name} received: saving a checkpoint at the next step boundary "
-                  f"(press Ctrl-C again to stop at once)", flush=True)
-
-    def __exit__(self, *exc):
-        for sig, old in self._old.items():
-            signal.signal(sig, old)
-        return False
+class ResumePoint:
+    run_dir: Path
+    ckpt_path: Path | None = None
+    ckpt: dict | None = None      # None: the run has finished, nothing to resume
 
 
 @dataclass
-class Progress:
-    """Training statistics accumulated since the last metrics row (kept on the device: no per-step sync)."""
+class Run:
+    """Everything the loop works with, built once by `build_run` (plain data, no behaviour)."""
 
-    loss_sum: torch.Tensor
-    wrong: torch.Tensor
-    seen: int = 0
-    seconds: float = 0.0
-
-    @classmethod
-    def zeros(cls, device):
-        return cls(torch.zeros((), dtype=torch.float64, device=device), torch.zeros((), dtype=torch.int64, device=device))
-
-    def state_dict(self):
-        return {"loss_sum": self.loss_sum.cpu(), "wrong": self.wrong.cpu(), "seen": self.seen, "seconds": self.seconds}
-
-    @classmethod
-    def from_state_dict(cls, d, device):
-        return cls(d["loss_sum"].to(device), d["wrong"].to(device), d["seen"], d["seconds"])
-
-
-@dataclass
-class State:
-    iteration: int = 0
-    rows: list = field(default_factory=list)
-    best: dict | None = None
-    wall_seconds: float = 0.0
-    train_log: list = field(default_factory=list)  # the dense training curve (train_log.csv)
-    # the global (loss sum, wrong, seen) of the current metrics interval at the last train_log point: the next
-    # point is the difference, so the dense curve needs no accumulator (or per-rank state) of its own
-    log_mark: list = field(default_factory=lambda: [0.0, 0, 0])
-    status: str = "running"
-
-
-def _rng_state() -> dict:
-    st = {"torch": torch.get_rng_state()}
-    if torch.cuda.is_available():
-        st["cuda"] = torch.cuda.get_rng_state_all()
-    return st
+    cfg: Config
+    ctx: distributed.DistContext
+    dev: torch.device
+    prep: Prepared
+    sched: Schedule
+    model: torch.nn.Module        # the bare network: checkpoints hold its state dict (no `module.` prefix)
+    step_model: torch.nn.Module   # what the steps run through: DDP and/or torch.compile around `model`
+    optimizer: torch.optim.Optimizer
+    scaler: torch.amp.GradScaler
+    lrs: LRSchedule
+    shard: tuple[int, int] | None  # this process's rows of every global batch (torchrun), else None
+    n_params: int
+    state: TrainState
+    writer: RunWriter | None = None
+    loggers: Loggers | None = None
 
 
 def train(cfg: Config | None = None, *, runs_dir: str | Path = "runs", resume: str | Path | None = None,
@@ -186,71 +83,61 @@ def train(cfg: Config | None = None, *, runs_dir: str | Path = "runs", resume: s
 
     Started by torchrun (WORLD_SIZE > 1), every process calls this: one model is trained with
     DistributedDataParallel, each process on its slice of every global batch, and only rank 0 writes
-    (see reslab.engine.distributed).
+    (see reslab.engine.distributed and reslab.engine.writer).
     """
     ctx = distributed.setup()
     try:
-        return _train(ctx, cfg, runs_dir=runs_dir, resume=resume, data=data, device=device, quiet=quiet,
-                      stop_after=stop_after, run_name=run_name)
+        quiet = quiet or not ctx.main
+        found = ctx.on_main(partial(find_resume_point, Path(resume), quiet)) if resume is not None else None
+        if found is not None and found.ckpt is None:
+            return found.run_dir
+        if found is None and cfg is None:
+            raise ReslabError("train() needs a config or a run to resume")
+        if found is not None:
+            cfg = validate(from_dict(found.ckpt["config"]))
+        if device is not None:
+            cfg.train.device = device
+        run = build_run(ctx, cfg, data)
+        start_or_resume(run, found, Path(runs_dir), run_name, quiet)
+        return train_loop(run, stop_after)
     finally:
         ctx.close()
 
 
-def _silent(msg: str, always: bool = False) -> None:
-    """The log of ranks other than 0: they print and write nothing."""
+def find_resume_point(run_dir: Path, quiet: bool) -> ResumePoint:
+    """The newest good checkpoint of a run (rank 0 reads the run; every rank resumes from what it found)."""
+    run_dir = runs.require_run_dir(run_dir)
+    summary_path = run_dir / runs.SUMMARY_FILE
+    if summary_path.exists() and runs.read_json(summary_path).get("status") == "finished":
+        if not quiet:
+            print(f"{run_dir} already finished; nothing to resume")
+        return ResumePoint(run_dir)
+    found = newest_good_checkpoint(run_dir / "checkpoints", runs.RunLog(run_dir, quiet))
+    if found is None:
+        raise ReslabError(f"{run_dir} has no usable checkpoint to resume from; start a new run")
+    ckpt_path, ckpt = found
+    validate(from_dict(ckpt["config"]))
+    own = load_yaml(run_dir / runs.CONFIG_FILE).get("model", {}).get("name")
+    if own != ckpt["model"]["name"]:
+        raise ReslabError(f"{ckpt_path} is a checkpoint of {ckpt['model']['name']}, but the run trains {own}")
+    return ResumePoint(run_dir, ckpt_path, ckpt)
 
 
-def _train(ctx: distributed.DistContext, cfg: Config | None, *, runs_dir, resume, data, device, quiet, stop_after,
-           run_name) -> Path:
-    ckpt = None
-    quiet = quiet or not ctx.main
-    if resume is not None:
-        def find_checkpoint():  # rank 0 reads the run; every rank resumes from what it found
-            run_dir = runs.require_run_dir(Path(resume))
-            summary_path = run_dir / runs.SUMMARY_FILE
-            if summary_path.exists() and runs.read_json(summary_path).get("status") == "finished":
-                if not quiet:
-                    print(f"{run_dir} already finished; nothing to resume")
-                return run_dir, None, None
-            log = runs.RunLog(run_dir, quiet)
-            found = newest_good_checkpoint(run_dir / "checkpoints", log)
-            if found is None:
-                raise ReslabError(f"{run_dir} has no usable checkpoint to resume from; start a new run")
-            ckpt_path, ckpt = found
-            validate(from_dict(ckpt["config"]))
-            own = load_yaml(run_dir / runs.CONFIG_FILE).get("model", {}).get("name")
-            if own != ckpt["model"]["name"]:
-                raise ReslabError(f"{ckpt_path} is a checkpoint of {ckpt['model']['name']}, but the run trains {own}")
-            return run_dir, ckpt_path, ckpt
-
-        run_dir, ckpt_path, ckpt = ctx.on_main(find_checkpoint)
-        if ckpt is None:
-            return run_dir
-        cfg = validate(from_dict(ckpt["config"]))
-        log = runs.RunLog(run_dir, quiet) if ctx.main else _silent
-    elif cfg is None:
-        raise ReslabError("train() needs a config or a run to resume")
-    if device is not None:
-        cfg.train.device = device
+def build_run(ctx: distributed.DistContext, cfg: Config, data: Cifar10 | None) -> Run:
+    """Device, data, model, optimiser, schedule: everything but the run directory."""
     t = cfg.train
     dev = ctx.device(t.device)
-    shard = ctx.shard(t.batch_size) if ctx.enabled else None  # this process's rows of every global batch
+    shard = ctx.shard(t.batch_size) if ctx.enabled else None
     if t.deterministic:
         torch.use_deterministic_algorithms(True, warn_only=dev.type != "cpu")
         if dev.type == "cuda":
             torch.backends.cudnn.benchmark = False
     elif dev.type == "cuda":
         torch.backends.cudnn.benchmark = True
-
-    # ---- data -------------------------------------------------------------------------------------------
     prep = prepare_data(cfg, dev, data)
-    n_train = prep.train_x.shape[0]
-    sched = resolve_schedule(cfg, n_train)
-    spe, total = sched.steps_per_epoch, sched.iterations
-
-    # ---- model, optimiser, schedule ----------------------------------------------------------------------
-    torch.manual_seed(t.seed)
-    model = build_model(cfg).to(dev)
+    sched = resolve_schedule(cfg, prep.n_train)
+    torch.manual_seed(t.seed)  # the model's initialisation comes from this seed alone
+    model = model_from_config(cfg).to(dev)
     if t.sync_bn:
         model = ctx.convert_sync_bn(model, dev)
     if t.channels_last:
@@ -259,331 +146,319 @@ def _train(ctx: distributed.DistContext, cfg: Config | None, *, runs_dir, resume
     # Weight decay on every parameter, BN included, as in the paper's Torch code and most reproductions.
     optimizer = torch.optim.SGD(model.parameters(), lr=cfg.optim.lr, momentum=cfg.optim.momentum,
                                 weight_decay=cfg.optim.weight_decay, nesterov=cfg.optim.nesterov)
-    lrs = LRSchedule(cfg, sched, model_depth(cfg.model.name))
+    lrs = LRSchedule(cfg, sched, model_info(cfg.model.name).depth)
     scaler = torch.amp.GradScaler(dev.type, enabled=t.amp == "fp16")
-    # `model` stays the bare network (checkpoints hold its state dict); the steps run through DDP when distributed
     wrapped = ctx.wrap(model, dev, t.sync_bn)
     step_model = torch.compile(wrapped) if t.compile else wrapped
+    return Run(cfg, ctx, dev, prep, sched, model, step_model, optimizer, scaler, lrs, shard, n_params,
+               TrainState.fresh(dev))
 
-    def write_logs() -> None:  # rank 0: both CSVs, rewritten whole from the rows held in state
-        runs.write_metrics(run_dir / runs.METRICS_FILE, state.rows)
-        runs.write_metrics(run_dir / runs.TRAIN_LOG_FILE, state.train_log, runs.TRAIN_LOG_FIELDS)
 
-    state = State()
-    acc = Progress.zeros(dev)
-    if ckpt is None:
-        def create_run_dir():  # rank 0 only; the others learn the directory from it
-            run_dir = runs.new_run_dir(Path(runs_dir), cfg.model.name, exact=run_name)
-            try:
-                (run_dir / "checkpoints").mkdir()
-                (run_dir / runs.CONFIG_FILE).write_text(dump_yaml(cfg))
-                env = runs.environment(dev, t.seed)
-                if ctx.enabled:
-                    env.update(world_size=ctx.world_size, backend="nccl" if dev.type == "cuda" else "gloo",
-                               batch_per_process=t.batch_size // ctx.world_size, sync_bn=t.sync_bn)
-                runs.write_json(run_dir / runs.ENV_FILE, env)
-                runs.write_metrics(run_dir / runs.METRICS_FILE, [])
-                runs.write_metrics(run_dir / runs.TRAIN_LOG_FILE, [], runs.TRAIN_LOG_FIELDS)
-            except OSError as e:  # disk full, permissions: nothing trained yet, so nothing to resume
-                raise ReslabError(f"cannot write to {run_dir} ({e.strerror or e}); nothing was trained") from None
-            return run_dir
-
-        run_dir = ctx.on_main(create_run_dir)
-        log = runs.RunLog(run_dir, quiet) if ctx.main else _silent
-        log(f"run {run_dir}")
+def start_or_resume(run: Run, found: ResumePoint | None, runs_dir: Path, run_name: str | None, quiet: bool) -> None:
+    """A new run directory with an iteration-0 checkpoint, or the state of `found` restored exactly."""
+    ctx, st = run.ctx, run.state
+    if found is None:
+        run.writer = RunWriter.create(ctx, runs_dir, run.cfg, run.dev, run_name, quiet)
+        run.writer.log(f"run {run.writer.run_dir}")
     else:
-        load_weights(model, ckpt["model_state"], ckpt_path)
-        optimizer.load_state_dict(ckpt["optimizer"])
-        scaler.load_state_dict(ckpt["scaler"])
-        lrs.load_state_dict(ckpt["schedule"])
-        torch.set_rng_state(ckpt["rng"]["torch"])
-        if dev.type == "cuda" and "cuda" in ckpt["rng"]:
-            torch.cuda.set_rng_state_all(ckpt["rng"]["cuda"])
-        state = State(ckpt["iteration"], ckpt["rows"], ckpt["best"], ckpt["wall_seconds"],
-                      ckpt.get("train_log", []), ckpt.get("log_mark", [0.0, 0, 0]))
-        per_rank = ckpt.get("progress_ranks")
-        if ctx.enabled and per_rank is not None and len(per_rank) == ctx.world_size:
-            acc = Progress.from_state_dict(per_rank[ctx.rank], dev)  # each rank its own partial sums: exact
-        elif ctx.main:
-            acc = Progress.from_state_dict(ckpt["progress"], dev)  # the totals (another number of processes)
-        if ctx.main:
-            write_logs()
-        log(f"resuming {run_dir} at iteration {state.iteration} from {ckpt_path.name}")
+        run.writer = RunWriter(ctx, found.run_dir, quiet)
+        restore(found.ckpt, found.ckpt_path, run.model, run.optimizer, run.scaler, run.lrs, st, run.dev,
+                rank=ctx.rank if ctx.enabled else None, world_size=ctx.world_size)
+        run.writer.write_logs(st)
+        run.writer.log(f"resuming {found.run_dir} at iteration {st.iteration} from {found.ckpt_path.name}")
+    run.writer.log(describe(run))
+    run.loggers = open_loggers(run.cfg, run.writer.run_dir, ctx.main, run.writer.log)
+    if found is None:
+        save_resumable(run)  # iteration 0: a resume is always possible, even after a crash in the first epoch
+    run.writer.write_summary(summarize(run, "running"))
+    if 0 in run.sched.snapshots and st.iteration == 0:
+        run.writer.save(partial(payload, run, "snapshot"), f"snapshot-{0:08d}.pt")
 
-    where = str(dev) if not ctx.enabled else (
-        f"{ctx.world_size} processes x {dev} (DDP, {'nccl' if dev.type == 'cuda' else 'gloo'}, "
-        f"{t.batch_size // ctx.world_size} images each, {'sync' if t.sync_bn else 'per-process'} BN)")
-    log(f"{cfg.model.name} (shortcut {cfg.model.shortcut}, {n_params:,} parameters) on {where}; "
-        f"{n_train} train / {prep.val_x.shape[0]} val / {prep.test_x.shape[0]} test images; "
-        f"{total} iterations = {total / spe:.2f} epochs of {spe} at batch {t.batch_size}; "
-        f"lr {cfg.optim.lr} x{cfg.optim.gamma} at {sched.milestones}; normalisation {prep.normalizer.describe()}")
-    tb = _tensorboard(run_dir, cfg) if ctx.main else None
 
-    def payload(kind: str) -> dict:
-        return {"kind": kind, "model": {"name": cfg.model.name, "kwargs": model_kwargs(cfg)},
-                "model_state": model.state_dict(), "normalization": prep.normalizer.state_dict(),
-                "config": to_dict(cfg), "iteration": state.iteration}
-
-    def progress_state() -> tuple[dict, list | None]:
-        """What a checkpoint keeps of the statistics since the last row: the totals over all processes and,
-        when distributed, each rank's own partial sums (so a resume with as many processes is exact)."""
-        if not ctx.enabled:
-            return acc.state_dict(), None
-        per_rank = ctx.all_gather_object(acc.state_dict())
-        tot = dict(per_rank[0])
-        for p in per_rank[1:]:
-            tot.update(loss_sum=tot["loss_sum"] + p["loss_sum"], wrong=tot["wrong"] + p["wrong"],
-                       seen=tot["seen"] + p["seen"])
-        return tot, per_rank
-
-    def save_resumable() -> None:
-        progress, per_rank = progress_state()
-
-        def write():
-            ck = payload("resumable")
-            ck.update(optimizer=optimizer.state_dict(), scaler=scaler.state_dict(), schedule=lrs.state_dict(),
-                      rng=_rng_state(), rows=state.rows, best=state.best, wall_seconds=state.wall_seconds,
-                      train_log=state.train_log, log_mark=state.log_mark,
-                      progress=progress, warmup_window=[int(lrs_error_window), window_seen])
-            if per_rank is not None:
-                ck["progress_ranks"] = per_rank
-            save_checkpoint(ck, run_dir / "checkpoints" / f"ckpt-{state.iteration:08d}.pt")
-            prune_checkpoints(run_dir / "checkpoints", t.keep_checkpoints)
-
-        ctx.on_main(write)  # rank 0 writes; the others wait for it there (a barrier) and share its errors
-
-    def write_summary(status: str, error: str | None = None) -> None:
-        if ctx.main:
-            runs.write_json(run_dir / runs.SUMMARY_FILE, summarize(cfg, state, n_params, total, status, error))
-
-    def train_totals() -> tuple[float, int, int]:
-        """(loss sum, wrong, seen) since the last row, summed over every process."""
-        if not ctx.enabled:
-            return float(acc.loss_sum), int(acc.wrong), acc.seen
-        v = torch.stack([acc.loss_sum, acc.wrong.double(), torch.tensor(float(acc.seen), dtype=torch.float64,
-                                                                        device=dev)])
-        ctx.all_reduce_(v)
-        return float(v[0]), int(v[1]), int(v[2])
-
-    def eval_row(epoch_float: float) -> dict:
-        torch_sync(dev)
-        lr_now = lrs.lr(max(state.iteration - 1, 0))
-        loss_sum, wrong, seen = train_totals()
-        row = {"epoch": math.ceil(epoch_float - 1e-9), "iteration": state.iteration,
-               "train_loss": loss_sum / max(seen, 1),
-               "train_error": 100.0 * wrong / max(seen, 1), "lr": lr_now,
-               "seconds": acc.seconds, "images_per_s": seen / acc.seconds if acc.seconds else None}
-        kw = dict(batch_size=t.eval_batch_size, amp=t.amp, channels_last=t.channels_last)
-        if ctx.enabled:  # each rank evaluates its share of the batches with rank 0's weights and BN statistics
-            ctx.broadcast_buffers(model)
-            kw["shard"] = (ctx.rank, ctx.world_size)
-        if prep.val_x.shape[0]:
-            v = evaluate(model, prep.val_x, prep.val_y, prep.normalizer, **kw)
-            row.update(val_loss=v.loss, val_error=v.error)
-        te = evaluate(model, prep.test_x, prep.test_y, prep.normalizer, **kw)
-        row.update(test_loss=te.loss, test_error=te.error)
-        if state.iteration == total and ctx.main:  # the final test evaluation, kept whole for reports
-            runs.write_json(run_dir / runs.TEST_EVAL_FILE, {"iteration": state.iteration, **te.as_dict()})
-        return row
-
-    lrs_error_window = torch.zeros((), dtype=torch.int64, device=dev)
-    window_seen = 0
-    if ckpt is not None:
-        lrs_error_window += ckpt["warmup_window"][0]
-        window_seen = ckpt["warmup_window"][1]
-    if ckpt is None:
-        save_resumable()  # iteration 0: a resume is always possible, even after a crash in the first epoch
-        write_summary("running")
-    else:
-        write_summary("running")
-    if 0 in sched.snapshots and state.iteration == 0 and ctx.main:
-        save_snapshot(run_dir, payload("snapshot"), 0)
-
-    eval_every = t.eval_every or spe
-    log_every = t.log_every or max(1, eval_every // 5)
-    done_this_call = 0
-    perm_epoch, perm = -1, None
-    bar = None
-    start_wall = time.perf_counter() - state.wall_seconds
+def train_loop(run: Run, stop_after: int | None) -> Path:
+    """Step, log, evaluate and checkpoint, stop on request; returns the run directory."""
+    cfg, st, w, ctx = run.cfg, run.state, run.writer, run.ctx
+    spe, total = run.sched.steps_per_epoch, run.sched.iterations
+    eval_every = cfg.train.eval_every or spe
+    log_every = cfg.train.log_every or max(1, eval_every // 5)
+    done_this_call, perm_epoch, perm, bar = 0, -1, None, None
+    start_wall = time.perf_counter() - st.wall_seconds
     tick = time.perf_counter()
-    model.train()
+    run.model.train()
     try:
         with StopRequest(echo_grace=2.0 if ctx.enabled else 0.0, announce=ctx.main) as stop:
-            while state.iteration < total:
-                it = state.iteration
+            while st.iteration < total:
+                it = st.iteration
                 epoch, k = divmod(it, spe)
                 if epoch != perm_epoch:  # the epoch's shuffle, from (seed, epoch) alone
-                    g = torch.Generator(device=dev)
-                    g.manual_seed(mix_seed(t.seed, 1, epoch))
-                    perm, perm_epoch = torch.randperm(n_train, generator=g, device=dev), epoch
-                if bar is None and cfg.log.progress and not quiet:
-                    bar = _bar(epoch, spe, k, total)
-                idx = perm[k * t.batch_size:(k + 1) * t.batch_size]
-                x, y = training_batch(prep.train_x, prep.train_y, idx, prep.normalizer,
-                                      augment_seed=mix_seed(t.seed, 2, it) if cfg.data.augment else None,
-                                      pad=cfg.data.pad, channels_last=t.channels_last, shard=shard)
-                lr = lrs.lr(it)
-                for group in optimizer.param_groups:
-                    group["lr"] = lr
-                loss, out = train_step(step_model, optimizer, scaler, x, y, t.amp)
-
-                wrong = (out.argmax(1) != y).sum()
-                acc.loss_sum += loss.double() * y.shape[0]
-                acc.wrong += wrong
-                acc.seen += y.shape[0]
-                state.iteration = it + 1
+                    perm, perm_epoch = epoch_permutation(run, epoch), epoch
+                if bar is None and cfg.log.progress and not w.quiet:
+                    bar = EpochBar(epoch, spe, k, total)
+                # ---- step ----
+                lr, loss, wrong, batch = step(run, perm[k * cfg.train.batch_size:(k + 1) * cfg.train.batch_size], it)
                 done_this_call += 1
-
-                if lrs.needs_error(it):  # the paper's ResNet-110 warm-up: 0.01 until training error < 80%
-                    lrs_error_window += ctx.all_reduce_(wrong.clone()) if ctx.enabled else wrong
-                    window_seen += y.shape[0] * ctx.world_size  # the global batch: every rank decides alike
-                    if window_seen >= 50 * t.batch_size:
-                        err = 100.0 * float(lrs_error_window) / window_seen
-                        if lrs.observe_error(state.iteration, err):
-                            log(f"warm-up ends at iteration {state.iteration}: training error {err:.1f}% "
-                                f"< {cfg.optim.warmup_until_train_error}%; lr back to {cfg.optim.lr}")
-                        lrs_error_window.zero_()
-                        window_seen = 0
-
-                nonfinite = None
-                if bar is not None:
-                    bar.update(1)
-                    if state.iteration % 20 == 0 or state.iteration == total:
-                        cur = float(loss)
-                        if not math.isfinite(cur):
-                            if not ctx.enabled:
-                                _fail_nonfinite(state, cur, write_summary, log, bar)
-                            nonfinite = cur  # distributed: every rank stops on it below
-                        bar.set_postfix_str(f"loss {cur:.3f} err {100.0 * float(wrong) / y.shape[0]:.1f}% "
-                                            f"lr {lr:.4g} {acc.seen / max(acc.seconds + time.perf_counter() - tick, 1e-9):.0f} img/s")
-
-                if state.iteration in sched.snapshots and state.iteration > 0 and ctx.main:
-                    save_snapshot(run_dir, payload("snapshot"), state.iteration)
-
-                at_eval = state.iteration % eval_every == 0 or state.iteration == total
-                if at_eval or state.iteration % log_every == 0:  # a point of the dense training curve
-                    loss_sum, wrong_sum, seen = train_totals()
-                    mark_loss, mark_wrong, mark_seen = state.log_mark
-                    if seen > mark_seen:
-                        state.train_log.append({"iteration": state.iteration,
-                                                "train_loss": (loss_sum - mark_loss) / (seen - mark_seen),
-                                                "train_error": 100.0 * (wrong_sum - mark_wrong) / (seen - mark_seen),
-                                                "lr": lr})
-                    state.log_mark = [loss_sum, wrong_sum, seen]
-                epoch_end = state.iteration % spe == 0 or state.iteration == total
+                observe_warmup(run, wrong, batch)
+                nonfinite = show_progress(run, bar, loss, wrong, batch, lr, tick)
+                if st.iteration in run.sched.snapshots and st.iteration > 0:
+                    w.save(partial(payload, run, "snapshot"), f"snapshot-{st.iteration:08d}.pt")
+                # ---- log ----
+                at_eval = st.iteration % eval_every == 0 or st.iteration == total
+                if at_eval or st.iteration % log_every == 0:
+                    log_point(run, lr)
+                epoch_end = st.iteration % spe == 0 or st.iteration == total
                 stopping = stop.requested or (stop_after is not None and done_this_call >= stop_after)
                 if ctx.enabled:  # a stop (signal on any rank) or a bad loss is agreed at this very step by all
                     stopping, bad = ctx.agree(stopping, nonfinite is not None)
                     if bad:
-                        _fail_nonfinite(state, float("nan") if nonfinite is None else nonfinite, write_summary,
-                                        log, bar)
+                        fail_nonfinite(run, float("nan") if nonfinite is None else nonfinite, bar)
                 if at_eval or stopping:
-                    torch_sync(dev)
-                    now = time.perf_counter()
-                    acc.seconds += now - tick
-                    state.wall_seconds = now - start_wall
-                if at_eval:
-                    if bar is not None:
-                        bar.close()
-                        bar = None
-                    row = eval_row(state.iteration / spe)
-                    row["wall_seconds"] = time.perf_counter() - start_wall
-                    if not math.isfinite(row["train_loss"]):
-                        _fail_nonfinite(state, row["train_loss"], write_summary, log, None)
-                    state.rows.append(row)
-                    if row.get("val_error") is not None and (state.best is None or
-                                                             row["val_error"] < state.best["val_error"]):
-                        state.best = dict(row)
-                        if ctx.main:
-                            best = payload("best")
-                            best["row"] = row
-                            save_checkpoint(best, run_dir / "checkpoints" / "best.pt")
-                    log(format_row(row, total, spe))
-                    if tb is not None:
-                        for key in ("train_loss", "train_error", "val_loss", "val_error", "test_loss", "test_error",
-                                    "lr", "images_per_s"):
-                            if row.get(key) is not None:
-                                tb.add_scalar(key, row[key], state.iteration)
-                        tb.flush()
-                    acc = Progress.zeros(dev)
-                    state.wall_seconds = time.perf_counter() - start_wall
-                    state.log_mark = [0.0, 0, 0]
-                    if ctx.main:
-                        write_logs()
-                    save_resumable()
-                    write_summary("running" if state.iteration < total else "finished")
-                elif epoch_end and bar is not None:
+                    tick_end(run, tick, start_wall)
+                # ---- evaluate and checkpoint ----
+                if (at_eval or epoch_end) and bar is not None:
                     bar.close()
                     bar = None
-                if stopping and state.iteration < total:
-                    if bar is not None:
-                        bar.close()
-                    if ctx.main:
-                        write_logs()
-                    save_resumable()
-                    write_summary("interrupted")
-                    how = f"reslab train --resume {run_dir}" if not ctx.enabled else (
-                        f"torchrun --nproc_per_node=N -m reslab train --resume {run_dir} "
-                        f"(or reslab train --nproc N --resume {run_dir})")
-                    log(f"stopped at iteration {state.iteration}/{total}; resume with: {how}", always=True)
-                    if tb is not None:
-                        tb.close()
-                    return run_dir
+                if at_eval:
+                    end_interval(run, start_wall)
+                # ---- maybe stop ----
+                if stopping and st.iteration < total:
+                    return stop_run(run, bar)
                 if at_eval or stopping:
                     tick = time.perf_counter()
     except OSError as e:  # disk full, permissions: say so; every checkpoint written so far is complete
-        raise ReslabError(f"cannot write to {run_dir} ({e.strerror or e}); the last good checkpoint is kept: "
-                          f"free space or fix permissions, then reslab train --resume {run_dir}") from None
+        raise ReslabError(f"cannot write to {w.run_dir} ({e.strerror or e}); the last good checkpoint is kept: "
+                          f"free space or fix permissions, then reslab train --resume {w.run_dir}") from None
+    return finish(run, bar)
+
+
+# ---- the loop's steps, in the order it takes them ---------------------------------------------------------------
+
+def epoch_permutation(run: Run, epoch: int) -> torch.Tensor:
+    g = torch.Generator(device=run.dev)
+    g.manual_seed(mix_seed(run.cfg.train.seed, 1, epoch))
+    return torch.randperm(run.prep.n_train, generator=g, device=run.dev)
+
+
+def step(run: Run, idx: torch.Tensor, it: int):
+    """One optimiser step on the batch `idx` at iteration `it`: (lr, loss, wrong, images in the batch)."""
+    cfg, p, st = run.cfg, run.prep, run.state
+    x, y = training_batch(p.train_x, p.train_y, idx, p.normalizer,
+                          augment_seed=mix_seed(cfg.train.seed, 2, it) if cfg.data.augment else None,
+                          pad=cfg.data.pad, channels_last=cfg.train.channels_last, shard=run.shard)
+    lr = run.lrs.lr(it)
+    for group in run.optimizer.param_groups:
+        group["lr"] = lr
+    loss, out = train_step(run.step_model, run.optimizer, run.scaler, x, y, cfg.train.amp)
+    wrong = (out.argmax(1) != y).sum()
+    st.progress.loss_sum += loss.double() * y.shape[0]
+    st.progress.wrong += wrong
+    st.progress.seen += y.shape[0]
+    st.iteration = it + 1
+    return lr, loss, wrong, y.shape[0]
+
+
+def observe_warmup(run: Run, wrong: torch.Tensor, batch: int) -> None:
+    """The paper's ResNet-110 warm-up: lr 0.01 until the training error (over 50 batches) is below 80%."""
+    st, ctx, cfg = run.state, run.ctx, run.cfg
+    if not run.lrs.needs_error(st.iteration - 1):
+        return
+    st.warmup_errors += ctx.all_reduce_(wrong.clone()) if ctx.enabled else wrong
+    st.warmup_seen += batch * ctx.world_size  # the global batch: every rank decides alike
+    if st.warmup_seen >= 50 * cfg.train.batch_size:
+        err = 100.0 * float(st.warmup_errors) / st.warmup_seen
+        if run.lrs.observe_error(st.iteration, err):
+            run.writer.log(f"warm-up ends at iteration {st.iteration}: training error {err:.1f}% "
+                           f"< {cfg.optim.warmup_until_train_error}%; lr back to {cfg.optim.lr}")
+        st.warmup_errors.zero_()
+        st.warmup_seen = 0
+
+
+def show_progress(run: Run, bar: EpochBar | None, loss, wrong, batch: int, lr: float, tick: float) -> float | None:
+    """Advance the bar; every 20 iterations read the loss (the only per-step host sync) and show it. A
+    non-finite loss fails the run here, or, distributed, is returned so that every rank stops on it together."""
+    if bar is None:
+        return None
+    st = run.state
+    bar.update()
+    if st.iteration % 20 and st.iteration != run.sched.iterations:
+        return None
+    cur = float(loss)
+    nonfinite = None
+    if not math.isfinite(cur):
+        if not run.ctx.enabled:
+            fail_nonfinite(run, cur, bar)
+        nonfinite = cur
+    bar.show(cur, 100.0 * float(wrong) / batch, lr,
+             rate(st.progress.seen, st.progress.seconds + time.perf_counter() - tick))
+    return nonfinite
+
+
+def log_point(run: Run, lr: float) -> None:
+    """A point of the dense training curve: the mean loss/error since the previous point."""
+    st = run.state
+    loss_sum, wrong_sum, seen = train_totals(run)
+    mark_loss, mark_wrong, mark_seen = st.log_mark
+    if seen > mark_seen:
+        st.train_log.append({"iteration": st.iteration, "train_loss": (loss_sum - mark_loss) / (seen - mark_seen),
+                             "train_error": 100.0 * (wrong_sum - mark_wrong) / (seen - mark_seen), "lr": lr})
+    st.log_mark = [loss_sum, wrong_sum, seen]
+
+
+def tick_end(run: Run, tick: float, start_wall: float) -> None:
+    """Close the timed stretch of training that began at `tick` (evaluation time is not training time)."""
+    torch_sync(run.dev)
+    now = time.perf_counter()
+    run.state.progress.seconds += now - tick
+    run.state.wall_seconds = now - start_wall
+
+
+def end_interval(run: Run, start_wall: float) -> None:
+    """Evaluate, record the metrics row (and best point), write the logs, checkpoint."""
+    st, w = run.state, run.writer
+    row = eval_row(run)
+    row["wall_seconds"] = time.perf_counter() - start_wall
+    if not math.isfinite(row["train_loss"]):
+        fail_nonfinite(run, row["train_loss"], None)
+    st.rows.append(row)
+    if row.get("val_error") is not None and (st.best is None or row["val_error"] < st.best["val_error"]):
+        st.best = dict(row)
+        w.save(partial(payload, run, "best", row=row), "best.pt")
+    w.log(format_row(row, run.sched.iterations, run.sched.steps_per_epoch))
+    run.loggers.log_row(row, st.iteration)
+    st.progress = Progress.zeros(run.dev)
+    st.wall_seconds = time.perf_counter() - start_wall
+    st.log_mark = [0.0, 0, 0]
+    w.write_logs(st)
+    save_resumable(run)
+    w.write_summary(summarize(run, "running" if st.iteration < run.sched.iterations else "finished"))
+
+
+def stop_run(run: Run, bar: EpochBar | None) -> Path:
+    """Stopped on request between evaluations: checkpoint where we are and say how to go on."""
+    st, w, ctx = run.state, run.writer, run.ctx
     if bar is not None:
         bar.close()
-    if tb is not None:
-        tb.close()
-    if not ctx.main:
-        return run_dir
-    s = runs.read_json(run_dir / runs.SUMMARY_FILE)
-    log(f"finished {run_dir}: final test error {s['final']['test_error']:.2f}%"
-        + (f", best val {s['best']['val_error']:.2f}% (test {s['best']['test_error']:.2f}% there)" if s.get("best") else "")
-        + f", {s['wall_seconds']:.0f}s")
-    return run_dir
+    w.write_logs(st)
+    save_resumable(run)
+    w.write_summary(summarize(run, "interrupted"))
+    how = f"reslab train --resume {w.run_dir}" if not ctx.enabled else (
+        f"torchrun --nproc_per_node=N -m reslab train --resume {w.run_dir} "
+        f"(or reslab train --nproc N --resume {w.run_dir})")
+    w.log(f"stopped at iteration {st.iteration}/{run.sched.iterations}; resume with: {how}", always=True)
+    run.loggers.close()
+    return w.run_dir
 
 
-def torch_sync(dev: torch.device) -> None:
-    if dev.type == "cuda":
-        torch.cuda.synchronize(dev)
-    elif dev.type == "mps":
-        torch.mps.synchronize()
-
-
-class NonFiniteLoss(ReslabError):
-    pass
-
-
-def _fail_nonfinite(state: State, value: float, write_summary, log, bar) -> None:
+def finish(run: Run, bar: EpochBar | None) -> Path:
     if bar is not None:
         bar.close()
-    msg = (f"training loss became {value} by iteration {state.iteration}; the run is marked failed and its last "
+    run.loggers.close()
+    w = run.writer
+    if not w.main:
+        return w.run_dir
+    s = runs.read_json(w.run_dir / runs.SUMMARY_FILE)
+    w.log(f"finished {w.run_dir}: final test error {s['final']['test_error']:.2f}%"
+          + (f", best val {s['best']['val_error']:.2f}% (test {s['best']['test_error']:.2f}% there)" if s.get("best") else "")
+          + f", {s['wall_seconds']:.0f}s")
+    return w.run_dir
+
+
+def fail_nonfinite(run: Run, value: float, bar: EpochBar | None) -> None:
+    if bar is not None:
+        bar.close()
+    msg = (f"training loss became {value} by iteration {run.state.iteration}; the run is marked failed and its last "
            f"good checkpoint is kept (lower optim.lr or use a warm-up)")
-    write_summary("failed", msg)
+    run.writer.write_summary(summarize(run, "failed", msg))
     raise NonFiniteLoss(msg)
 
 
-def save_snapshot(run_dir: Path, payload: dict, iteration: int) -> None:
-    save_checkpoint(payload, run_dir / "checkpoints" / f"snapshot-{iteration:08d}.pt")
+# ---- what the steps above compute and write ------------------------------------------------------------------
+
+def train_totals(run: Run) -> tuple[float, int, int]:
+    """(loss sum, wrong, seen) since the last row, summed over every process."""
+    acc, ctx = run.state.progress, run.ctx
+    if not ctx.enabled:
+        return float(acc.loss_sum), int(acc.wrong), acc.seen
+    v = torch.stack([acc.loss_sum, acc.wrong.double(), torch.tensor(float(acc.seen), dtype=torch.float64,
+                                                                    device=run.dev)])
+    ctx.all_reduce_(v)
+    return float(v[0]), int(v[1]), int(v[2])
 
 
-def summarize(cfg: Config, state: State, n_params: int, total: int, status: str, error: str | None) -> dict:
-    final = state.rows[-1] if state.rows else None
-    trained = [r for r in state.rows if r.get("images_per_s")]
+def eval_row(run: Run) -> dict:
+    """The metrics row of an evaluation: training statistics since the last row, validation and test error."""
+    st, t, ctx, p = run.state, run.cfg.train, run.ctx, run.prep
+    torch_sync(run.dev)
+    lr_now = run.lrs.lr(max(st.iteration - 1, 0))
+    loss_sum, wrong, seen = train_totals(run)
+    acc = st.progress
+    row = {"epoch": math.ceil(st.iteration / run.sched.steps_per_epoch - 1e-9), "iteration": st.iteration,
+           "train_loss": loss_sum / max(seen, 1), "train_error": 100.0 * wrong / max(seen, 1), "lr": lr_now,
+           "seconds": acc.seconds, "images_per_s": rate(seen, acc.seconds) if acc.seconds else None}
+    kw = dict(batch_size=t.eval_batch_size, amp=t.amp, channels_last=t.channels_last)
+    if ctx.enabled:  # each rank evaluates its share of the batches with rank 0's weights and BN statistics
+        ctx.broadcast_buffers(run.model)
+        kw["shard"] = (ctx.rank, ctx.world_size)
+    if p.val_x.shape[0]:
+        v = evaluate(run.model, p.val_x, p.val_y, p.normalizer, **kw)
+        row.update(val_loss=v.loss, val_error=v.error)
+    te = evaluate(run.model, p.test_x, p.test_y, p.normalizer, **kw)
+    row.update(test_loss=te.loss, test_error=te.error)
+    if st.iteration == run.sched.iterations:  # the final test evaluation, kept whole for reports
+        run.writer.write_test_eval({"iteration": st.iteration, **te.as_dict()})
+    return row
+
+
+def payload(run: Run, kind: str, **extra) -> dict:
+    return {**model_payload(kind, run.cfg, run.model, run.prep.normalizer, run.state.iteration), **extra}
+
+
+def save_resumable(run: Run) -> None:
+    """checkpoints/ckpt-<iteration>.pt: what a resume needs. With several processes the statistics since the
+    last row are kept as totals and, for a resume with as many processes, per rank."""
+    acc, ctx = run.state.progress, run.ctx
+    progress, per_rank = acc.state_dict(), None
+    if ctx.enabled:
+        per_rank = ctx.all_gather_object(acc.state_dict())
+        progress = dict(per_rank[0])
+        for p in per_rank[1:]:
+            progress.update(loss_sum=progress["loss_sum"] + p["loss_sum"], wrong=progress["wrong"] + p["wrong"],
+                            seen=progress["seen"] + p["seen"])
+    build = partial(_resumable, run, progress, per_rank)
+    run.writer.save_resumable(build, run.state.iteration, run.cfg.train.keep_checkpoints)
+
+
+def _resumable(run: Run, progress: dict, per_rank: list | None) -> dict:
+    return resumable_payload(payload(run, "resumable"), run.optimizer, run.scaler, run.lrs, run.state, progress,
+                             per_rank)
+
+
+def summarize(run: Run, status: str, error: str | None = None) -> dict:
+    st, cfg = run.state, run.cfg
+    final = st.rows[-1] if st.rows else None
+    trained = [r for r in st.rows if r.get("images_per_s")]
     seen_s = sum(r["seconds"] for r in trained)
     ips = (sum(r["images_per_s"] * r["seconds"] for r in trained) / seen_s) if seen_s else None
     return {
         "status": status, "error": error, "model": cfg.model.name, "shortcut": cfg.model.shortcut,
-        "parameters": n_params, "iterations_done": state.iteration, "iterations": total,
+        "parameters": run.n_params, "iterations_done": st.iteration, "iterations": run.sched.iterations,
         "final": final,
         # "best" is chosen on the validation split only; the test error is reported *at* that point.
-        "best": state.best, "best_selected_on": "validation" if state.best else None,
-        "wall_seconds": state.wall_seconds, "train_images_per_s": ips,
+        "best": st.best, "best_selected_on": "validation" if st.best else None,
+        "wall_seconds": st.wall_seconds, "train_images_per_s": ips,
     }
+
+
+def describe(run: Run) -> str:
+    """The run's one-line plan: model, device(s), data, schedule, normalisation."""
+    cfg, ctx, t, p = run.cfg, run.ctx, run.cfg.train, run.prep
+    spe, total = run.sched.steps_per_epoch, run.sched.iterations
+    where = str(run.dev) if not ctx.enabled else (
+        f"{ctx.world_size} processes x {run.dev} (DDP, {'nccl' if run.dev.type == 'cuda' else 'gloo'}, "
+        f"{t.batch_size // ctx.world_size} images each, {'sync' if t.sync_bn else 'per-process'} BN)")
+    return (f"{cfg.model.name} (shortcut {cfg.model.shortcut}, {run.n_params:,} parameters) on {where}; "
+            f"{p.n_train} train / {p.val_x.shape[0]} val / {p.test_x.shape[0]} test images; "
+            f"{total} iterations = {total / spe:.2f} epochs of {spe} at batch {t.batch_size}; "
+            f"lr {cfg.optim.lr} x{cfg.optim.gamma} at {run.sched.milestones}; normalisation {p.normalizer.describe()}")
 
 
 def format_row(r: dict, total: int, spe: int) -> str:
@@ -592,38 +467,3 @@ def format_row(r: dict, total: int, spe: int) -> str:
     return (f"epoch {r['epoch']:>3} it {r['iteration']:>6}/{total} | train loss {r['train_loss']:.4f} "
             f"err {r['train_error']:.2f}%{val} | test {r['test_error']:.2f}% | lr {r['lr']:.4g}{ips} "
             f"| {r['seconds']:.1f}s")
-
-
-def _bar(epoch: int, spe: int, k: int, total: int):
-    from tqdm import tqdm
-
-    steps = min(spe, total - epoch * spe)
-    return tqdm(total=steps, initial=k, desc=f"epoch {epoch + 1}", leave=False, dynamic_ncols=True,
-                mininterval=1.0)
-
-
-def _tensorboard(run_dir: Path, cfg: Config):
-    if not cfg.log.tensorboard:
-        return None
-    try:
-        from torch.utils.tensorboard import SummaryWriter
-    except Exception:  # tensorboard not installed: the report never needs it
-        return None
-    return SummaryWriter(log_dir=str(run_dir / "tensorboard"))
-
-
-def load_run_checkpoint(path: Path, which: str = "last") -> tuple[dict, Path]:
-    """A checkpoint from a run directory ('last' = newest resumable, 'best' = best on validation) or a file."""
-    path = Path(path)
-    if path.is_file():
-        return load_checkpoint(path), path
-    run_dir = runs.require_run_dir(path)
-    if which == "best":
-        p = run_dir / "checkpoints" / "best.pt"
-        if not p.exists():
-            raise ReslabError(f"{run_dir} has no best.pt (no validation split, or no evaluation yet); use --weights last")
-        return load_checkpoint(p, require_checksum=True), p
-    found = newest_good_checkpoint(run_dir / "checkpoints")
-    if found is None:
-        raise ReslabError(f"{run_dir} has no usable checkpoint")
-    return found[1], found[0]

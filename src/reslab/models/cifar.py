@@ -8,7 +8,7 @@ those names belong to the ImageNet-style bottleneck nets; the CIFAR ones are `ci
 from __future__ import annotations
 
 from reslab import ReslabError
-from reslab.models.registry import register_model, register_resolver
+from reslab.models.registry import ModelInfo, register_model, register_pattern
 from reslab.models.resnet import BasicBlock, ResNet
 
 PAPER_DEPTHS = (20, 32, 44, 56, 110, 1202)
@@ -40,18 +40,24 @@ def _make_builder(depth: int, residual: bool):
     return build
 
 
+FAMILY = "cifar"
+OPTIONS = ("widths",)  # what these builders take beyond the common keyword arguments
+
+
 for _d in PAPER_DEPTHS:
-    register_model(_make_builder(_d, True), name=f"resnet{_d}")
-    register_model(_make_builder(_d, False), name=f"plain{_d}")
+    for _residual in (True, False):
+        register_model(_make_builder(_d, _residual), name=f"{'resnet' if _residual else 'plain'}{_d}", family=FAMILY,
+                       depth=_d, residual=_residual, options=OPTIONS)
 
 
-def _resolve(m):
+def resolve_name(m) -> ModelInfo:
+    """resnetN / plainN / cifar_resnetN / cifar_plainN for any 6n+2 depth N."""
     prefix, kind, depth = m.group(1), m.group(2), int(m.group(3))
     if not prefix and depth in RESERVED_DEPTHS:
         raise ReslabError(f"model {kind}{depth!s}: that name belongs to the ImageNet-style family; "
                           f"use cifar_{kind}{depth} for the CIFAR 6n+2 net")
     cifar_depth_to_n(depth)  # raises a clear error for non-6n+2 depths
-    return _make_builder(depth, kind == "resnet"), {}
+    return ModelInfo(m.group(0), _make_builder(depth, kind == "resnet"), FAMILY, depth, kind == "resnet", OPTIONS)
 
 
-register_resolver(r"(cifar_)?(resnet|plain)(\d+)", _resolve)
+register_pattern(r"(cifar_)?(resnet|plain)(\d+)", resolve_name)

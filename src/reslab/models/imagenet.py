@@ -41,8 +41,8 @@ ARCHS = {
     152: (Bottleneck, (3, 8, 36, 3)),
 }
 DEFAULT_WIDTH = 64
-# Every model name that takes `stem` and `width` (this family and the multi-scale ResNet-18).
-FAMILY: list[str] = []
+FAMILY = "imagenet-style"            # this family and the multi-scale ResNet-18 (reslab.models.multiscale)
+OPTIONS = ("stem", "width")          # what these builders take beyond the common keyword arguments
 
 
 def check_family_kwargs(name: str, stem: str, shortcut: str, width: int) -> None:
@@ -106,5 +106,5 @@ def _make_builder(depth: int, residual: bool):
 for _d in ARCHS:
     for _residual in (True, False):
         _name = f"{'resnet' if _residual else 'plain'}{_d}"
-        register_model(_make_builder(_d, _residual), name=_name)
-        FAMILY.append(_name)
+        register_model(_make_builder(_d, _residual), name=_name, family=FAMILY, depth=_d, residual=_residual,
+                       options=OPTIONS)

@@ -35,7 +35,7 @@ from __future__ import annotations
 import torch
 import torch.nn as nn
 
-from reslab.models.imagenet import DEFAULT_WIDTH, FAMILY, check_family_kwargs, stage_widths
+from reslab.models.imagenet import DEFAULT_WIDTH, FAMILY, OPTIONS, check_family_kwargs, stage_widths
 from reslab.models.registry import register_model
 from reslab.models.resnet import ResNet, conv3x3, make_shortcut
 
@@ -87,16 +87,14 @@ def resnet18_multiscale(*, residual: bool = True, num_classes: int = 10, stem: s
     return model
 
 
-@register_model
+@register_model(family=FAMILY, depth=18, residual=True, options=OPTIONS)
 def resnet18_ms(**kw) -> ResNet:
     """ResNet-18 with multi-scale blocks (parallel dilation-1/2 3x3 branches, 1x1 fusion); see docs/multiscale.md."""
     return resnet18_multiscale(residual=True, **kw)
 
 
-@register_model
+@register_model(family=FAMILY, depth=18, residual=False, options=OPTIONS)
 def plain18_ms(**kw) -> ResNet:
     """resnet18_ms without shortcuts (its plain twin)."""
     return resnet18_multiscale(residual=False, **kw)
 
-
-FAMILY.extend(["resnet18_ms", "plain18_ms"])

@@ -51,10 +51,6 @@ class Document:
         return self
 
 
-def _md_inline(text: str) -> str:
-    return text
-
-
 def to_markdown(doc: Document, base: Path) -> str:
     out = [f"# {doc.title}", ""]
     for b in doc.blocks:

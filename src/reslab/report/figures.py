@@ -1,15 +1,13 @@
-"""Report figures (matplotlib, Agg backend: no display needed)."""
+"""Report figures of a study (matplotlib through reslab.plotting: Agg backend, no display needed)."""
 from __future__ import annotations
 
 from pathlib import Path
 
-import matplotlib
-
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-
-from reslab.data import CLASSES  # noqa: E402
-from reslab.report.collect import ModelResult, Study  # noqa: E402
+from reslab.config import from_dict, resolve_schedule
+from reslab.data import CLASSES, n_train_images
+from reslab.engine.schedule import LRSchedule
+from reslab.plotting import plt, save_figure
+from reslab.study.results import ModelResult, Study
 
 GROUP_TITLES = {"plain": "plain networks", "resnet": "residual networks (ResNets)"}
 
@@ -21,7 +19,7 @@ def _depth_colors(depths):
     return {d: cmap(0.85 * i / n) for i, d in enumerate(depths)}
 
 
-def _curve(m: ModelResult, key: str):
+def curve(m: ModelResult, key: str):
     """(iterations, mean over seeds) of a metrics column; only iterations every finished seed reached.
     Training loss/error come from the dense curve (train_log.csv) when every run has one."""
     runs = [r for r in m.runs if r.rows]
@@ -47,8 +45,8 @@ def figure6(study: Study, out: Path, groups=("plain", "resnet")) -> Path:
     for ax, group in zip(axes[0], groups):
         for m in sorted((m for m in models if m.group == group), key=lambda m: m.depth or 0):
             c = colors.get(m.depth, "k")
-            x, tr = _curve(m, "train_error")
-            x2, te = _curve(m, "test_error")
+            x, tr = curve(m, "train_error")
+            x2, te = curve(m, "test_error")
             if x:
                 ax.plot(x, tr, "--", color=c, lw=1.4)
             if x2:
@@ -63,7 +61,7 @@ def figure6(study: Study, out: Path, groups=("plain", "resnet")) -> Path:
     axes[0][0].set_ylim(0, min(100, ymax * 1.05 + 1))
     fig.suptitle("Training on CIFAR-10 (cf. He et al. 2016, Fig. 6)")
     fig.tight_layout()
-    return _save(fig, out / "figure6.png")
+    return save_figure(fig, out / "figure6.png")
 
 
 def pair_curves(study: Study, out: Path) -> Path:
@@ -75,7 +73,7 @@ def pair_curves(study: Study, out: Path) -> Path:
         for col, (key, label) in enumerate((("train_loss", "training loss"), ("test_error", "test error (%)"))):
             ax = axes[row][col]
             for m in (x for x in models.values() if x.depth == d):
-                it, y = _curve(m, key)
+                it, y = curve(m, key)
                 style = "-" if m.group == "resnet" else "--"
                 ax.plot(it, y, style, lw=2, color="tab:blue" if m.group == "resnet" else "tab:red", label=m.model)
             ax.set_title(f"depth {d}: {label}")
@@ -84,19 +82,15 @@ def pair_curves(study: Study, out: Path) -> Path:
             if ax.get_legend_handles_labels()[0]:
                 ax.legend(fontsize=9)
     fig.tight_layout()
-    return _save(fig, out / "pairs.png")
+    return save_figure(fig, out / "pairs.png")
 
 
 def lr_schedule(study: Study, out: Path) -> Path:
     """The learning rate at every iteration, recomputed from the study's config (the schedule is a pure
     function of the iteration; a constant warm-up that ends on a training-error threshold is drawn from the
     iteration each run recorded)."""
-    from reslab.config import from_dict, resolve_schedule
-    from reslab.engine.schedule import LRSchedule
-
     cfg = from_dict(study.spec.base_config)
-    n_train = cfg.data.train_subset or (50000 - cfg.data.val_size)
-    sched = resolve_schedule(cfg, n_train)
+    sched = resolve_schedule(cfg, n_train_images(cfg.data))
     fig, ax = plt.subplots(figsize=(6.4, 3))
     curves = {}
     for m in study.models():
@@ -113,7 +107,7 @@ def lr_schedule(study: Study, out: Path) -> Path:
     ax.grid(alpha=0.3, which="both")
     ax.legend(fontsize=8)
     fig.tight_layout()
-    return _save(fig, out / "lr.png")
+    return save_figure(fig, out / "lr.png")
 
 
 def confusion(matrix: list[list[int]], title: str, out: Path) -> Path:
@@ -130,13 +124,4 @@ def confusion(matrix: list[list[int]], title: str, out: Path) -> Path:
     ax.set_title(title)
     fig.colorbar(im, ax=ax, fraction=0.046)
     fig.tight_layout()
-    return _save(fig, out / "confusion.png")
-
-
-def _save(fig, path: Path) -> Path:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp.png")
-    fig.savefig(tmp, dpi=110)
-    plt.close(fig)
-    tmp.replace(path)
-    return path
+    return save_figure(fig, out / "confusion.png")

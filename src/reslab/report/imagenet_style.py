@@ -8,32 +8,22 @@ it ignores run-to-run variation).
 """
 from __future__ import annotations
 
-import json
-import math
 from pathlib import Path
 
-from reslab.config import from_dict
+from reslab.analysis.verdicts import Verdict, compare, judge, not_assessed
+from reslab.config import from_dict, from_flat, validate
+from reslab.models import count_macs, count_params, create_model, model_kwargs
+from reslab.models.paper import TABLE2_TOP1
+from reslab.plotting import plt, save_figure
 from reslab.report import figures
-from reslab.report.collect import ModelResult, Study, load_study, mean_std
 from reslab.report.document import Bullets, Document, Figure, Heading, Para, Table
-from reslab.report.sections import confusion_section, per_class_section
-from reslab.report.verdicts import Verdict, _noise
-from reslab.study.runner import STUDY_FILE
+from reslab.report.sections import confusion_section, per_class_section, protocol_items
+from reslab.study.results import ModelResult, Study, load_study, mean_std
 
 KIND = "imagenet-style"
 ORDER = ("plain18", "plain34", "resnet18", "resnet34", "resnet18_ms")
 COLORS = {"plain18": "tab:orange", "plain34": "tab:red", "resnet18": "tab:cyan", "resnet34": "tab:blue",
           "resnet18_ms": "tab:green"}
-# He et al. 2016, Table 2: ImageNet validation top-1 error (%), 10-crop testing. A different task and data set.
-PAPER_TABLE2 = {"plain18": 27.94, "plain34": 28.54, "resnet18": 27.88, "resnet34": 25.03}
-
-
-def is_imagenet_style(study_dir: Path) -> bool:
-    f = Path(study_dir) / STUDY_FILE
-    try:
-        return json.loads(f.read_text()).get("kind") == KIND
-    except (OSError, ValueError):
-        return False
 
 
 # ---------------------------------------------------------------- numbers
@@ -55,42 +45,9 @@ def _n_measured(study: Study, m: ModelResult, key: str) -> int | None:
     return None
 
 
-def _sampling_se(p: float, n: int | None) -> float | None:
-    if not n:
-        return None
-    q = min(max(p / 100, 0.0), 1.0)
-    return 100 * math.sqrt(max(q * (1 - q), 1e-12) / n)
-
-
-def compare(study: Study, worse: ModelResult, better: ModelResult, key: str):
-    """Is `worse`'s final `key` above `better`'s? -> dict with the values, the difference, and the noise."""
-    a, _, na = worse.stat(key)
-    b, _, nb = better.stat(key)
-    if a is None or b is None:
-        return None
-    diff = a - b
-    seed_noise = _noise(worse, better, key)
-    if seed_noise is not None:
-        noise, why = 2 * seed_noise, f"2 standard errors of the seed-to-seed spread ({min(na, nb)} seeds)"
-    else:
-        sa, sb = _sampling_se(a, _n_measured(study, worse, key)), _sampling_se(b, _n_measured(study, better, key))
-        n = _n_measured(study, worse, key)
-        noise = 2 * math.sqrt(sa ** 2 + sb ** 2) if sa is not None and sb is not None else None
-        why = f"2 standard errors of sampling noise on {n:,} images; one seed, run-to-run noise not measured" \
-            if noise is not None else ""
-    return {"a": a, "b": b, "diff": diff, "holds": diff > 0,
-            "separable": noise is None or abs(diff) > noise, "noise": noise, "why": why}
-
-
-def _word(c: dict) -> tuple[str, bool | None]:
-    if not c["separable"]:
-        return (f"not separable at this budget: the {abs(c['diff']):.1f}-point difference is within "
-                f"±{c['noise']:.1f} points ({c['why']})"), None
-    return ("reproduced", True) if c["holds"] else ("not reproduced", False)
-
-
-def _missing(claim: str, names: str) -> Verdict:
-    return Verdict(claim, f"{claim}: needs finished runs of {names} — not assessed.", None)
+def compare_models(study: Study, worse: ModelResult, better: ModelResult, key: str):
+    """The engine's comparison, with the one-seed yardstick: sampling noise on the images each was measured on."""
+    return compare(worse, better, key, images=(_n_measured(study, worse, key), _n_measured(study, better, key)))
 
 
 def verdicts(study: Study) -> list[Verdict]:
@@ -99,49 +56,49 @@ def verdicts(study: Study) -> list[Verdict]:
 
     p18, p34 = by.get("plain18"), by.get("plain34")
     if p18 and p34:
-        c = compare(study, p34, p18, "train_error")
-        word, ok = _word(c)
-        rel = "higher" if c["holds"] else "lower (or equal)"
+        c = compare_models(study, p34, p18, "train_error")
+        word, ok = judge(c)
+        rel = "higher" if c.holds else "lower (or equal)"
         l34, l18 = p34.stat("train_loss")[0], p18.stat("train_loss")[0]
         out.append(Verdict("Degradation", f"Degradation (plain34 vs plain18): plain34 ends with {rel} training error "
-                           f"than plain18 ({c['a']:.1f}% vs {c['b']:.1f}%; training loss {l34:.3f} vs {l18:.3f}; "
+                           f"than plain18 ({c.a:.1f}% vs {c.b:.1f}%; training loss {l34:.3f} vs {l18:.3f}; "
                            f"test {p34.stat('test_error')[0]:.1f}% vs {p18.stat('test_error')[0]:.1f}%) — {word}.", ok))
     else:
-        out.append(_missing("Degradation (plain34 vs plain18)", "plain18 and plain34"))
+        out.append(not_assessed("Degradation (plain34 vs plain18)", "finished runs of plain18 and plain34"))
 
     r18, r34 = by.get("resnet18"), by.get("resnet34")
     if r18 and r34:
-        c = compare(study, r18, r34, "test_error")
-        word, ok = _word(c)
-        verb = "beats" if c["holds"] else "does not beat"
+        c = compare_models(study, r18, r34, "test_error")
+        word, ok = judge(c)
+        verb = "beats" if c.holds else "does not beat"
         out.append(Verdict("Depth helps ResNets", f"Depth helps ResNets (resnet34 vs resnet18): resnet34 {verb} "
-                           f"resnet18 on test error ({c['b']:.1f}% vs {c['a']:.1f}%; training error "
+                           f"resnet18 on test error ({c.b:.1f}% vs {c.a:.1f}%; training error "
                            f"{r34.stat('train_error')[0]:.1f}% vs {r18.stat('train_error')[0]:.1f}%) — {word}.", ok))
     else:
-        out.append(_missing("Depth helps ResNets (resnet34 vs resnet18)", "resnet18 and resnet34"))
+        out.append(not_assessed("Depth helps ResNets (resnet34 vs resnet18)", "finished runs of resnet18 and resnet34"))
 
     ms = by.get("resnet18_ms")
     if ms and r34:
-        c = compare(study, r34, ms, "test_error")
-        word, ok = _word(c)
-        verb = "beats" if c["holds"] else "does not beat"
+        c = compare_models(study, r34, ms, "test_error")
+        word, ok = judge(c)
+        verb = "beats" if c.holds else "does not beat"
         extra = ""
         if r18:
-            c18 = compare(study, r18, ms, "test_error")
-            extra = (f"; against resnet18 it is {'better' if c18['holds'] else 'not better'} "
-                     f"({c18['b']:.1f}% vs {c18['a']:.1f}%"
-                     + ("" if c18["separable"] else ", within noise") + ")")
+            c18 = compare_models(study, r18, ms, "test_error")
+            extra = (f"; against resnet18 it is {'better' if c18.holds else 'not better'} "
+                     f"({c18.b:.1f}% vs {c18.a:.1f}%"
+                     + ("" if c18.separable else ", within noise") + ")")
         out.append(Verdict("Multi-scale", f"Multi-scale (resnet18_ms vs resnet34): resnet18_ms {verb} resnet34 on "
-                           f"test error ({c['b']:.1f}% vs {c['a']:.1f}%){extra} — {word}.", ok))
+                           f"test error ({c.b:.1f}% vs {c.a:.1f}%){extra} — {word}.", ok))
     else:
-        out.append(_missing("Multi-scale (resnet18_ms vs resnet34)", "resnet18_ms and resnet34"))
+        out.append(not_assessed("Multi-scale (resnet18_ms vs resnet34)", "finished runs of resnet18_ms and resnet34"))
 
     if p34 and r34:
-        c = compare(study, p34, r34, "train_error")
-        word, ok = _word(c)
-        verb = "ends below" if c["holds"] else "does not end below"
+        c = compare_models(study, p34, r34, "train_error")
+        word, ok = judge(c)
+        verb = "ends below" if c.holds else "does not end below"
         out.append(Verdict("Residual cure", f"Residual cure at depth 34: resnet34 {verb} plain34 in training error "
-                           f"({c['b']:.1f}% vs {c['a']:.1f}%) — {word}.", ok))
+                           f"({c.b:.1f}% vs {c.a:.1f}%) — {word}.", ok))
     return out
 
 
@@ -152,7 +109,7 @@ def _plot_models(ax, models: dict, names, key: str, title: str):
         m = models.get(name)
         if m is None:
             continue
-        it, y = figures._curve(m, key)
+        it, y = figures.curve(m, key)
         if it:
             ax.plot(it, y, "--" if name.startswith("plain") else "-", lw=2, color=COLORS.get(name), label=name)
     ax.set_title(title)
@@ -165,37 +122,37 @@ def _plot_models(ax, models: dict, names, key: str, title: str):
 def loss_pairs(study: Study, out: Path) -> Path:
     """Training and validation loss: plain18 vs plain34 (top), resnet18 vs resnet34 (bottom)."""
     models = {m.model: m for m in study.models()}
-    fig, axes = figures.plt.subplots(2, 2, figsize=(11, 7.2), squeeze=False)
+    fig, axes = plt.subplots(2, 2, figsize=(11, 7.2), squeeze=False)
     for row, pair in enumerate((("plain18", "plain34"), ("resnet18", "resnet34"))):
         for col, (key, label) in enumerate((("train_loss", "training loss"), ("val_loss", "validation loss"))):
             _plot_models(axes[row][col], models, pair, key, f"{pair[0]} vs {pair[1]}: {label}")
     fig.tight_layout()
-    return figures._save(fig, out / "loss_pairs.png")
+    return save_figure(fig, out / "loss_pairs.png")
 
 
 def error_curves(study: Study, out: Path) -> Path:
     """Validation error: plain18 vs plain34, resnet18 vs resnet34, and all five together."""
     models = {m.model: m for m in study.models()}
-    fig, axes = figures.plt.subplots(1, 3, figsize=(15, 4.2), sharey=True, squeeze=False)
+    fig, axes = plt.subplots(1, 3, figsize=(15, 4.2), sharey=True, squeeze=False)
     _plot_models(axes[0][0], models, ("plain18", "plain34"), "val_error", "plain18 vs plain34")
     _plot_models(axes[0][1], models, ("resnet18", "resnet34"), "val_error", "resnet18 vs resnet34")
     _plot_models(axes[0][2], models, ORDER, "val_error", "all five")
     axes[0][0].set_ylabel("validation error (%)")
     fig.tight_layout()
-    return figures._save(fig, out / "val_error.png")
+    return save_figure(fig, out / "val_error.png")
 
 
 def ms_curves(study: Study, out: Path) -> Path:
     """resnet18_ms against resnet18 and resnet34: training loss, validation loss, validation error."""
     models = {m.model: m for m in study.models()}
     names = ("resnet18", "resnet34", "resnet18_ms")
-    fig, axes = figures.plt.subplots(1, 3, figsize=(15, 4.2), squeeze=False)
+    fig, axes = plt.subplots(1, 3, figsize=(15, 4.2), squeeze=False)
     for ax, (key, label) in zip(axes[0], (("train_loss", "training loss"), ("val_loss", "validation loss"),
                                           ("val_error", "validation error (%)"))):
         _plot_models(ax, models, names, key, label)
     fig.suptitle("resnet18_ms against resnet18 and resnet34")
     fig.tight_layout()
-    return figures._save(fig, out / "ms.png")
+    return save_figure(fig, out / "ms.png")
 
 
 # ---------------------------------------------------------------- document
@@ -206,10 +163,6 @@ def _fmt(v, digits=2):
 
 def _model_cost(study: Study, name: str) -> tuple[int, int] | None:
     """(parameters, MACs at 32x32) of `name` built exactly as the study's runs build it."""
-    from reslab.config import from_flat, validate
-    from reslab.engine.trainer import model_kwargs
-    from reslab.models import count_macs, count_params, create_model
-
     try:
         cfg = validate(from_flat({"model.name": name}, from_dict(study.spec.base_config)))
         m = create_model(name, **model_kwargs(cfg))
@@ -238,11 +191,9 @@ def _results(study: Study, models: list[ModelResult]) -> Table:
 
 
 def _protocol(study: Study) -> list[str]:
-    from reslab.report.build import _protocol as common
-
     cfg = from_dict(study.spec.base_config)
     width, stem = cfg.model.width or 64, cfg.model.stem or "cifar"
-    items = common(study)
+    items = protocol_items(study)
     items.insert(1, f"models: the ImageNet-style nets (He et al. 2016, Table 1) with the {stem} stem and stage "
                     f"widths {width}/{2 * width}/{4 * width}/{8 * width}"
                  + (" — **reduced from the standard 64/128/256/512** to fit the CPU budget; depth and topology "
@@ -304,7 +255,7 @@ def build_report(study_dir: Path) -> tuple[Document, dict]:
     doc.add(*per_class_section(finished))
 
     rows = []
-    for name, ref in PAPER_TABLE2.items():
+    for name, ref in TABLE2_TOP1.items():
         m = by.get(name)
         ours = _fmt(m.stat("test_error")[0]) if m and m.finished else "–"
         rows.append([name, f"{ref:.2f}", ours])

@@ -7,9 +7,12 @@ the only difference.
 """
 from __future__ import annotations
 
-from reslab.config import load_config, to_dict
+from reslab import ReslabError
+from reslab.config import load_config, profile_name, to_dict
 from reslab.models.cifar import cifar_depth_to_n
-from reslab.study.runner import RunSpec, StudySpec
+from reslab.study.spec import RunSpec, StudySpec
+
+KIND = "degradation"
 
 DEFAULT_DEPTHS = (20, 32, 44, 56)
 # The CPU profile's grid is the smallest that shows both effects (see configs/quick.yaml).
@@ -18,8 +21,7 @@ PROFILE_DEPTHS = {"quick": (20, 56)}
 
 def parse_depths(text: str | None, profile: str) -> tuple[int, ...]:
     if not text:
-        return PROFILE_DEPTHS.get(profile, DEFAULT_DEPTHS)
-    from reslab import ReslabError
+        return PROFILE_DEPTHS.get(profile_name(profile), DEFAULT_DEPTHS)
     try:
         depths = tuple(int(t) for t in text.replace(" ", "").split(",") if t)
     except ValueError:
@@ -33,16 +35,15 @@ def parse_depths(text: str | None, profile: str) -> tuple[int, ...]:
 
 def plan_degradation(profile: str = "quick", depths=None, seeds: int = 1, overrides: list[str] | None = None,
                      data_dir: str | None = None) -> StudySpec:
-    from reslab import ReslabError
     if seeds < 1:
         raise ReslabError(f"--seeds {seeds}: must be at least 1")
-    depths = depths or PROFILE_DEPTHS.get(profile, DEFAULT_DEPTHS)
+    depths = depths or parse_depths(None, profile)
     over = list(overrides or [])
     if data_dir is not None:
         over.append(f"data.dir={data_dir}")
     base = load_config(profile, over)
     base_seed = base.train.seed
-    spec = StudySpec("degradation", profile, to_dict(base))
+    spec = StudySpec(KIND, profile, to_dict(base))
     for depth in depths:
         for kind in ("plain", "resnet"):
             for s in range(seeds):

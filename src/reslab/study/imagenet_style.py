@@ -15,21 +15,15 @@ YAML config file.
 """
 from __future__ import annotations
 
-from pathlib import Path
-
 from reslab import ReslabError
-from reslab.config import load_config, to_dict
-from reslab.study.runner import RunSpec, StudySpec
+from reslab.config import load_config, profile_name, to_dict
+from reslab.study.spec import RunSpec, StudySpec
 
 KIND = "imagenet-style"
 PROFILES = {"full": "imagenet_style", "quick": "imagenet_style_quick"}
 # (model, group, depth) in the order they train: the cheap nets first, so a stopped study has the pairs early.
 MODELS = (("plain18", "plain", 18), ("resnet18", "resnet", 18), ("plain34", "plain", 34), ("resnet34", "resnet", 34),
           ("resnet18_ms", "ms", 18))
-
-
-def profile_name(profile: str) -> str:
-    return Path(profile).stem if profile.endswith((".yaml", ".yml")) else profile
 
 
 def plan_imagenet_style(profile: str = "full", seeds: int = 1, overrides: list[str] | None = None,

@@ -1,14 +1,12 @@
 """Read a study directory into plain numbers: per run, and per model aggregated over seeds."""
 from __future__ import annotations
 
-import json
 import math
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from reslab import ReslabError
 from reslab.engine import runs as runfiles
-from reslab.study.runner import STUDY_FILE, StudySpec
+from reslab.study.spec import StudySpec, read_spec
 
 
 @dataclass
@@ -76,10 +74,7 @@ class Study:
 
 def load_study(path: Path) -> Study:
     path = Path(path)
-    f = path / STUDY_FILE
-    if not f.is_file():
-        raise ReslabError(f"{path} is not a reslab study (no {STUDY_FILE})")
-    spec = StudySpec.from_json(json.loads(f.read_text()))
+    spec = read_spec(path)
     results = []
     for r in spec.runs:
         d = path / "runs" / r.name

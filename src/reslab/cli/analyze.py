@@ -1,44 +1,45 @@
-"""`reslab analyze responses|gradients`: registered through reslab.cli.EXTENSIONS."""
+"""`reslab analyze responses|gradients`: Fig. 7 layer responses and gradient flow of runs or checkpoints."""
 from __future__ import annotations
 
 import argparse
 from pathlib import Path
 
-from reslab.analysis.responses import SPLITS
+from reslab.analysis.common import DataCache, fresh_paths
+from reslab.analysis.findings import gradient_verdicts, response_verdicts
+from reslab.analysis.gradients import measure_gradients, plot_gradients, write_gradients_csv
+from reslab.analysis.responses import SPLITS, measure_responses, plot_responses, write_responses_csv
 
 
-def register(sub) -> dict:
-    fmt = argparse.ArgumentDefaultsHelpFormatter
-    p = sub.add_parser("analyze", help="why residual learning works: layer responses (Fig. 7) and gradient flow",
-                       formatter_class=fmt)
+def configure(p) -> None:
     asub = p.add_subparsers(dest="analyze_kind", required=True, metavar="ANALYSIS")
-
-    q = asub.add_parser("responses", formatter_class=fmt,
-                        help="std of every 3x3 layer's response after BN (the paper's Fig. 7)",
-                        description="For each run directory or checkpoint file (imported weights included): the std "
-                                    "of each 3x3 layer's output after BN, before ReLU/addition, in eval mode. Writes "
-                                    "responses.png (layer order, top; sorted, bottom) and responses.csv; existing "
-                                    "files are kept and responses-2.* etc. written instead.")
-    q.add_argument("targets", nargs="+", metavar="RUN_DIR|CKPT")
-    q.add_argument("--out", default=".", metavar="DIR", help="where the figure and CSV go")
+    q = _analysis(asub, "responses", "targets", "RUN_DIR|CKPT",
+                  help="std of every 3x3 layer's response after BN (the paper's Fig. 7)",
+                  description="For each run directory or checkpoint file (imported weights included): the std "
+                              "of each 3x3 layer's output after BN, before ReLU/addition, in eval mode. Writes "
+                              "responses.png (layer order, top; sorted, bottom) and responses.csv; existing "
+                              "files are kept and responses-2.* etc. written instead.")
     q.add_argument("--split", default="test", choices=SPLITS, help="images to measure on")
     q.add_argument("--max-images", type=int, default=None, metavar="N",
                    help="at most N images (a class-balanced seeded subset); default: the whole split")
     q.add_argument("--weights", default="last", choices=("last", "best"),
                    help="for a run directory: final weights, or best on validation")
     _common(q)
-
-    q = asub.add_parser("gradients", formatter_class=fmt,
-                        help="per-layer gradient norms at initialisation and each saved snapshot",
-                        description="For each run directory: ||dL/dW|| of every conv, on one fixed batch of training "
-                                    "images (train-mode BN, no augmentation), at every snapshot the run kept "
-                                    "(0%%, 10%%, 50%%, 100%% of training by default). Writes gradients.png and "
-                                    "gradients.csv; existing files are kept and gradients-2.* etc. written instead.")
-    q.add_argument("runs", nargs="+", metavar="RUN_DIR")
-    q.add_argument("--out", default=".", metavar="DIR", help="where the figure and CSV go")
+    q = _analysis(asub, "gradients", "runs", "RUN_DIR",
+                  help="per-layer gradient norms at initialisation and each saved snapshot",
+                  description="For each run directory: ||dL/dW|| of every conv, on one fixed batch of training "
+                              "images (train-mode BN, no augmentation), at every snapshot the run kept "
+                              "(0%%, 10%%, 50%%, 100%% of training by default). Writes gradients.png and "
+                              "gradients.csv; existing files are kept and gradients-2.* etc. written instead.")
     q.add_argument("--batch-size", type=int, default=128, help="training images in the fixed batch")
     _common(q)
-    return {"analyze": cmd_analyze}
+
+
+def _analysis(asub, name: str, positional: str, metavar: str, **text):
+    """An analysis subcommand with its inputs and --out (the options both analyses start with)."""
+    q = asub.add_parser(name, formatter_class=argparse.ArgumentDefaultsHelpFormatter, **text)
+    q.add_argument(positional, nargs="+", metavar=metavar)
+    q.add_argument("--out", default=".", metavar="DIR", help="where the figure and CSV go")
+    return q
 
 
 def _common(q) -> None:
@@ -48,14 +49,9 @@ def _common(q) -> None:
     q.add_argument("--device", default="cpu", help="auto | cpu | cuda | cuda:N | mps")
 
 
-def cmd_analyze(a) -> int:
-    from reslab.analysis.common import DataCache, fresh_paths
-
+def run(a) -> int:
     cache = DataCache(a.data_dir)  # checks --data-dir before any model is loaded
     if a.analyze_kind == "responses":
-        from reslab.analysis.report import response_verdicts
-        from reslab.analysis.responses import measure_responses, plot_responses, write_responses_csv
-
         paths = fresh_paths(Path(a.out), "responses", ("png", "csv"))  # a bad --out fails before the work
         profiles = measure_responses(a.targets, split=a.split, max_images=a.max_images, which=a.weights,
                                      device=a.device, data_cache=cache)
@@ -67,9 +63,6 @@ def cmd_analyze(a) -> int:
                   f"({p.images} {p.split} images, {p.source})")
         verdicts = response_verdicts(profiles)
     else:
-        from reslab.analysis.gradients import measure_gradients, plot_gradients, write_gradients_csv
-        from reslab.analysis.report import gradient_verdicts
-
         paths = fresh_paths(Path(a.out), "gradients", ("png", "csv"))
         profiles = measure_gradients(a.runs, batch_size=a.batch_size, device=a.device, data_cache=cache)
         paths["png"].parent.mkdir(parents=True, exist_ok=True)

@@ -1,17 +1,15 @@
-"""Verdicts in words from the Fig. 7 and gradient numbers, and the two report sections built from them.
+"""Verdicts in words from the Fig. 7 and gradient numbers.
 
 The verdicts are pure functions of the measured numbers (tests flip the numbers and watch the words flip);
-`analysis_blocks` measures a study's runs and returns report blocks for `reslab.report.build`.
+reslab.report.sections turns them into the study report's analysis sections.
 """
 from __future__ import annotations
 
-from pathlib import Path
 from statistics import median
 
-from reslab import ReslabError
 from reslab.analysis.gradients import GradientProfile, first_to_last_ratio
 from reslab.analysis.responses import ResponseProfile
-from reslab.report.verdicts import Verdict
+from reslab.analysis.verdicts import Verdict
 
 # A gradient that reaches the first layers at less than a tenth of its size at the last layers is called
 # vanishing; an order of magnitude is where the first layers start learning visibly slower than the last.
@@ -94,53 +92,3 @@ def gradient_verdict(profile: GradientProfile) -> Verdict:
 
 def gradient_verdicts(profiles: list[GradientProfile]) -> list[Verdict]:
     return [gradient_verdict(p) for p in sorted(profiles, key=lambda p: (p.group != "plain", p.depth or 0, p.label))]
-
-
-# ---- the study report's sections ------------------------------------------------------------------------------
-
-def analysis_blocks(study, out: Path, *, max_images: int = 1000, batch_size: int = 64,
-                    device: str = "cpu") -> list:
-    """Report blocks: Fig. 7 responses of every finished run's final weights on `max_images` test images, and
-    gradient norms at each snapshot on one batch of `batch_size` training images. Kept cheap because every
-    report rebuild pays it: one eval pass over `max_images` per run and one forward/backward of `batch_size`
-    images per snapshot (half of `reslab analyze gradients`' less noisy default of 128). A study whose runs kept no snapshots gets the responses
-    only; one whose runs cannot be measured gets a line saying why, never a failed report."""
-    from reslab.analysis.common import DataCache
-    from reslab.analysis.gradients import has_snapshots, measure_gradients, plot_gradients, write_gradients_csv
-    from reslab.analysis.responses import measure_responses, plot_responses, write_responses_csv
-    from reslab.report.document import Bullets, Figure, Heading, Para
-
-    runs = [Path(study.path) / "runs" / r.name for r in study.runs if r.status == "finished"]
-    if not runs:
-        return []
-    out = Path(out)
-    out.mkdir(parents=True, exist_ok=True)
-    cache = DataCache()
-    blocks: list = [Heading("Layer responses (the paper's Figure 7)")]
-    try:
-        resp = measure_responses(runs, max_images=max_images, device=device, data_cache=cache)
-        fig = plot_responses(resp, out / "responses.png")
-        write_responses_csv(resp, out / "responses.csv")
-        blocks += [Figure(fig, f"Std of each 3x3 layer's response (after BN, before ReLU/addition) of the final "
-                               f"weights on {resp[0].images} {resp[0].split} images; top: layer order, bottom: "
-                               f"sorted. Numbers: responses.csv."),
-                   Bullets([v.text for v in response_verdicts(resp)] or ["no plainN/resnetN pair to compare"])]
-    except ReslabError as e:
-        blocks.append(Para(f"Not measured: {e}"))
-
-    blocks.append(Heading("Gradient flow along training"))
-    snap_runs = [r for r in runs if has_snapshots(r)]
-    if not snap_runs:
-        blocks.append(Para("Not measured: the runs kept no weight snapshots (train.snapshots)."))
-        return blocks
-    try:
-        grads = measure_gradients(snap_runs, batch_size=batch_size, device=device, data_cache=cache)
-        fig = plot_gradients(grads, out / "gradients.png")
-        write_gradients_csv(grads, out / "gradients.csv")
-        blocks += [Figure(fig, f"Norm of the loss gradient at each conv's weights, by depth, on one fixed batch of "
-                               f"{batch_size} training images (train-mode BN), at each saved snapshot; log scale. "
-                               f"Numbers: gradients.csv."),
-                   Bullets([v.text for v in gradient_verdicts(grads)])]
-    except ReslabError as e:
-        blocks.append(Para(f"Not measured: {e}"))
-    return blocks

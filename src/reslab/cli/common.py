@@ -1,0 +1,18 @@
+"""Options and checks several commands share."""
+from __future__ import annotations
+
+from pathlib import Path
+
+from reslab import ReslabError
+
+
+def add_data_dir(p) -> None:
+    p.add_argument("--data-dir", default=None, metavar="DIR",
+                   help="folder holding cifar-10-python.tar.gz or cifar-10-batches-py/ (default: $RESLAB_DATA_DIR, "
+                        "else ~/.cache/reslab/data, downloading the official archive if it is empty)")
+
+
+def check_data_dir(data_dir: str | None) -> None:
+    """An explicit --data-dir must exist (reslab downloads only into the default location)."""
+    if data_dir is not None and not Path(data_dir).exists():
+        raise ReslabError(f"--data-dir {data_dir} does not exist")

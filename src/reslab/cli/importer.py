@@ -1,0 +1,24 @@
+"""`reslab import akamaster FILE --out CKPT`: other projects' pretrained weights as reslab checkpoints."""
+from __future__ import annotations
+
+import argparse
+
+from reslab.importers.akamaster import import_akamaster
+
+
+def configure(p) -> None:
+    isub = p.add_subparsers(dest="import_source", required=True, metavar="SOURCE")
+    q = isub.add_parser("akamaster", help="akamaster/pytorch_resnet_cifar10 .th files (resnet20/32/44/56/110/1202)",
+                        formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    q.add_argument("file", help="the .th file")
+    q.add_argument("--out", required=True, help="the reslab checkpoint to write (must not exist)")
+
+
+def run(a) -> int:
+    info = import_akamaster(a.file, a.out)
+    print(f"imported {a.file} -> {info['out']}: {info['model']} ({info['parameters']:,} parameters, option A); "
+          f"normalisation: ImageNet mean/std recorded (as published)")
+    if info.get("published_accuracy") is not None:
+        print(f"published accuracy {info['published_accuracy']:.2f}% (test error {100 - info['published_accuracy']:.2f}%); "
+              f"check with: reslab eval {info['out']}")
+    return 0

@@ -1,0 +1,37 @@
+"""The data a run trains and evaluates on, on its device: split, normalisation fitted on the training split."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+
+from reslab.data import Cifar10, Normalizer, load_cifar10, splits_for
+
+
+@dataclass
+class Prepared:
+    """Everything derived from data + config that training and evaluation share."""
+
+    data: Cifar10
+    train_x: torch.Tensor
+    train_y: torch.Tensor
+    val_x: torch.Tensor
+    val_y: torch.Tensor
+    test_x: torch.Tensor
+    test_y: torch.Tensor
+    normalizer: Normalizer
+
+    @property
+    def n_train(self) -> int:
+        return self.train_x.shape[0]
+
+
+def prepare_data(cfg, device: torch.device, data: Cifar10 | None = None) -> Prepared:
+    """The run's splits as uint8 tensors on `device` (the whole data set lives there) and its normaliser."""
+    data = data or load_cifar10(cfg.data.dir)
+    s = splits_for(data.train_labels, data.test_labels, cfg.data)
+    train_x = data.train_images[s.train]
+    norm = Normalizer.fit(train_x, cfg.data.normalization)
+    return Prepared(data, train_x.to(device), data.train_labels[s.train].to(device),
+                    data.train_images[s.val].to(device), data.train_labels[s.val].to(device),
+                    data.test_images[s.test].to(device), data.test_labels[s.test].to(device), norm.to(device))

@@ -1,0 +1,50 @@
+"""Stopping a run cleanly on a signal: the one table of signals that mean "checkpoint and stop".
+
+First signal: the trainer finishes the current step, checkpoints and returns. Second: stop at once
+(KeyboardInterrupt). `STOP_SIGNALS` is the only list of such signals; SLURM's preemption warning (SIGUSR2)
+joins it when a cluster launcher needs it.
+"""
+from __future__ import annotations
+
+import signal
+import time
+
+STOP_SIGNALS = {signal.SIGINT: "interrupt", signal.SIGTERM: "terminate"}
+
+
+class StopRequest:
+    """A context manager that turns the signals in STOP_SIGNALS into `requested = True` (and `signum`).
+
+    echo_grace: a second signal this soon after the first is the same request (under torchrun a Ctrl-C reaches
+    every worker twice: from the terminal, and forwarded by torchrun)."""
+
+    def __init__(self, echo_grace: float = 0.0, announce: bool = True):
+        self.requested = False
+        self.signum: int | None = None
+        self._old = {}
+        self._first = None
+        self.echo_grace, self.announce = echo_grace, announce
+
+    def __enter__(self):
+        for sig in STOP_SIGNALS:
+            try:
+                self._old[sig] = signal.signal(sig, self._handle)
+            except ValueError:  # not the main thread (e.g. a notebook worker): no signal handling
+                pass
+        return self
+
+    def _handle(self, signum, frame):
+        if self.requested:
+            if self.echo_grace and time.monotonic() - self._first < self.echo_grace:
+                return
+            raise KeyboardInterrupt
+        self.requested, self.signum = True, signum
+        self._first = time.monotonic()
+        if self.announce:
+            print(f"\n{signal.Signals(signum).name} received: saving a checkpoint at the next step boundary "
+                  f"(press Ctrl-C again to stop at once)", flush=True)
+
+    def __exit__(self, *exc):
+        for sig, old in self._old.items():
+            signal.signal(sig, old)
+        return False

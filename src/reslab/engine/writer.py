@@ -1,0 +1,89 @@
+"""Everything a run writes to its directory, written by rank 0 only.
+
+A `RunWriter` on rank 0 writes; on every other rank of a torchrun job each method is a no-op, except
+`save_resumable`, which every rank calls together (rank 0 writes, the others wait for it and share its errors).
+So the trainer never asks which rank it is on.
+"""
+from __future__ import annotations
+
+from functools import partial
+from pathlib import Path
+from typing import Callable
+
+import torch
+
+from reslab import ReslabError
+from reslab.config import Config, dump_yaml
+from reslab.engine import runs
+from reslab.engine.checkpoint import prune_checkpoints, save_checkpoint
+
+
+class RunWriter:
+    def __init__(self, ctx, run_dir: Path, quiet: bool):
+        self.ctx, self.run_dir, self.quiet = ctx, Path(run_dir), quiet
+        self.main = ctx.main
+        self.runlog = runs.RunLog(self.run_dir, quiet) if ctx.main else None
+
+    @classmethod
+    def create(cls, ctx, runs_dir: Path, cfg: Config, device: torch.device, run_name: str | None,
+               quiet: bool) -> "RunWriter":
+        """A new run directory (rank 0 makes it; every rank learns its path)."""
+        run_dir = ctx.on_main(partial(create_run_dir, Path(runs_dir), cfg, device, run_name,
+                                       distributed_env(ctx, cfg, device)))
+        return cls(ctx, run_dir, quiet)
+
+    def log(self, msg: str, always: bool = False) -> None:
+        if self.runlog is not None:
+            self.runlog(msg, always)
+
+    def write_logs(self, state) -> None:
+        """Both CSVs, rewritten whole from the rows held in the training state."""
+        if self.main:
+            runs.write_metrics(self.run_dir / runs.METRICS_FILE, state.rows)
+            runs.write_metrics(self.run_dir / runs.TRAIN_LOG_FILE, state.train_log, runs.TRAIN_LOG_FIELDS)
+
+    def write_summary(self, summary: dict) -> None:
+        if self.main:
+            runs.write_json(self.run_dir / runs.SUMMARY_FILE, summary)
+
+    def write_test_eval(self, result: dict) -> None:
+        if self.main:
+            runs.write_json(self.run_dir / runs.TEST_EVAL_FILE, result)
+
+    def save(self, build: Callable[[], dict], name: str) -> None:
+        """A checkpoint that is not needed to resume (best.pt, snapshots): rank 0 builds and writes it."""
+        if self.main:
+            save_checkpoint(build(), self.run_dir / "checkpoints" / name)
+
+    def save_resumable(self, build: Callable[[], dict], iteration: int, keep: int) -> None:
+        """checkpoints/ckpt-<iteration>.pt, then prune to the newest `keep`. Every rank calls this together."""
+        self.ctx.on_main(partial(_save_and_prune, self.run_dir / "checkpoints", build, iteration, keep))
+
+
+def _save_and_prune(ckpt_dir: Path, build: Callable[[], dict], iteration: int, keep: int) -> None:
+    save_checkpoint(build(), ckpt_dir / f"ckpt-{iteration:08d}.pt")
+    prune_checkpoints(ckpt_dir, keep)
+
+
+def distributed_env(ctx, cfg: Config, device: torch.device) -> dict:
+    """What env.json records about a torchrun job (nothing for one process)."""
+    if not ctx.enabled:
+        return {}
+    return {"world_size": ctx.world_size, "backend": "nccl" if device.type == "cuda" else "gloo",
+            "batch_per_process": cfg.train.batch_size // ctx.world_size, "sync_bn": cfg.train.sync_bn}
+
+
+def create_run_dir(runs_dir: Path, cfg: Config, device: torch.device, run_name: str | None, dist_env: dict) -> Path:
+    """Make the run directory with its config, environment and empty CSVs (rank 0 only)."""
+    run_dir = runs.new_run_dir(runs_dir, cfg.model.name, exact=run_name)
+    try:
+        (run_dir / "checkpoints").mkdir()
+        (run_dir / runs.CONFIG_FILE).write_text(dump_yaml(cfg))
+        env = runs.environment(device, cfg.train.seed)
+        env.update(dist_env)
+        runs.write_json(run_dir / runs.ENV_FILE, env)
+        runs.write_metrics(run_dir / runs.METRICS_FILE, [])
+        runs.write_metrics(run_dir / runs.TRAIN_LOG_FILE, [], runs.TRAIN_LOG_FIELDS)
+    except OSError as e:  # disk full, permissions: nothing trained yet, so nothing to resume
+        raise ReslabError(f"cannot write to {run_dir} ({e.strerror or e}); nothing was trained") from None
+    return run_dir

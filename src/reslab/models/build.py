@@ -1,0 +1,25 @@
+"""A model from a config: the one place that turns `cfg.model` into `create_model` keyword arguments.
+
+Those keyword arguments are also stored in every checkpoint (`ckpt["model"]["kwargs"]`), so a checkpoint rebuilds
+its model without the config. `cfg` is a `reslab.config.Config` (read by attribute; models sit below config).
+"""
+from __future__ import annotations
+
+import torch.nn as nn
+
+from reslab.models.registry import create_model
+
+
+def model_kwargs(cfg) -> dict:
+    """The keyword arguments `create_model` gets for this config."""
+    kw = {"shortcut": cfg.model.shortcut}
+    if cfg.model.zero_init_residual:
+        kw["zero_init_residual"] = True
+    for key in ("stem", "width"):  # ImageNet-style nets only; unset (null) keeps every older config's kwargs
+        if getattr(cfg.model, key) is not None:
+            kw[key] = getattr(cfg.model, key)
+    return kw
+
+
+def model_from_config(cfg) -> nn.Module:
+    return create_model(cfg.model.name, **model_kwargs(cfg))

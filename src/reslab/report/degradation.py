@@ -1,0 +1,155 @@
+"""The degradation study's report: plain vs residual nets of several depths (the paper's Fig. 6 / Table 6).
+
+Its verdict questions (degradation, the residual cure at each depth, deeper ResNets do better) are answered by
+the one verdict engine (reslab.analysis.verdicts) from the final numbers, with the seed-to-seed spread as the
+yardstick when there are several seeds.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+
+from reslab.analysis.verdicts import Verdict, compare, judge, not_assessed
+from reslab.config import from_dict
+from reslab.models.paper import TABLE6_TEST_ERROR
+from reslab.report import figures
+from reslab.report.document import Bullets, Document, Figure, Heading, Para, Table
+from reslab.report.sections import (analysis_section, confusion_section, fmt, per_class_section,
+                                    protocol_items)
+from reslab.study.results import ModelResult, load_study, mean_std
+
+KIND = "degradation"
+
+
+# ---- verdict questions ------------------------------------------------------------------------------------------
+
+def degradation(models: list[ModelResult]) -> Verdict:
+    plains = sorted((m for m in models if m.group == "plain" and m.finished), key=lambda m: m.depth)
+    if len(plains) < 2:
+        return not_assessed("Degradation", "two finished plain nets of different depth")
+    shallow, deep = plains[0], plains[-1]
+    c = compare(deep, shallow, "train_error")
+    word, ok = judge(c)
+    rel = "higher" if c.holds else "lower (or equal)"
+    return Verdict("Degradation", f"Degradation: {deep.model} ends with {rel} training error than {shallow.model} "
+                   f"({c.a:.1f}% vs {c.b:.1f}%) — {word}.", ok)
+
+
+def residual_cure(models: list[ModelResult]) -> list[Verdict]:
+    out = []
+    by = {(m.group, m.depth): m for m in models if m.finished}
+    for depth in sorted({d for g, d in by if g == "plain" and ("resnet", d) in by}):
+        plain, res = by[("plain", depth)], by[("resnet", depth)]
+        c = compare(plain, res, "train_error")
+        word, ok = judge(c)
+        te_p, te_r = plain.stat("test_error")[0], res.stat("test_error")[0]
+        if c.holds:
+            text = (f"Residual cure at depth {depth}: {res.model} ends below {plain.model} by {c.diff:.1f} points of "
+                    f"training error ({c.b:.1f}% vs {c.a:.1f}%; test {te_r:.1f}% vs {te_p:.1f}%) — {word}.")
+        else:
+            text = (f"Residual cure at depth {depth}: {res.model} does not end below {plain.model} "
+                    f"(training error {c.b:.1f}% vs {c.a:.1f}%; test {te_r:.1f}% vs {te_p:.1f}%) — {word}.")
+        out.append(Verdict("Residual cure", text, ok))
+    return out
+
+
+def depth_helps_resnets(models: list[ModelResult]) -> Verdict:
+    res = sorted((m for m in models if m.group == "resnet" and m.finished), key=lambda m: m.depth)
+    if len(res) < 2:
+        return Verdict("Depth helps ResNets", "Deeper ResNets: needs two finished ResNets — not assessed.", None)
+    shallow, deep = res[0], res[-1]
+    c = compare(shallow, deep, "test_error")
+    word, ok = judge(c)
+    if c.holds:
+        text = (f"Deeper ResNets do better: {deep.model} ends with lower test error than {shallow.model} "
+                f"({c.b:.1f}% vs {c.a:.1f}%) — {word}.")
+    else:
+        text = (f"Deeper ResNets do better: {deep.model} does not beat {shallow.model} on test error "
+                f"({c.b:.1f}% vs {c.a:.1f}%) — {word}" + (" at this budget; the paper's 64k-iteration schedule "
+                                                          "is needed for that." if c.separable else "."))
+    return Verdict("Depth helps ResNets", text, ok)
+
+
+def all_verdicts(models: list[ModelResult]) -> list[Verdict]:
+    return [degradation(models), *residual_cure(models), depth_helps_resnets(models)]
+
+
+# ---- the document ----------------------------------------------------------------------------------------------
+
+def _results_table(models: list[ModelResult]) -> Table:
+    rows = []
+    for m in sorted(models, key=lambda m: (m.group != "plain", m.depth or 0)):
+        n = len(m.finished)
+        if n == 0:
+            rows.append([m.model, str(m.depth), "–", *(["–"] * 7), f"{m.runs[0].status}"])
+            continue
+        bv = mean_std([r.summary["best"]["val_error"] for r in m.finished if r.summary.get("best")])
+        bt = mean_std([r.summary["best"]["test_error"] for r in m.finished if r.summary.get("best")])
+        rows.append([
+            m.model, str(m.depth), f"{m.finished[0].summary['parameters']:,}",
+            fmt(*m.stat("train_loss"), digits=4), fmt(*m.stat("train_error")), f"**{fmt(*m.stat('test_error'))}**",
+            f"{fmt(*bv)} ({fmt(*bt)})", fmt(*m.summary_stat("wall_seconds"), digits=0),
+            fmt(*m.summary_stat("train_images_per_s"), digits=0), f"{n} finished"
+            + (f", {len(m.runs) - n} not" if len(m.runs) > n else "")])
+    return Table(["model", "depth", "params", "final train loss", "final train err %", "final test err %",
+                  "best val err % (test there)", "wall s", "img/s", "runs"], rows)
+
+
+def build_report(study_dir: Path) -> tuple[Document, dict]:
+    study = load_study(study_dir)
+    out = Path(study_dir) / "report"
+    models = study.models()
+    finished = [m for m in models if m.finished]
+    seeds = max((len(m.runs) for m in models), default=1)
+    doc = Document(f"Degradation study: plain vs residual networks on CIFAR-10 ({study.spec.profile} profile)")
+
+    verdicts = all_verdicts(models)
+    doc.add(Heading("Verdicts"), Bullets([v.text for v in verdicts]),
+            Para("Verdicts are computed from the final numbers below"
+                 + (f" (means over {seeds} seeds)" if seeds > 1 else " (one seed per model: no error bars; "
+                    "rerun with --seeds 3 to measure seed-to-seed noise)") + "."))
+    doc.add(Heading("Protocol"), Bullets(protocol_items(study)))
+
+    figs = {}
+    if any(r.rows for r in study.runs):
+        figs["figure6"] = figures.figure6(study, out)
+        figs["pairs"] = figures.pair_curves(study, out)
+        figs["lr"] = figures.lr_schedule(study, out)
+        doc.add(Heading("Training curves (the paper's Figure 6)"),
+                Figure(figs["figure6"], "Training error (dashed; mean over each window of train.log_every "
+                       "iterations, on augmented images) and test error (bold) vs iterations; left plain nets, right "
+                       "ResNets, same axes, one colour per depth."),
+                Figure(figs["pairs"], "Per pair: training loss and test error, plainN (red, dashed) vs resnetN (blue)."),
+                Figure(figs["lr"], "Learning rate at every iteration (one schedule for every model)."))
+
+    doc.add(Heading("Results"), _results_table(models),
+            Para("Final = at the end of training. Training error is measured during training (augmented images, "
+                 "train-mode BN), as in the paper's curves. Best = the evaluation point with the lowest "
+                 "**validation** error; the test error at that point is shown beside it — the test set never "
+                 "selects anything."))
+
+    ranked = sorted(finished, key=lambda m: m.stat("test_error")[0])
+    doc.add(Heading("Ranking (best to worst final test error)"),
+            Table(["rank", "model", "final test err %"],
+                  [[str(i), m.model, fmt(*m.stat("test_error"))] for i, m in enumerate(ranked, 1)]))
+
+    cfg = from_dict(study.spec.base_config)
+    paper_protocol = study.spec.profile == "paper"
+    rows = []
+    for m in sorted((m for m in finished if m.group == "resnet"), key=lambda m: m.depth):
+        ref = TABLE6_TEST_ERROR.get(m.depth)
+        rows.append([m.model, fmt(*m.stat("test_error")), f"{ref:.2f}" if ref else "–"])
+    if rows:
+        note = ("Same protocol as the paper (single runs of ours vs the paper's)." if paper_protocol else
+                "**Paper protocol only**: the paper's numbers come from 64k iterations on 45k images and the full "
+                f"test set; this study ran the {study.spec.profile} profile ({cfg.data.test_subset or 10000} test "
+                "images, far fewer iterations), so the columns are not comparable — they are shown for context.")
+        doc.add(Heading("Against the paper (Table 6, ResNets)"),
+                Table(["model", "ours: test err %", "paper: test err %"], rows), Para(note))
+
+    doc.add(*per_class_section(sorted(finished, key=lambda m: (m.group != "plain", m.depth))))
+    doc.add(*confusion_section(ranked[0] if ranked else None, out, figs))
+    doc.add(*analysis_section(study, out, max_images=1000))  # Fig. 7 and gradient flow; empty if none finished
+    doc.add(Heading("Files"), Para("Every run's directory under runs/ holds its config, metrics.csv, summary.json, "
+                                   "checkpoints and (if tensorboard is installed) TensorBoard events: "
+                                   f"`tensorboard --logdir {study.path}`."))
+    return doc, {"figures": figs, "verdicts": verdicts}

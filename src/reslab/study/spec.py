@@ -1,0 +1,93 @@
+"""What a study is: its kind, profile, base config and grid of runs (`StudySpec`), and its directory.
+
+Layout:  STUDY/study.json          what was asked (kind, profile, base config, the runs)
+         STUDY/base_config.yaml    the base config, readable
+         STUDY/runs/<name>/        one ordinary reslab run directory per grid cell (e.g. plain56-s0)
+         STUDY/report/             report.md, report.html, figures (written by reslab.report from the runs)
+"""
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+from reslab import ReslabError
+from reslab.config import dump_yaml, from_dict, from_flat, to_dict, validate
+from reslab.engine import runs
+from reslab.engine.checkpoint import atomic_write_text
+
+STUDY_FILE = "study.json"
+
+
+@dataclass
+class RunSpec:
+    name: str                     # directory name inside STUDY/runs
+    overrides: dict               # flat config overrides on top of the study's base config
+    group: str = ""               # e.g. "plain" / "resnet" (for the report)
+    depth: int | None = None
+
+
+@dataclass
+class StudySpec:
+    kind: str
+    profile: str
+    base_config: dict
+    runs: list[RunSpec] = field(default_factory=list)
+
+    def to_json(self) -> dict:
+        return {"kind": self.kind, "profile": self.profile, "base_config": self.base_config,
+                "runs": [asdict(r) for r in self.runs]}
+
+    @classmethod
+    def from_json(cls, d: dict) -> "StudySpec":
+        return cls(d["kind"], d["profile"], d["base_config"], [RunSpec(**r) for r in d["runs"]])
+
+    def run_config(self, run: RunSpec):
+        return validate(from_flat(run.overrides, from_dict(self.base_config)))
+
+
+def run_status(run_dir: Path) -> str:
+    """missing | running/interrupted (resumable) | finished | failed"""
+    if not run_dir.exists():
+        return "missing"
+    s = run_dir / runs.SUMMARY_FILE
+    if not s.exists():
+        return "interrupted"
+    return runs.read_json(s).get("status", "interrupted")
+
+
+def _comparable(spec: StudySpec) -> dict:
+    """The spec with its base config completed by today's defaults, so a study made before a config field
+    existed still matches the same command (the new field at its default changes nothing it trained)."""
+    d = spec.to_json()
+    try:
+        d["base_config"] = to_dict(from_dict(d["base_config"]))
+    except ReslabError:  # a field that no longer exists: compare as stored (and so differ)
+        pass
+    return d
+
+
+def open_study(spec: StudySpec, out: Path) -> Path:
+    """Create the study directory, or reopen it if it holds the same study; never mix two studies."""
+    out = Path(out)
+    f = out / STUDY_FILE
+    if f.exists():
+        old, new = _comparable(StudySpec.from_json(runs.read_json(f))), _comparable(spec)
+        if old != new:
+            diff = [k for k in ("kind", "profile", "base_config", "runs") if old[k] != new[k]]
+            raise ReslabError(f"{out} holds a different study (its {', '.join(diff)} differ); pass --out NEW_DIR "
+                              f"for a new study, or rerun the original command to resume it")
+        return out
+    if out.exists() and any(out.iterdir()):
+        raise ReslabError(f"{out} exists and is not a reslab study; pass --out NEW_DIR")
+    (out / "runs").mkdir(parents=True, exist_ok=True)
+    runs.write_json(f, spec.to_json())
+    atomic_write_text(out / "base_config.yaml", dump_yaml(from_dict(spec.base_config)))
+    return out
+
+
+def read_spec(study_dir: Path) -> StudySpec:
+    """The spec of an existing study, or a one-line error if `study_dir` holds none."""
+    f = Path(study_dir) / STUDY_FILE
+    if not f.is_file():
+        raise ReslabError(f"{study_dir} is not a reslab study (no {STUDY_FILE})")
+    return StudySpec.from_json(runs.read_json(f))
