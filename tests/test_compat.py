@@ -70,7 +70,8 @@ def test_v1_checkpoint_restores_every_piece_of_state_exactly(v1_run, v1_data):
     # the CSVs were rewritten from the restored rows, unchanged
     assert read_metrics(v1_run / "metrics.csv") == read_metrics(FIXTURE / "resnet8-v1" / "metrics.csv")
     assert read_metrics(v1_run / "train_log.csv") == read_metrics(FIXTURE / "resnet8-v1" / "train_log.csv")
-    run.loggers.close()
+    run.trackers.close("interrupted")
+    run.writer.close()
 
 
 @pytest.mark.parametrize("split", ["test", "val"])
