@@ -17,7 +17,7 @@ from reslab import ReslabError
 from reslab.engine import lock, train
 
 TINY_STUDY = ["--set", "data.val_size=50", "--set", "data.val_subset=null", "--set", "data.test_subset=40",
-              "--set", "train.batch_size=25", "--set", "train.iterations=40", "--set", "train.eval_every=10",
+              "--set", "train.batch_size=25", "--set", "train.epochs=null", "--set", "train.iterations=40", "--set", "train.eval_every=10",
               "--set", "optim.warmup=none", "--set", "data.train_subset=null"]
 
 
@@ -130,6 +130,8 @@ def test_two_study_commands_on_one_directory_the_second_exits_2_touching_nothing
     first = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     try:
         wait_for_holder(out, first.pid)
+        while not (out / "study.json").exists():  # written just after the lock is taken
+            time.sleep(0.02)
         first.send_signal(signal.SIGSTOP)
         before = hashes(out)
         second = subprocess.run(cmd, capture_output=True, text=True, timeout=120)

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from reslab.report import write_report
+from reslab.report import share_report, write_report
 
 
 def configure(p) -> None:
@@ -12,5 +12,6 @@ def configure(p) -> None:
 
 def run(a) -> int:
     paths = write_report(Path(a.study_dir))
+    share_report(Path(a.study_dir))
     print(f"wrote {paths['md']} and {paths['html']}")
     return 0
