@@ -60,9 +60,10 @@ def study_status(study_dir: Path, jobs: dict[str, dict] | None = None) -> list[R
         add_job(st, (jobs or {}).get(st.name))
     known_total = next((st.total for st in states if st.total), None)
     speed = {st.model: st.images_per_s for st in states if st.images_per_s}
+    typical = sum(speed.values()) / len(speed) if speed else None  # a model not measured yet: a rough guess
     for st in states:
         st.total = st.total or known_total
-        ips = st.images_per_s or speed.get(st.model)
+        ips = st.images_per_s or speed.get(st.model, typical)
         if st.state not in ("finished", "failed") and st.total and ips:
             st.eta_s = (st.total - st.done) * batch / ips
     return states
@@ -80,12 +81,13 @@ def add_job(st: RunState, job: dict | None) -> None:
         st.state, st.where, st.error = "failed", f"job {job['job']}", job.get("error") or f"job {job['state']}"
 
 
-def study_eta(states: list[RunState]) -> tuple[float, int]:
-    """(seconds until every run has ended, runs without an estimate): the runs left, one after another, shared
-    over the runs training now (at least one)."""
+def study_eta(states: list[RunState]) -> float | None:
+    """Seconds until every run has ended: the runs left, one after another, shared over the runs training now
+    (at least one). None until some run has trained long enough to measure its speed."""
     left = [st for st in states if st.state not in ("finished", "failed")]
-    running = max(1, sum(st.state == "running" for st in states))
-    return sum(st.eta_s or 0.0 for st in left) / running, sum(st.eta_s is None for st in left)
+    if any(st.eta_s is None for st in left):
+        return None
+    return sum(st.eta_s for st in left) / max(1, sum(st.state == "running" for st in states))
 
 
 def duration(seconds: float | None) -> str:
@@ -100,13 +102,13 @@ def duration(seconds: float | None) -> str:
 def overall_line(states: list[RunState]) -> str:
     """'6 of 10 runs ended (5 finished, 1 failed), 2 running; study ETA 1h05m'."""
     ended = [st for st in states if st.state in ("finished", "failed")]
-    eta, unknown = study_eta(states)
+    eta = study_eta(states)
     counts = ", ".join(f"{sum(st.state == k for st in ended)} {k}" for k in ("finished", "failed")
                        if any(st.state == k for st in ended))
     running = sum(st.state == "running" for st in states)
-    line = (f"{len(ended)} of {len(states)} runs ended" + (f" ({counts})" if counts else "")
-            + (f", {running} running" if running else "") + f"; study ETA {duration(eta)}")
-    return line + (f" (+ {unknown} run(s) not yet estimated)" if unknown else "")
+    return (f"{len(ended)} of {len(states)} runs ended" + (f" ({counts})" if counts else "")
+            + (f", {running} running" if running else "")
+            + (f"; study ETA {duration(eta)}" if eta is not None else "; study ETA: once a run has been measured"))
 
 
 def format_status(states: list[RunState]) -> str:
