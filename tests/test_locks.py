@@ -39,6 +39,26 @@ def wait_for_holder(d: Path, pid: int, timeout: float = 90) -> None:
     raise AssertionError(f"pid {pid} never took the lock of {d}")
 
 
+def second_writer_is_refused(first: subprocess.Popen, cmd: list[str], d: Path, what: str, reader: list[str]) -> None:
+    """With `first` frozen while it holds the lock of `d`, the same command `cmd` exits 2 with the one line and the
+    reader `reader` works, neither changing any file; then `first` goes on to the end."""
+    first.send_signal(signal.SIGSTOP)  # frozen while it holds the lock: only the others could change files
+    try:
+        before = hashes(d)
+        second = subprocess.run(cmd, capture_output=True, text=True, timeout=120)
+        assert hashes(d) == before
+        assert second.returncode == 2 and second.stdout == ""
+        assert second.stderr.strip() == (f"reslab: error: {what} {d} is being written by pid {first.pid} on "
+                                         f"{socket.gethostname()}; wait for it or stop it")
+        read = subprocess.run(reader, capture_output=True, text=True, timeout=120)  # readers never lock
+        assert read.returncode == 0, read.stderr
+        assert hashes(d) == before
+    finally:
+        first.send_signal(signal.SIGCONT)
+    out, _ = first.communicate(timeout=300)
+    assert first.returncode == 0, out
+
+
 def stopped_run(tiny_cfg, tmp_path, iterations=40) -> Path:
     """A run stopped (checkpointed) after 2 of `iterations` steps, ready to resume."""
     return train(tiny_cfg(**{"train.iterations": iterations, "train.eval_every": 20}), runs_dir=tmp_path,
@@ -85,26 +105,10 @@ def test_a_writer_finding_the_lock_briefly_busy_waits_for_it(tmp_path):
 
 def test_two_resumes_of_one_run_exactly_one_trains_the_other_exits_2_touching_nothing(tiny_cfg, tmp_path):
     run = stopped_run(tiny_cfg, tmp_path / "runs")
-    first = subprocess.Popen(reslab("train", "--resume", run, "--quiet"), stdout=subprocess.PIPE,
-                             stderr=subprocess.STDOUT, text=True)
-    try:
-        wait_for_holder(run, first.pid)
-        first.send_signal(signal.SIGSTOP)  # frozen while it holds the lock: only the second could change files
-        before = hashes(run)
-        second = subprocess.run(reslab("train", "--resume", run, "--quiet"), capture_output=True, text=True,
-                                timeout=120)
-        assert hashes(run) == before
-        assert second.returncode == 2 and second.stdout == ""
-        assert second.stderr.strip() == (f"reslab: error: run {run} is being written by pid {first.pid} on "
-                                         f"{socket.gethostname()}; wait for it or stop it")
-        # readers never take the lock
-        ev = subprocess.run(reslab("eval", run, "--json", "--no-csv"), capture_output=True, text=True, timeout=120)
-        assert ev.returncode == 0, ev.stderr
-        assert hashes(run) == before
-    finally:
-        first.send_signal(signal.SIGCONT)
-    out, _ = first.communicate(timeout=300)
-    assert first.returncode == 0, out
+    cmd = reslab("train", "--resume", run, "--quiet")
+    first = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    wait_for_holder(run, first.pid)
+    second_writer_is_refused(first, cmd, run, "run", reslab("eval", run, "--json", "--no-csv"))
     assert json.loads((run / "summary.json").read_text())["status"] == "finished"
     assert (run / lock.LOCK_FILE).read_text() == ""
 
@@ -128,24 +132,9 @@ def test_two_study_commands_on_one_directory_the_second_exits_2_touching_nothing
     cmd = reslab("study", "degradation", "--depths", "8", "--data-dir", fake_dir, "--out", out, "--quiet",
                  "--no-report", *TINY_STUDY)
     first = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-    try:
-        wait_for_holder(out, first.pid)
-        while not (out / "study.json").exists():  # written just after the lock is taken
-            time.sleep(0.02)
-        first.send_signal(signal.SIGSTOP)
-        before = hashes(out)
-        second = subprocess.run(cmd, capture_output=True, text=True, timeout=120)
-        assert hashes(out) == before
-        assert second.returncode == 2
-        assert second.stderr.strip().splitlines()[-1] == (
-            f"reslab: error: study {out} is being written by pid {first.pid} on {socket.gethostname()}; "
-            f"wait for it or stop it")
-        status = subprocess.run(reslab("study", "status", out), capture_output=True, text=True, timeout=120)
-        assert status.returncode == 0, status.stderr
-        assert hashes(out) == before
-    finally:
-        first.send_signal(signal.SIGCONT)
-    text, _ = first.communicate(timeout=300)
-    assert first.returncode == 0, text
+    wait_for_holder(out, first.pid)
+    while not (out / "study.json").exists():  # written just after the lock is taken
+        time.sleep(0.02)
+    second_writer_is_refused(first, cmd, out, "study", reslab("study", "status", out))
     for name in ("plain8-s0", "resnet8-s0"):
         assert json.loads((out / "runs" / name / "summary.json").read_text())["status"] == "finished"

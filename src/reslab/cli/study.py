@@ -125,7 +125,7 @@ def submit(a, spec, out: Path) -> int:
     if a.devices:
         raise ReslabError("--devices is for the local launcher; with --launcher submitit each run gets "
                           "--gpus-per-run GPUs of its own job")
-    stored = submit_study(spec, out, from_dict(spec.base_config).launcher, a.resubmit_failed)
+    stored = submit_study(spec, out, from_dict(spec.base_config).launcher, a.resubmit_failed, not a.no_report)
     if stored and a.wait:
         wait_for_jobs(out)
         print(format_status(study_status(out)))

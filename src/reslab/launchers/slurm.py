@@ -121,7 +121,7 @@ def job_states(study_dir: Path) -> dict[str, dict]:
     if not f.exists():
         return {}
     stored = runs.read_json(f)
-    ids = {**stored["runs"], "report": stored["report"]}
+    ids = {**stored["runs"], **({"report": stored["report"]} if stored["report"] else {})}
     if stored["cluster"] == "slurm":  # one sacct call for every job
         watcher = import_submitit().SlurmJob.watcher
         for job_id in ids.values():
@@ -155,9 +155,10 @@ def runs_to_submit(spec: StudySpec, out: Path, resubmit_failed: bool) -> list:
     return [r for r in spec.runs if states[r.name] == "failed"]
 
 
-def submit_study(spec: StudySpec, out: Path, lc, resubmit_failed: bool = False, log=print) -> dict:
-    """Submit the study's runs (see the module's docstring); returns what jobs.json now holds ({} if nothing was
-    left to submit)."""
+def submit_study(spec: StudySpec, out: Path, lc, resubmit_failed: bool = False, report: bool = True,
+                 log=print) -> dict:
+    """Submit the study's runs (see the module's docstring), and unless `report` is False the report job after
+    them; returns what jobs.json now holds ({} if nothing was left to submit)."""
     import_submitit()
     for r in spec.runs:  # a bad grid cell or launcher setting is refused before anything is submitted or written
         spec.run_config(r)
@@ -177,27 +178,32 @@ def submit_study(spec: StudySpec, out: Path, lc, resubmit_failed: bool = False, 
             after = max(0.0, min(0.8 * lc.timeout_min, lc.timeout_min - 10))
             log(f"[study] note: with --timeout-min {lc.timeout_min}, submitit counts a SIGUSR2 after {after:.0f} min "
                 f"of a job as a time-out, and requeues a job after at most {lc.max_requeues} time-outs")
-        return submit_jobs(spec, out, lc, todo, log)
+        return submit_jobs(spec, out, lc, todo, report, log)
 
 
-def submit_jobs(spec: StudySpec, out: Path, lc, todo: list, log) -> dict:
+def submit_jobs(spec: StudySpec, out: Path, lc, todo: list, report: bool, log) -> dict:
     """The run array, then the report job; jobs.json records them (written before this returns)."""
     folder = (out / "jobs").resolve()
     ex = make_executor(lc, folder, len(todo))
     cfgs = [to_dict(spec.run_config(r)) for r in todo]
     jobs = ex.map_array(TrainJob(), cfgs, [str(out.resolve())] * len(todo), [r.name for r in todo])
-    if lc.cluster == "slurm":
-        ex.update_parameters(gpus_per_node=0, slurm_dependency=f"afterany:{jobs[0].job_id.split('_')[0]}")
-        report = ex.submit(ReportJob(), str(out.resolve()), [])
-    else:
-        report = ex.submit(ReportJob(), str(out.resolve()), [int(j.job_id) for j in jobs])
+    report_id = submit_report(ex, lc, out, jobs).job_id if report else None
     stored = {"cluster": lc.cluster, "folder": str(folder), "submitted": datetime.now().isoformat(timespec="seconds"),
-              "runs": {r.name: j.job_id for r, j in zip(todo, jobs)}, "report": report.job_id}
+              "runs": {r.name: j.job_id for r, j in zip(todo, jobs)}, "report": report_id}
     runs.write_json(out / JOBS_FILE, stored)
     log(f"[study] submitted {len(jobs)} run job(s) to {lc.cluster}: "
-        + ", ".join(f"{r.name}={j.job_id}" for r, j in zip(todo, jobs)) + f"; report job {report.job_id}")
+        + ", ".join(f"{r.name}={j.job_id}" for r, j in zip(todo, jobs))
+        + (f"; report job {report_id}" if report else "; no report job (--no-report)"))
     log(f"[study] follow with: reslab study status {out}")
     return stored
+
+
+def submit_report(ex, lc, out: Path, jobs: list):
+    """The job that builds the report once the run jobs have ended (afterany on SLURM; locally it waits for them)."""
+    if lc.cluster == "slurm":
+        ex.update_parameters(gpus_per_node=0, slurm_dependency=f"afterany:{jobs[0].job_id.split('_')[0]}")
+        return ex.submit(ReportJob(), str(out.resolve()), [])
+    return ex.submit(ReportJob(), str(out.resolve()), [int(j.job_id) for j in jobs])
 
 
 def wait_for_jobs(out: Path, log=print, poll_s: float = 10.0) -> bool:
