@@ -91,7 +91,7 @@ def train(cfg: Config | None = None, *, runs_dir: str | Path = "runs", resume: s
         quiet = quiet or not ctx.main
         found = None
         if resume is not None:  # the run's lock first: a second writer is refused before it reads or writes
-            writer = RunWriter(ctx, runs.require_run_dir(Path(resume)), quiet)
+            writer = RunWriter(ctx, ctx.on_main(partial(runs.require_run_dir, Path(resume))), quiet)
             found = ctx.on_main(partial(find_resume_point, writer.run_dir, quiet))
         if found is not None and found.ckpt is None:
             return found.run_dir

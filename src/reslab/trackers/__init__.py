@@ -18,9 +18,9 @@ from pathlib import Path
 from typing import Callable
 
 # config.LOGGERS names the same three (the config layer is below this one); tests check they agree.
+# Each also names its extra: pip install -e ".[NAME]".
 TRACKERS = {"tensorboard": "reslab.trackers.tensorboard", "mlflow": "reslab.trackers.mlflow",
             "wandb": "reslab.trackers.wandb"}
-EXTRA = {"tensorboard": "tensorboard", "mlflow": "mlflow", "wandb": "wandb"}  # pip install -e ".[EXTRA]"
 
 
 @dataclass
@@ -133,7 +133,7 @@ def open_trackers(names: list[str], run: TrackedRun, stored: dict, warn: Callabl
             opened.append(module.open_tracker(run, stored.get(name, {})))
         except ImportError as e:
             warn(f"warning: train.loggers has {name} but it cannot be imported ({e}); pip install -e "
-                 f"\".[{EXTRA[name]}]\" — it is off for this run (the CSV files have every number)")
+                 f"\".[{name}]\" — it is off for this run (the CSV files have every number)")
         except Exception as e:
             warn(f"warning: {name} could not start ({type(e).__name__}: {str(e)[:200]}); it is off for this run "
                  f"(the CSV files have every number)")
