@@ -40,7 +40,7 @@ def untimed(rows: list[dict]) -> list[dict]:
 def test_local_executor_jobs_requeue_on_sigusr2_and_resume_bit_identically(fake_dir, tmp_path, monkeypatch):
     monkeypatch.setenv("OMP_NUM_THREADS", "1")  # the jobs' thread count; the reference below uses the same
     out = tmp_path / "study"
-    schedule = ["--set", "train.epochs=null", "--set", "train.iterations=240", "--set", "train.eval_every=60"]
+    schedule = ["--set", "train.epochs=null", "--set", "train.iterations=150", "--set", "train.eval_every=50"]
     cmd = [sys.executable, "-m", "reslab", "study", "degradation", "--depths", "8", "--data-dir", str(fake_dir),
            "--out", str(out), "--quiet", *TINY, *schedule, "--launcher", "submitit", "--cluster", "local",
            "--gpus-per-run", "0", "--cpus-per-run", "1", "--timeout-min", "20"]
@@ -54,7 +54,7 @@ def test_local_executor_jobs_requeue_on_sigusr2_and_resume_bit_identically(fake_
     jobs = json.loads((out / "jobs.json").read_text())
     run = out / "runs" / "plain8-s0"
     deadline = time.time() + 180
-    while time.time() < deadline and not (run / "checkpoints" / "ckpt-00000060.pt.sha256").exists():
+    while time.time() < deadline and not (run / "checkpoints" / "ckpt-00000050.pt.sha256").exists():
         time.sleep(0.02)
     task = lock.holder(run)["pid"]
     assert str(task) != jobs["runs"]["plain8-s0"]  # the task's process, not submitit's local controller
@@ -66,9 +66,9 @@ def test_local_executor_jobs_requeue_on_sigusr2_and_resume_bit_identically(fake_
     assert {j["state"] for j in final["jobs"].values()} == {"COMPLETED"}, final["jobs"]
     assert final["overall"].startswith("2 of 2 runs ended (2 finished)")
     log = (run / "train.log").read_text()
-    stopped = int(re.search(r"stopped at iteration (\d+)/240", log).group(1))
+    stopped = int(re.search(r"stopped at iteration (\d+)/150", log).group(1))
     assert f"resuming {run} at iteration {stopped} from ckpt-{stopped:08d}.pt" in log
-    assert stopped % 60 != 0, "the checkpoint at the signal's step boundary, not an evaluation's, was resumed"
+    assert stopped % 50 != 0, "the checkpoint at the signal's step boundary, not an evaluation's, was resumed"
     assert (out / "report" / "report.md").is_file()  # the report job ran once the runs had ended
     # an uninterrupted run of the same config, with the same thread count
     spec = plan_degradation("quick", (8,), overrides=[s for s in TINY + schedule if s != "--set"],
@@ -81,8 +81,8 @@ def test_local_executor_jobs_requeue_on_sigusr2_and_resume_bit_identically(fake_
         torch.set_num_threads(threads)
     for name in ("metrics.csv", "train_log.csv"):
         assert untimed(read_metrics(run / name)) == untimed(read_metrics(ref / name)), name
-    a = load_checkpoint(run / "checkpoints" / "ckpt-00000240.pt")["model_state"]
-    b = load_checkpoint(ref / "checkpoints" / "ckpt-00000240.pt")["model_state"]
+    a = load_checkpoint(run / "checkpoints" / "ckpt-00000150.pt")["model_state"]
+    b = load_checkpoint(ref / "checkpoints" / "ckpt-00000150.pt")["model_state"]
     assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
 
 

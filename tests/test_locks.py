@@ -17,8 +17,8 @@ from reslab import ReslabError
 from reslab.engine import lock, train
 
 TINY_STUDY = ["--set", "data.val_size=50", "--set", "data.val_subset=null", "--set", "data.test_subset=40",
-              "--set", "train.batch_size=25", "--set", "train.epochs=null", "--set", "train.iterations=40", "--set", "train.eval_every=10",
-              "--set", "optim.warmup=none", "--set", "data.train_subset=null"]
+              "--set", "train.batch_size=25", "--set", "train.epochs=null", "--set", "train.iterations=20",
+              "--set", "train.eval_every=10", "--set", "optim.warmup=none", "--set", "data.train_subset=null"]
 
 
 def reslab(*args) -> list[str]:
