@@ -101,8 +101,8 @@ def test_akamaster_conversion_gives_identical_outputs(tmp_path):
     torch.save(_akamaster_style(src_model), tmp_path / "r32.th")
     info = import_akamaster(tmp_path / "r32.th", tmp_path / "r32.pt")
     assert info["model"] == "resnet32" and info["parameters"] == 464_154
-    from reslab.engine.checkpoint import model_from_checkpoint
-    from reslab.engine.checkpoint import load_checkpoint
+    from reslab.models import model_from_checkpoint
+    from reslab.weights.files import load_checkpoint
     ck = load_checkpoint(tmp_path / "r32.pt")
     assert ck["normalization"]["mean"].tolist() == pytest.approx([0.485, 0.456, 0.406])
     m = model_from_checkpoint(ck).eval()

@@ -1,4 +1,5 @@
 import pickle
+import urllib.request
 
 import numpy as np
 import pytest
@@ -94,7 +95,7 @@ def test_missing_batch_is_named(tmp_path):
 def test_failed_download_leaves_nothing_and_says_how_to_point(tmp_path, monkeypatch):
     def refuse(*a, **k):
         raise OSError("network is unreachable")
-    monkeypatch.setattr(cifar_mod.urllib.request, "urlopen", refuse)
+    monkeypatch.setattr(urllib.request, "urlopen", refuse)
     target = tmp_path / "cache"
     with pytest.raises(DataError) as e:
         cifar_mod.download(target)

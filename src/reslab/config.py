@@ -20,7 +20,7 @@ from pathlib import Path
 import yaml
 
 from reslab import ReslabError
-from reslab.data import NORMALIZATIONS
+from reslab.data import NORMALIZATIONS, PAD_FILLS
 from reslab.models import family_members, model_info
 from reslab.models.resnet import SHORTCUTS, STEMS
 
@@ -38,6 +38,7 @@ class ModelConfig:
     zero_init_residual: bool = False  # zero the last BN gamma of every residual branch (not in the paper)
     stem: typing.Optional[str] = None   # ImageNet-style nets only: cifar (3x3, stride 1) | imagenet (7x7/2 + max-pool); null = the model's default (cifar)
     width: typing.Optional[int] = None  # ImageNet-style nets only: first-stage planes (stages x1, x2, x4, x8); null = the model's default (64)
+    init_from: typing.Optional[str] = None  # start from these weights (a run dir, checkpoint, exported folder, or a model name with published weights); null = fresh init
 
 
 @dataclass
@@ -48,9 +49,10 @@ class DataConfig:
     train_subset: typing.Optional[int] = None  # class-balanced seeded subset of the training split (short runs)
     val_subset: typing.Optional[int] = None   # evaluate on a class-balanced subset of the validation split
     test_subset: typing.Optional[int] = None  # evaluate on a class-balanced subset of the 10k test set
-    normalization: str = "channel"            # channel: per-channel mean/std; pixel: the paper's per-pixel mean subtraction; none
+    normalization: str = "channel"            # channel: per-channel mean/std; pixel: the paper's per-pixel mean subtraction; none; init: the one model.init_from's weights were trained with
     augment: bool = True                      # pad 4 + random 32x32 crop + horizontal flip (the paper's)
     pad: int = 4
+    pad_fill: str = "mean"                    # mean: padding is zero after normalisation (the paper's Torch lineage); black: pixel 0 before it (torchvision's RandomCrop; akamaster); init: as model.init_from's weights were trained
 
 
 @dataclass
@@ -114,7 +116,8 @@ SECTIONS = {f.name: f.type for f in dataclasses.fields(Config)}
 # Every closed set of allowed values; the sets themselves live with the code that implements them.
 CHOICES = {
     "model.shortcut": SHORTCUTS,
-    "data.normalization": NORMALIZATIONS,
+    "data.normalization": (*NORMALIZATIONS, "init"),
+    "data.pad_fill": (*PAD_FILLS, "init"),
     "optim.milestones_unit": ("fraction", "iteration", "epoch"),
     "optim.warmup": ("none", "linear", "constant"),
     "train.amp": ("none", "bf16", "fp16"),
@@ -297,6 +300,11 @@ def validate(cfg: Config) -> Config:
         if v not in allowed:
             raise _err(key, v, f"allowed: {', '.join(allowed)}")
     _validate_model(cfg.model)
+    for key in ("normalization", "pad_fill"):
+        if getattr(cfg.data, key) == "init" and not cfg.model.init_from:
+            allowed = ", ".join(a for a in CHOICES[f"data.{key}"] if a != "init")
+            raise _err(f"data.{key}", "init", f"takes the convention of model.init_from's weights; set "
+                       f"model.init_from, or use {allowed}")
     _validate_numbers(cfg)
     return cfg
 

@@ -9,7 +9,7 @@ import torch
 from reslab import ReslabError
 from reslab.config import Config, from_dict
 from reslab.data import Cifar10, Normalizer, load_cifar10
-from reslab.engine.checkpoint import model_from_checkpoint
+from reslab.models import model_from_checkpoint
 from reslab.models import model_info
 
 

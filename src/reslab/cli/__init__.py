@@ -21,6 +21,7 @@ COMMANDS = {
     "models": ("reslab.cli.models", "list every registered model with parameters and MACs"),
     "data": ("reslab.cli.data", "data set commands"),
     "import": ("reslab.cli.importer", "convert other projects' pretrained weights into reslab checkpoints"),
+    "export": ("reslab.cli.export", "export a run, checkpoint or published model: onnx, pt2, safetensors, folder"),
     "study": ("reslab.cli.study", "train a grid of models under one protocol and write a report"),
     "report": ("reslab.cli.report", "(re)build a study's report.md / report.html from its runs"),
     "bench": ("reslab.cli.bench", "benchmark reslab's training/eval step against the conventional pipeline"),

@@ -18,7 +18,10 @@ def run(a) -> int:
     info = import_akamaster(a.file, a.out)
     print(f"imported {a.file} -> {info['out']}: {info['model']} ({info['parameters']:,} parameters, option A); "
           f"normalisation: ImageNet mean/std recorded (as published)")
-    if info.get("published_accuracy") is not None:
-        print(f"published accuracy {info['published_accuracy']:.2f}% (test error {100 - info['published_accuracy']:.2f}%); "
-              f"check with: reslab eval {info['out']}")
+    if info.get("published_test_error") is not None:
+        print(f"published test error {info['published_test_error']:.2f}% (akamaster/pytorch_resnet_cifar10's README; "
+              f"reslab's weights table); check with: reslab eval {info['out']} --data-dir DIR")
+    elif info.get("published_accuracy") is not None:
+        print(f"the file records best_prec1 {info['published_accuracy']:.2f}% (its best test accuracy during "
+              f"training); check with: reslab eval {info['out']} --data-dir DIR")
     return 0

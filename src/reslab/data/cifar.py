@@ -12,13 +12,10 @@ no per-image PIL work anywhere.
 """
 from __future__ import annotations
 
-import hashlib
 import io
 import os
 import pickle
 import tarfile
-import tempfile
-import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -26,6 +23,7 @@ import numpy as np
 import torch
 
 from reslab import ReslabError
+from reslab.data.download import DigestMismatch, DownloadFailed, download_file, file_digest
 
 URL = "https://www.cs.toronto.edu/~kriz/cifar-10-python.tar.gz"
 ARCHIVE_NAME = "cifar-10-python.tar.gz"
@@ -85,39 +83,20 @@ def find_source(data_dir: Path) -> Path | None:
     return None
 
 
-def md5sum(path: Path, chunk: int = 1 << 20) -> str:
-    h = hashlib.md5()
-    with open(path, "rb") as f:
-        while block := f.read(chunk):
-            h.update(block)
-    return h.hexdigest()
+def md5sum(path: Path) -> str:
+    return file_digest(path, "md5")
 
 
 def download(data_dir: Path, url: str = URL, md5: str = ARCHIVE_MD5, timeout: float = 30.0) -> Path:
     """Download the official archive into `data_dir` and verify its md5. A failure leaves no partial file."""
-    data_dir.mkdir(parents=True, exist_ok=True)
-    dest = data_dir / ARCHIVE_NAME
-    fd, tmp = tempfile.mkstemp(prefix=".download-", suffix=".part", dir=data_dir)
     try:
-        h = hashlib.md5()
-        with os.fdopen(fd, "wb") as out, urllib.request.urlopen(url, timeout=timeout) as resp:
-            while block := resp.read(1 << 20):
-                h.update(block)
-                out.write(block)
-        if h.hexdigest() != md5:
-            raise DataError(f"downloaded {url} but its md5 is {h.hexdigest()}, expected {md5}; "
-                            f"nothing was kept; {HOW_TO_POINT}")
-        os.replace(tmp, dest)
-        return dest
-    except DataError:
-        raise
-    except Exception as e:  # network errors of every kind end the same way for the user
-        reason = getattr(e, "reason", None) or e
-        raise DataError(f"no CIFAR-10 in {data_dir} and downloading {url} failed ({reason}); "
+        return download_file(url, data_dir / ARCHIVE_NAME, "md5", md5, timeout)
+    except DigestMismatch as e:
+        raise DataError(f"downloaded {url} but its md5 is {e.digest}, expected {md5}; "
+                        f"nothing was kept; {HOW_TO_POINT}") from None
+    except DownloadFailed as e:
+        raise DataError(f"no CIFAR-10 in {data_dir} and downloading {url} failed ({e.reason}); "
                         f"{HOW_TO_POINT}") from None
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
 
 
 def _read_members(source: Path) -> dict[str, bytes]:

@@ -8,10 +8,10 @@ import torch
 from reslab import ReslabError
 from reslab.config import Config, from_dict
 from reslab.data import CLASSES, Normalizer, load_cifar10, splits_for
-from reslab.engine.checkpoint import model_from_checkpoint
+from reslab.models import model_from_checkpoint
 from reslab.engine.device import resolve_device
 from reslab.engine.evaluate import EvalResult, evaluate
-from reslab.engine.runs import load_run_checkpoint
+from reslab.weights.files import load_run_checkpoint
 
 
 def evaluate_checkpoint(path: str | Path, *, split: str = "test", data_dir: str | None = None,

@@ -21,11 +21,12 @@ import torch
 
 from reslab import ReslabError
 from reslab.config import Config, Schedule, from_dict, load_yaml, resolve_schedule, validate
-from reslab.data import Cifar10, mix_seed
+from reslab.data import Cifar10, Normalizer, mix_seed
 from reslab.engine import distributed, runs
-from reslab.engine.checkpoint import newest_good_checkpoint
+from reslab.weights.files import CONFIG_FILE, newest_good_checkpoint, require_run_dir
 from reslab.engine.device import torch_sync
 from reslab.engine.evaluate import evaluate
+from reslab.engine.init import apply_init, load_init
 from reslab.engine.loggers import Loggers, open_loggers
 from reslab.engine.prepare import Prepared, prepare_data
 from reslab.engine.progress import EpochBar, rate
@@ -35,6 +36,7 @@ from reslab.engine.state import Progress, TrainState, model_payload, restore, re
 from reslab.engine.step import train_step, training_batch
 from reslab.engine.writer import RunWriter
 from reslab.models import count_params, model_from_config, model_info
+from reslab.weights import Pretrained
 
 
 class NonFiniteLoss(ReslabError):
@@ -65,6 +67,7 @@ class Run:
     shard: tuple[int, int] | None  # this process's rows of every global batch (torchrun), else None
     n_params: int
     state: TrainState
+    init_note: str | None = None  # where the initial weights came from (model.init_from), for the log
     writer: RunWriter | None = None
     loggers: Loggers | None = None
 
@@ -97,8 +100,11 @@ def train(cfg: Config | None = None, *, runs_dir: str | Path = "runs", resume: s
             cfg = validate(from_dict(found.ckpt["config"]))
         if device is not None:
             cfg.train.device = device
-        run = build_run(ctx, cfg, data)
-        start_or_resume(run, found, Path(runs_dir), run_name, quiet)
+        init = ctx.on_main(partial(load_init, cfg.model.init_from)) if found is None and cfg.model.init_from else None
+        if init is not None and cfg.data.pad_fill == "init":  # config.yaml records what was used
+            cfg.data.pad_fill = init.pad_fill or "mean"
+        run = build_run(ctx, cfg, data, init, normalizer_to_keep(cfg, found, init))
+        start_or_resume(run, found, Path(runs_dir), run_name, quiet, init)
         return train_loop(run, stop_after)
     finally:
         ctx.close()
@@ -106,7 +112,7 @@ def train(cfg: Config | None = None, *, runs_dir: str | Path = "runs", resume: s
 
 def find_resume_point(run_dir: Path, quiet: bool) -> ResumePoint:
     """The newest good checkpoint of a run (rank 0 reads the run; every rank resumes from what it found)."""
-    run_dir = runs.require_run_dir(run_dir)
+    run_dir = require_run_dir(run_dir)
     summary_path = run_dir / runs.SUMMARY_FILE
     if summary_path.exists() and runs.read_json(summary_path).get("status") == "finished":
         if not quiet:
@@ -117,14 +123,22 @@ def find_resume_point(run_dir: Path, quiet: bool) -> ResumePoint:
         raise ReslabError(f"{run_dir} has no usable checkpoint to resume from; start a new run")
     ckpt_path, ckpt = found
     validate(from_dict(ckpt["config"]))
-    own = load_yaml(run_dir / runs.CONFIG_FILE).get("model", {}).get("name")
+    own = load_yaml(run_dir / CONFIG_FILE).get("model", {}).get("name")
     if own != ckpt["model"]["name"]:
         raise ReslabError(f"{ckpt_path} is a checkpoint of {ckpt['model']['name']}, but the run trains {own}")
     return ResumePoint(run_dir, ckpt_path, ckpt)
 
 
-def build_run(ctx: distributed.DistContext, cfg: Config, data: Cifar10 | None) -> Run:
-    """Device, data, model, optimiser, schedule: everything but the run directory."""
+def normalizer_to_keep(cfg: Config, found: ResumePoint | None, init: Pretrained | None) -> Normalizer | None:
+    """data.normalization=init: the initial weights' normalisation (stored in every checkpoint for a resume)."""
+    if cfg.data.normalization != "init":
+        return None
+    return init.normalizer if found is None else Normalizer.from_state_dict(found.ckpt["normalization"])
+
+
+def build_run(ctx: distributed.DistContext, cfg: Config, data: Cifar10 | None, init: Pretrained | None = None,
+              normalizer: Normalizer | None = None) -> Run:
+    """Device, data, model (fresh, or from `init`), optimiser, schedule: everything but the run directory."""
     t = cfg.train
     dev = ctx.device(t.device)
     shard = ctx.shard(t.batch_size) if ctx.enabled else None
@@ -134,10 +148,12 @@ def build_run(ctx: distributed.DistContext, cfg: Config, data: Cifar10 | None) -
             torch.backends.cudnn.benchmark = False
     elif dev.type == "cuda":
         torch.backends.cudnn.benchmark = True
-    prep = prepare_data(cfg, dev, data)
+    prep = prepare_data(cfg, dev, data, normalizer)
     sched = resolve_schedule(cfg, prep.n_train)
     torch.manual_seed(t.seed)  # the model's initialisation comes from this seed alone
-    model = model_from_config(cfg).to(dev)
+    model = model_from_config(cfg)
+    init_note = apply_init(model, init, cfg.model.name, cfg.model.init_from) if init is not None else None
+    model = model.to(dev)
     if t.sync_bn:
         model = ctx.convert_sync_bn(model, dev)
     if t.channels_last:
@@ -151,15 +167,19 @@ def build_run(ctx: distributed.DistContext, cfg: Config, data: Cifar10 | None) -
     wrapped = ctx.wrap(model, dev, t.sync_bn)
     step_model = torch.compile(wrapped) if t.compile else wrapped
     return Run(cfg, ctx, dev, prep, sched, model, step_model, optimizer, scaler, lrs, shard, n_params,
-               TrainState.fresh(dev))
+               TrainState.fresh(dev), init_note)
 
 
-def start_or_resume(run: Run, found: ResumePoint | None, runs_dir: Path, run_name: str | None, quiet: bool) -> None:
+def start_or_resume(run: Run, found: ResumePoint | None, runs_dir: Path, run_name: str | None, quiet: bool,
+                    init: Pretrained | None = None) -> None:
     """A new run directory with an iteration-0 checkpoint, or the state of `found` restored exactly."""
     ctx, st = run.ctx, run.state
     if found is None:
-        run.writer = RunWriter.create(ctx, runs_dir, run.cfg, run.dev, run_name, quiet)
+        extra_env = {"init_from": init.origin} if init is not None else {}
+        run.writer = RunWriter.create(ctx, runs_dir, run.cfg, run.dev, run_name, quiet, extra_env)
         run.writer.log(f"run {run.writer.run_dir}")
+        if run.init_note:
+            run.writer.log(run.init_note)
     else:
         run.writer = RunWriter(ctx, found.run_dir, quiet)
         restore(found.ckpt, found.ckpt_path, run.model, run.optimizer, run.scaler, run.lrs, st, run.dev,
@@ -243,7 +263,8 @@ def step(run: Run, idx: torch.Tensor, it: int):
     cfg, p, st = run.cfg, run.prep, run.state
     x, y = training_batch(p.train_x, p.train_y, idx, p.normalizer,
                           augment_seed=mix_seed(cfg.train.seed, 2, it) if cfg.data.augment else None,
-                          pad=cfg.data.pad, channels_last=cfg.train.channels_last, shard=run.shard)
+                          pad=cfg.data.pad, pad_fill=cfg.data.pad_fill, channels_last=cfg.train.channels_last,
+                          shard=run.shard)
     lr = run.lrs.lr(it)
     for group in run.optimizer.param_groups:
         group["lr"] = lr

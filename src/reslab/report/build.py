@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from reslab import ReslabError
-from reslab.engine.checkpoint import atomic_write_text
+from reslab.weights.files import atomic_write_text
 from reslab.report import degradation, imagenet_style
 from reslab.report.document import Document, to_html, to_markdown
 from reslab.study.spec import read_spec

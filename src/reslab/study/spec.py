@@ -13,7 +13,7 @@ from pathlib import Path
 from reslab import ReslabError
 from reslab.config import dump_yaml, from_dict, from_flat, to_dict, validate
 from reslab.engine import runs
-from reslab.engine.checkpoint import atomic_write_text
+from reslab.weights.files import atomic_write_text
 
 STUDY_FILE = "study.json"
 
