@@ -20,7 +20,7 @@ from pathlib import Path
 import yaml
 
 from reslab import ReslabError
-from reslab.data import NORMALIZATIONS, PAD_FILLS
+from reslab.data import DATASETS, NORMALIZATIONS, PAD_FILLS
 from reslab.models import family_members, model_info
 from reslab.models.resnet import SHORTCUTS, STEMS
 
@@ -43,6 +43,7 @@ class ModelConfig:
 
 @dataclass
 class DataConfig:
+    dataset: str = "cifar10"                  # cifar10 | cifar100 (fine labels; the paper reports CIFAR-10 only)
     dir: typing.Optional[str] = None          # None: $RESLAB_DATA_DIR, else the user cache (downloads if empty)
     val_size: int = 5000                      # held out of the 50k training images; 5000 = the paper's 45k/5k; 0 = train on all 50k
     split_seed: int = 0                       # the validation split (and subsets) depend on this, not on train.seed
@@ -118,6 +119,7 @@ CHOICES = {
     "model.shortcut": SHORTCUTS,
     "data.normalization": (*NORMALIZATIONS, "init"),
     "data.pad_fill": (*PAD_FILLS, "init"),
+    "data.dataset": tuple(DATASETS),
     "optim.milestones_unit": ("fraction", "iteration", "epoch"),
     "optim.warmup": ("none", "linear", "constant"),
     "train.amp": ("none", "bf16", "fp16"),

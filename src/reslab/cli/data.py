@@ -6,7 +6,7 @@ import json
 
 from reslab.cli.common import add_data_dir, check_data_dir
 from reslab.config import load_config
-from reslab.data import load_cifar10
+from reslab.data import load_dataset
 from reslab.data.info import data_info, format_info
 
 
@@ -24,6 +24,6 @@ def run(a) -> int:
     cfg = load_config(a.config, a.overrides)
     data_dir = a.data_dir if a.data_dir is not None else cfg.data.dir
     check_data_dir(data_dir)
-    info = data_info(load_cifar10(data_dir), cfg.data, data_dir)
+    info = data_info(load_dataset(cfg.data.dataset, data_dir), cfg.data, data_dir)
     print(json.dumps(info) if a.json else format_info(info, cfg.data))
     return 0

@@ -68,10 +68,11 @@ def make_splits(train_labels: torch.Tensor, test_labels: torch.Tensor, *, val_si
     subsets for short runs. The split seed is separate from the training seed, so runs with different
     training seeds share one validation set."""
     n_train = train_labels.numel()
+    classes = int(train_labels.max()) + 1 if n_train else 10  # 10 for CIFAR-10, 100 for CIFAR-100
     if val_size >= n_train:
         raise ReslabError(f"data.val_size={val_size} leaves no training images (the set has {n_train})")
     if val_size:
-        val, train = balanced_indices(train_labels, spread(val_size), split_seed)
+        val, train = balanced_indices(train_labels, spread(val_size, classes), split_seed)
     else:
         val, train = torch.empty(0, dtype=torch.long), torch.arange(n_train)
     test = torch.arange(test_labels.numel())
@@ -81,7 +82,7 @@ def make_splits(train_labels: torch.Tensor, test_labels: torch.Tensor, *, val_si
             return idx
         if n > idx.numel():
             raise ReslabError(f"data.{name}={n} is larger than the split ({idx.numel()} images)")
-        pick, _ = balanced_indices(labels[idx], spread(n), mix_seed(split_seed, key))
+        pick, _ = balanced_indices(labels[idx], spread(n, classes), mix_seed(split_seed, key))
         return idx[pick]
 
     return Splits(subset(train, train_labels, train_subset, 1, "train_subset"),

@@ -21,7 +21,7 @@ import torch
 
 from reslab import ReslabError
 from reslab.config import Config, Schedule, from_dict, load_yaml, resolve_schedule, validate
-from reslab.data import Cifar10, Normalizer, mix_seed
+from reslab.data import CifarData, Normalizer, mix_seed
 from reslab.engine import distributed, runs
 from reslab.weights.files import CONFIG_FILE, newest_good_checkpoint, require_run_dir
 from reslab.engine.device import torch_sync
@@ -73,13 +73,13 @@ class Run:
 
 
 def train(cfg: Config | None = None, *, runs_dir: str | Path = "runs", resume: str | Path | None = None,
-          data: Cifar10 | None = None, device: str | None = None, quiet: bool = False,
+          data: CifarData | None = None, device: str | None = None, quiet: bool = False,
           stop_after: int | None = None, run_name: str | None = None) -> Path:
     """Train one model; returns its run directory.
 
     cfg         a validated Config (ignored with `resume`, which uses the run's own config)
     resume      a run directory to continue from its newest good checkpoint
-    data        CIFAR-10 already in memory (studies load it once for many runs)
+    data        the data set already in memory (studies load it once for many runs)
     device      overrides train.device (e.g. to resume a run on another device)
     stop_after  stop (with a checkpoint, as on Ctrl-C) after this many iterations in this call — for tests
     run_name    create exactly runs_dir/run_name (must not exist) instead of <model>-<timestamp>; studies use it
@@ -136,7 +136,7 @@ def normalizer_to_keep(cfg: Config, found: ResumePoint | None, init: Pretrained 
     return init.normalizer if found is None else Normalizer.from_state_dict(found.ckpt["normalization"])
 
 
-def build_run(ctx: distributed.DistContext, cfg: Config, data: Cifar10 | None, init: Pretrained | None = None,
+def build_run(ctx: distributed.DistContext, cfg: Config, data: CifarData | None, init: Pretrained | None = None,
               normalizer: Normalizer | None = None) -> Run:
     """Device, data, model (fresh, or from `init`), optimiser, schedule: everything but the run directory."""
     t = cfg.train
@@ -415,7 +415,7 @@ def eval_row(run: Run) -> dict:
     row = {"epoch": math.ceil(st.iteration / run.sched.steps_per_epoch - 1e-9), "iteration": st.iteration,
            "train_loss": loss_sum / max(seen, 1), "train_error": 100.0 * wrong / max(seen, 1), "lr": lr_now,
            "seconds": acc.seconds, "images_per_s": rate(seen, acc.seconds) if acc.seconds else None}
-    kw = dict(batch_size=t.eval_batch_size, amp=t.amp, channels_last=t.channels_last)
+    kw = dict(batch_size=t.eval_batch_size, amp=t.amp, channels_last=t.channels_last, classes=p.data.classes)
     if ctx.enabled:  # each rank evaluates its share of the batches with rank 0's weights and BN statistics
         ctx.broadcast_buffers(run.model)
         kw["shard"] = (ctx.rank, ctx.world_size)

@@ -8,7 +8,7 @@ from __future__ import annotations
 import torch
 import torch.nn as nn
 
-from reslab.data import Normalizer
+from reslab.data import DATASETS, Normalizer
 from reslab.models.factory import create_model
 from reslab.weights.files import load_weights
 
@@ -16,6 +16,9 @@ from reslab.weights.files import load_weights
 def model_kwargs(cfg) -> dict:
     """The keyword arguments `create_model` gets for this config."""
     kw = {"shortcut": cfg.model.shortcut}
+    classes = DATASETS[cfg.data.dataset].num_classes
+    if classes != 10:  # CIFAR-10 configs keep the kwargs they always had
+        kw["num_classes"] = classes
     if cfg.model.zero_init_residual:
         kw["zero_init_residual"] = True
     for key in ("stem", "width"):  # ImageNet-style nets only; unset (null) keeps every older config's kwargs

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import yaml
 
-from reslab.data import load_cifar10
+from reslab.data import load_dataset
 from reslab.engine.trainer import NonFiniteLoss, train
 from reslab.study.spec import StudySpec, open_study, run_status
 
@@ -36,7 +36,8 @@ def run_study(spec: StudySpec, out: Path, *, devices: list[str] | None = None, d
     devices = devices or [None]
     if len(devices) == 1:
         if todo and data is None:
-            data = load_cifar10(spec.run_config(todo[0][0]).data.dir)
+            first = spec.run_config(todo[0][0]).data
+            data = load_dataset(first.dataset, first.dir)
         for i, (r, st) in enumerate(todo, 1):
             log(f"[study] ({i}/{len(todo)}) {r.name}: {'resuming' if st != 'missing' else 'training'}")
             try:
