@@ -256,15 +256,16 @@ def test_hubconf_lists_every_model_and_loads_without_an_install(tmp_path, monkey
 @needs_akamaster
 @pytest.mark.realdata
 @pytest.mark.parametrize("name,published_error", [("resnet20", 8.27), ("resnet56", 6.61)])
-def test_hub_pretrained_reaches_the_published_error(name, published_error, monkeypatch, tmp_path):
-    monkeypatch.setenv("TORCH_HOME", str(tmp_path))
-    shutil.copy(AKAMASTER / pub.PUBLISHED[(name, "akamaster")].filename, tmp_path)  # a pre-filled cache
-    monkeypatch.setenv("RESLAB_WEIGHTS_DIR", str(tmp_path))
-    model = torch.hub.load(str(REPO), name, source="local", pretrained=True)
+def test_hub_pretrained_reaches_the_published_error(name, published_error, empty_cache, monkeypatch):
+    empty_cache.mkdir(parents=True)
+    shutil.copy(AKAMASTER / pub.PUBLISHED[(name, "akamaster")].filename, empty_cache)  # torch's hub cache, pre-filled
+    with_url(monkeypatch, name, closed_port_url("x.th"))  # ... so nothing is downloaded
     data = load_cifar10(REAL_ARCHIVE.parent)
-    res = evaluate(model.to(memory_format=torch.channels_last), data.test_images, data.test_labels,
-                   Normalizer.from_model(model), batch_size=500, channels_last=True)
-    assert round(res.error, 2) == published_error
+    for model in (torch.hub.load(str(REPO), name, source="local", pretrained=True),
+                  create_model(name, pretrained=True)):
+        res = evaluate(model.to(memory_format=torch.channels_last), data.test_images, data.test_labels,
+                       Normalizer.from_model(model), batch_size=500, channels_last=True)
+        assert round(res.error, 2) == published_error
 
 
 def test_black_padding_pads_pixels_before_normalising():
