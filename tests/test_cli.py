@@ -1,6 +1,7 @@
 import json
 import subprocess
 import sys
+import urllib.request
 
 import pytest
 import torch
@@ -137,3 +138,40 @@ def test_akamaster_weights_reproduce_published_test_error(tmp_path, fname, real_
 def real_cifar():
     from reslab.data import load_cifar10
     return load_cifar10(REAL_ARCHIVE.parent)
+
+
+# ---- a newcomer's first commands (issue 15) ---------------------------------------------------------------------
+
+def test_help_does_not_import_torch():
+    code = ("import sys\nfrom reslab.cli import main\ntry:\n    main(['--help'])\nexcept SystemExit:\n    pass\n"
+            "print('torch loaded' if 'torch' in sys.modules else 'no torch')")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert out.stdout.strip().endswith("no torch"), out.stdout + out.stderr
+
+
+def test_a_closed_pipe_is_not_an_error():
+    out = subprocess.run(f"{sys.executable} -m reslab models --json --filter resnet2 | head -c 5", shell=True,
+                         capture_output=True, text=True, timeout=300)
+    assert out.stdout == '[{"na' and "Traceback" not in out.stderr and "BrokenPipe" not in out.stderr
+
+
+def test_a_misspelt_option_gets_a_suggestion(capsys):
+    with pytest.raises(SystemExit) as e:
+        main(["train", "--modle", "resnet8"])
+    assert e.value.code == 2 and "unrecognized arguments: --modle resnet8 (did you mean --model?)" in capsys.readouterr().err
+
+
+def test_help_never_says_default_none(capsys):
+    for argv in (["train"], ["study", "degradation"], ["data", "info"], ["eval"]):
+        with pytest.raises(SystemExit):
+            main([*argv, "--help"])
+        text = capsys.readouterr().out
+        assert "(default: None)" not in text
+        assert argv != ["train"] or "(default: runs)" in text  # real defaults are still shown
+
+
+def test_data_info_without_data_writes_nothing(tmp_path, monkeypatch, capsys):
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+    monkeypatch.setattr(urllib.request, "urlopen", lambda *a, **k: (_ for _ in ()).throw(OSError("no network")))
+    assert main(["data", "info"]) == 2
+    assert "downloading" in capsys.readouterr().err and not (tmp_path / "cache").exists()

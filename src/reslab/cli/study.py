@@ -1,10 +1,9 @@
 """`reslab study degradation|imagenet-style`: train a study's grid (resumable), then write its report."""
 from __future__ import annotations
 
-import argparse
 from pathlib import Path
 
-from reslab.cli.common import add_data_dir, check_data_dir
+from reslab.cli.common import HelpFormatter, add_data_dir, check_data_dir
 from reslab.config import profile_name
 from reslab.engine.device import resolve_device
 from reslab.report import write_report
@@ -27,7 +26,7 @@ def add_study_options(q, kind: str) -> None:
 
 
 def configure(p) -> None:
-    fmt = argparse.ArgumentDefaultsHelpFormatter
+    fmt = HelpFormatter
     ssub = p.add_subparsers(dest="study_kind", required=True, metavar="STUDY")
     q = ssub.add_parser("degradation", formatter_class=fmt,
                         help="plain vs residual nets of several depths (the paper's Fig. 6 / Table 6)",

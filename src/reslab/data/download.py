@@ -37,8 +37,10 @@ def download_file(url: str, dest: Path, algorithm: str, expected: str, timeout: 
     """`url` -> `dest` if its `algorithm` digest (md5, sha256) is `expected`; raises DownloadFailed or
     DigestMismatch otherwise, with no file left behind."""
     dest = Path(dest)
+    made = missing_parents(dest.parent)
     dest.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=".download-", suffix=".part", dir=dest.parent)
+    done = False
     try:
         h = hashlib.new(algorithm)
         with os.fdopen(fd, "wb") as out, urllib.request.urlopen(url, timeout=timeout) as resp:
@@ -48,6 +50,7 @@ def download_file(url: str, dest: Path, algorithm: str, expected: str, timeout: 
         if h.hexdigest() != expected:
             raise DigestMismatch(h.hexdigest())
         os.replace(tmp, dest)
+        done = True
         return dest
     except DigestMismatch:
         raise
@@ -56,3 +59,16 @@ def download_file(url: str, dest: Path, algorithm: str, expected: str, timeout: 
     finally:
         if os.path.exists(tmp):
             os.unlink(tmp)
+        if not done:  # the folders this call made for a file that never came
+            for d in made:
+                if d.is_dir() and not any(d.iterdir()):
+                    d.rmdir()
+
+
+def missing_parents(folder: Path) -> list[Path]:
+    """`folder` and those of its parents that do not exist yet, deepest first."""
+    out = []
+    while not folder.exists():
+        out.append(folder)
+        folder = folder.parent
+    return out
