@@ -175,3 +175,12 @@ def test_data_info_without_data_writes_nothing(tmp_path, monkeypatch, capsys):
     monkeypatch.setattr(urllib.request, "urlopen", lambda *a, **k: (_ for _ in ()).throw(OSError("no network")))
     assert main(["data", "info"]) == 2
     assert "downloading" in capsys.readouterr().err and not (tmp_path / "cache").exists()
+
+
+def test_quiet_keeps_where_the_run_is_and_how_it_ended(fake_dir, tmp_path, capsys):
+    assert main(["train", "--model", "resnet8", "--data-dir", str(fake_dir), "--runs-dir", str(tmp_path), "--quiet",
+                 "--set", "data.val_size=50", "--set", "train.batch_size=25", "--set", "train.iterations=2",
+                 "--set", "optim.milestones=[]", "--set", "log.tensorboard=false"]) == 0
+    lines = capsys.readouterr().out.strip().splitlines()
+    assert len(lines) == 2 and lines[0].startswith(f"run {tmp_path}") and lines[1].startswith("finished ")
+    assert "final test error" in lines[1]

@@ -177,7 +177,7 @@ def start_or_resume(run: Run, found: ResumePoint | None, runs_dir: Path, run_nam
     if found is None:
         extra_env = {"init_from": init.origin} if init is not None else {}
         run.writer = RunWriter.create(ctx, runs_dir, run.cfg, run.dev, run_name, quiet, extra_env)
-        run.writer.log(f"run {run.writer.run_dir}")
+        run.writer.log(f"run {run.writer.run_dir}", always=True)  # --quiet still says where the run is
         if run.init_note:
             run.writer.log(run.init_note)
     else:
@@ -379,7 +379,7 @@ def finish(run: Run, bar: EpochBar | None) -> Path:
     s = runs.read_json(w.run_dir / runs.SUMMARY_FILE)
     w.log(f"finished {w.run_dir}: final test error {s['final']['test_error']:.2f}%"
           + (f", best val {s['best']['val_error']:.2f}% (test {s['best']['test_error']:.2f}% there)" if s.get("best") else "")
-          + f", {s['wall_seconds']:.0f}s")
+          + f", {s['wall_seconds']:.0f}s", always=True)  # --quiet still gives the result
     return w.run_dir
 
 
