@@ -184,3 +184,18 @@ def test_quiet_keeps_where_the_run_is_and_how_it_ended(fake_dir, tmp_path, capsy
     lines = capsys.readouterr().out.strip().splitlines()
     assert len(lines) == 2 and lines[0].startswith(f"run {tmp_path}") and lines[1].startswith("finished ")
     assert "final test error" in lines[1]
+
+
+def test_progress_without_a_terminal_is_plain_lines(monkeypatch, capsys):
+    from reslab.engine import progress
+
+    monkeypatch.setattr(progress, "PLAIN_EVERY", 0.0)
+    bar = progress.epoch_progress(0, 10, 0, 100)
+    assert isinstance(bar, progress.PlainProgress)  # pytest's captured stderr is not a terminal
+    for _ in range(3):
+        bar.update()
+        bar.show(progress.status(2.3, 87.5, 0.1, 612.0, 4000.0))
+    err = capsys.readouterr().err
+    assert "\r" not in err and err.count("\n") == 3
+    assert err.splitlines()[-1] == "epoch 1 step 3/10 | loss 2.300 err 88% lr 0.1 612/s run ETA 1:06:40"
+    assert len(progress.status(2.3, 87.5, 0.1, 612.0, 4000.0)) < 50  # leaves an 80-column bar room

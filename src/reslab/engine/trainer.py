@@ -29,7 +29,7 @@ from reslab.engine.evaluate import evaluate
 from reslab.engine.init import apply_init, load_init
 from reslab.engine.loggers import Loggers, open_loggers
 from reslab.engine.prepare import Prepared, prepare_data
-from reslab.engine.progress import EpochBar, rate
+from reslab.engine.progress import EpochBar, PlainProgress, announce, epoch_progress, rate, status
 from reslab.engine.schedule import LRSchedule
 from reslab.engine.signals import StopRequest
 from reslab.engine.state import Progress, TrainState, model_payload, restore, resumable_payload
@@ -213,12 +213,12 @@ def train_loop(run: Run, stop_after: int | None) -> Path:
                 if epoch != perm_epoch:  # the epoch's shuffle, from (seed, epoch) alone
                     perm, perm_epoch = epoch_permutation(run, epoch), epoch
                 if bar is None and cfg.log.progress and not w.quiet:
-                    bar = EpochBar(epoch, spe, k, total)
+                    bar = epoch_progress(epoch, spe, k, total)
                 # ---- step ----
                 lr, loss, wrong, batch = step(run, perm[k * cfg.train.batch_size:(k + 1) * cfg.train.batch_size], it)
                 done_this_call += 1
                 observe_warmup(run, wrong, batch)
-                nonfinite = show_progress(run, bar, loss, wrong, batch, lr, tick)
+                nonfinite = show_progress(run, bar, loss, wrong, batch, lr, tick, start_wall)
                 if st.iteration in run.sched.snapshots and st.iteration > 0:
                     w.save(partial(payload, run, "snapshot"), f"snapshot-{st.iteration:08d}.pt")
                 # ---- log ----
@@ -293,9 +293,11 @@ def observe_warmup(run: Run, wrong: torch.Tensor, batch: int) -> None:
         st.warmup_seen = 0
 
 
-def show_progress(run: Run, bar: EpochBar | None, loss, wrong, batch: int, lr: float, tick: float) -> float | None:
-    """Advance the bar; every 20 iterations read the loss (the only per-step host sync) and show it. A
-    non-finite loss fails the run here, or, distributed, is returned so that every rank stops on it together."""
+def show_progress(run: Run, bar: EpochBar | PlainProgress | None, loss, wrong, batch: int, lr: float, tick: float,
+                  start_wall: float) -> float | None:
+    """Advance the bar; every 20 iterations read the loss (the only per-step host sync) and show it with the whole
+    run's ETA (the wall time per iteration so far, evaluations included). A non-finite loss fails the run here,
+    or, distributed, is returned so that every rank stops on it together."""
     if bar is None:
         return None
     st = run.state
@@ -308,8 +310,10 @@ def show_progress(run: Run, bar: EpochBar | None, loss, wrong, batch: int, lr: f
         if not run.ctx.enabled:
             fail_nonfinite(run, cur, bar)
         nonfinite = cur
-    bar.show(cur, 100.0 * float(wrong) / batch, lr,
-             rate(st.progress.seen, st.progress.seconds + time.perf_counter() - tick))
+    elapsed = time.perf_counter() - start_wall
+    run_eta = (run.sched.iterations - st.iteration) * elapsed / max(st.iteration, 1)
+    bar.show(status(cur, 100.0 * float(wrong) / batch, lr,
+                    rate(st.progress.seen, st.progress.seconds + time.perf_counter() - tick), run_eta))
     return nonfinite
 
 
@@ -334,7 +338,10 @@ def tick_end(run: Run, tick: float, start_wall: float) -> None:
 
 def end_interval(run: Run, start_wall: float) -> None:
     """Evaluate, record the metrics row (and best point), write the logs, checkpoint."""
-    st, w = run.state, run.writer
+    st, w, p = run.state, run.writer, run.prep
+    if run.cfg.log.progress and not w.quiet:
+        announce(f"evaluating at iteration {st.iteration}: {p.val_x.shape[0]} validation and {p.test_x.shape[0]} "
+                 f"test images ...")
     row = eval_row(run)
     row["wall_seconds"] = time.perf_counter() - start_wall
     if not math.isfinite(row["train_loss"]):
@@ -353,7 +360,7 @@ def end_interval(run: Run, start_wall: float) -> None:
     w.write_summary(summarize(run, "running" if st.iteration < run.sched.iterations else "finished"))
 
 
-def stop_run(run: Run, bar: EpochBar | None) -> Path:
+def stop_run(run: Run, bar: EpochBar | PlainProgress | None) -> Path:
     """Stopped on request between evaluations: checkpoint where we are and say how to go on."""
     st, w, ctx = run.state, run.writer, run.ctx
     if bar is not None:
@@ -369,7 +376,7 @@ def stop_run(run: Run, bar: EpochBar | None) -> Path:
     return w.run_dir
 
 
-def finish(run: Run, bar: EpochBar | None) -> Path:
+def finish(run: Run, bar: EpochBar | PlainProgress | None) -> Path:
     if bar is not None:
         bar.close()
     run.loggers.close()
@@ -383,7 +390,7 @@ def finish(run: Run, bar: EpochBar | None) -> Path:
     return w.run_dir
 
 
-def fail_nonfinite(run: Run, value: float, bar: EpochBar | None) -> None:
+def fail_nonfinite(run: Run, value: float, bar: EpochBar | PlainProgress | None) -> None:
     if bar is not None:
         bar.close()
     msg = (f"training loss became {value} by iteration {run.state.iteration}; the run is marked failed and its last "
