@@ -250,8 +250,9 @@ def parse_override(text: str) -> tuple[str, typing.Any]:
     return key.strip(), value
 
 
-def find_config(name_or_path: str) -> Path:
-    """A config file path, or the name of a built-in one ('paper', 'quick', ...)."""
+def find_config(name_or_path: str, flag: str = "--config") -> Path:
+    """A config file path, or the name of a built-in one ('paper', 'quick', ...); `flag` names the option the
+    user gave it with, for the error."""
     p = Path(name_or_path)
     if p.is_file():
         return p
@@ -259,7 +260,9 @@ def find_config(name_or_path: str) -> Path:
     if builtin.is_file():
         return builtin
     names = sorted(f.stem for f in CONFIG_DIR.glob("*.yaml"))
-    raise ConfigError(f"--config {name_or_path!r} is neither a file nor a built-in config; built-in: {', '.join(names)}")
+    guess = difflib.get_close_matches(name_or_path, names, n=1)
+    raise ConfigError(f"{flag} {name_or_path!r} is neither a file nor a built-in config; "
+                      + (f"did you mean {guess[0]}? " if guess else "") + f"built-in: {', '.join(names)}")
 
 
 def profile_name(profile: str) -> str:
@@ -278,11 +281,12 @@ def load_yaml(path: Path) -> dict:
     return d
 
 
-def load_config(path: str | Path | None = None, overrides: list[str] | dict | None = None) -> Config:
+def load_config(path: str | Path | None = None, overrides: list[str] | dict | None = None,
+                flag: str = "--config") -> Config:
     """Defaults, then the YAML file (a path or a built-in name), then overrides; validated."""
     cfg = Config()
     if path:
-        cfg = from_dict(load_yaml(find_config(str(path))), cfg)
+        cfg = from_dict(load_yaml(find_config(str(path), flag)), cfg)
     if overrides:
         pairs = overrides.items() if isinstance(overrides, dict) else (parse_override(o) for o in overrides)
         cfg = from_flat(dict(pairs), cfg)

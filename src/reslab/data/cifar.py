@@ -56,7 +56,7 @@ class DatasetSpec:
 
     def how_to_point(self) -> str:
         return (f"put {self.archive} (or the extracted {self.folder}/) in a folder and pass --data-dir DIR "
-                f"or set {ENV_VAR}=DIR")
+                f"(data.dir in a config or the Python API) or set {ENV_VAR}=DIR")
 
 
 CIFAR10 = DatasetSpec("cifar10", "CIFAR-10", URL, ARCHIVE_NAME, ARCHIVE_MD5, FOLDER_NAME, TRAIN_BATCHES, TEST_BATCH,

@@ -11,7 +11,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from reslab import ReslabError
-from reslab.config import dump_yaml, from_dict, from_flat, to_dict, validate
+from reslab.config import dump_yaml, flatten, from_dict, from_flat, to_dict, validate
 from reslab.engine import runs
 from reslab.weights.files import atomic_write_text
 
@@ -73,8 +73,7 @@ def open_study(spec: StudySpec, out: Path) -> Path:
     if f.exists():
         old, new = _comparable(StudySpec.from_json(runs.read_json(f))), _comparable(spec)
         if old != new:
-            diff = [k for k in ("kind", "profile", "base_config", "runs") if old[k] != new[k]]
-            raise ReslabError(f"{out} holds a different study (its {', '.join(diff)} differ); pass --out NEW_DIR "
+            raise ReslabError(f"{out} holds a different study ({spec_difference(old, new)}); pass --out NEW_DIR "
                               f"for a new study, or rerun the original command to resume it")
         return out
     if out.exists() and any(out.iterdir()):
@@ -83,6 +82,15 @@ def open_study(spec: StudySpec, out: Path) -> Path:
     runs.write_json(f, spec.to_json())
     atomic_write_text(out / "base_config.yaml", dump_yaml(from_dict(spec.base_config)))
     return out
+
+
+def spec_difference(old: dict, new: dict) -> str:
+    """What differs between two studies, in words: the config keys with both values, or the other fields."""
+    parts = [k for k in ("kind", "profile", "runs") if old[k] != new[k]]
+    a, b = flatten(old["base_config"]), flatten(new["base_config"])
+    keys = sorted(k for k in a.keys() | b.keys() if a.get(k) != b.get(k))
+    parts += [f"{k}: {a.get(k)!r} there, {b.get(k)!r} now" for k in keys[:3]] + (["..."] if len(keys) > 3 else [])
+    return "its " + "; ".join(parts) + (" differ" if not keys else "")
 
 
 def read_spec(study_dir: Path) -> StudySpec:
