@@ -21,7 +21,7 @@ from pathlib import Path
 
 import torch
 
-from reslab.engine.checkpoint import load_checkpoint, resumable_checkpoints
+from reslab.weights.files import load_checkpoint, resumable_checkpoints
 from reslab.engine.runs import read_metrics
 
 TIMING = ("seconds", "images_per_s", "wall_seconds")

@@ -10,7 +10,7 @@ from reslab.analysis.findings import (gradient_verdict, response_depth_verdict, 
                                     response_verdicts)
 from reslab.analysis.responses import ResponseProfile, capture_responses, layer_stds, response_layers
 from reslab.cli import main
-from reslab.engine.checkpoint import load_checkpoint, save_checkpoint
+from reslab.weights.files import load_checkpoint, save_checkpoint
 from reslab.models import create_model
 
 TINY = ["data.val_size=50", "data.val_subset=null", "data.test_subset=40", "train.batch_size=25",

@@ -28,14 +28,15 @@ ROOT = Path(__file__).resolve().parents[1] / "src" / "reslab"
 
 LAYERS = [
     ("reslab",),                       # the root: ReslabError, __version__ (reslab/__init__.py only)
-    ("models", "data", "plotting"),    # leaves: networks, CIFAR-10, matplotlib helpers
+    ("data", "plotting"),              # CIFAR-10 (splits, normalisation), matplotlib helpers
+    ("weights",),                      # weight files: the checkpoint format, published weights, download + sha256
+    ("models",),                       # networks by name; `pretrained=` loads through weights
     ("config",),                       # validated config; asks the model registry and the data's allowed values
-    ("trackers",),                     # room: experiment trackers the engine logs to (engine/loggers.py today)
-    ("engine",),                       # training, evaluation, the checkpoint format, run directories
-    ("importers", "weights"),          # foreign and published weights, written in the engine's checkpoint format
-                                       # (weights: room for the pretrained-weights issue)
+    ("trackers",),                     # experiment trackers the engine logs to (TensorBoard, MLflow, W&B)
+    ("engine",),                       # training, evaluation, run directories
+    ("importers", "export"),           # foreign weights in as reslab checkpoints; weights out (onnx, pt2, folders)
     ("study", "bench"),                # grids of runs; benchmarks of the engine's step
-    ("launchers",),                    # room: cluster launchers for studies (SLURM)
+    ("launchers",),                    # cluster launchers for studies (SLURM through submitit)
     ("analysis",),                     # responses, gradients, the one verdict engine
     ("report",),                       # study reports: documents, figures, per-kind sections and verdicts
     ("cli",),                          # the command line, and reslab/__main__.py
@@ -46,7 +47,7 @@ ALLOW_LONG: dict[str, str] = {}
 
 REQUIRED = """reslab reslab.cli reslab.config reslab.models reslab.models.registry reslab.models.resnet
 reslab.models.cifar reslab.models.imagenet reslab.models.multiscale reslab.data reslab.data.cifar
-reslab.data.pipeline reslab.engine reslab.engine.trainer reslab.engine.checkpoint reslab.engine.runs
+reslab.data.pipeline reslab.engine reslab.engine.trainer reslab.weights.files reslab.engine.runs
 reslab.engine.distributed reslab.study reslab.study.runner reslab.analysis reslab.analysis.responses
 reslab.analysis.gradients reslab.report reslab.report.document reslab.importers.akamaster reslab.bench""".split()
 
@@ -292,8 +293,8 @@ def test_upward_import_is_caught():
 
 
 def test_same_layer_cross_package_import_is_caught():
-    src = {**CLEAN, "reslab.models.x": "from reslab.data import load\n"}
-    assert "models and data share layer 1" in only_failure(src)[0]
+    src = {**CLEAN, "reslab.plotting": "from reslab.data import load\n"}
+    assert "plotting and data share layer 1" in only_failure(src)[0]
 
 
 def test_long_function_is_caught():

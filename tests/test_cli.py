@@ -1,6 +1,7 @@
 import json
 import subprocess
 import sys
+import urllib.request
 
 import pytest
 import torch
@@ -23,7 +24,8 @@ def test_python_dash_m_matches_console_script():
     assert a.returncode == 0 and "train" in a.stdout and "eval" in a.stdout
     for cmd in (["train", "--help"], ["eval", "--help"], ["data", "info", "--help"], ["import", "akamaster", "--help"]):
         r = subprocess.run([sys.executable, "-m", "reslab", *cmd], capture_output=True, text=True)
-        assert r.returncode == 0 and "default" in r.stdout.lower(), cmd
+        assert r.returncode == 0 and "usage: reslab" in r.stdout and "(default: None)" not in r.stdout, cmd
+        assert cmd[0] != "train" or "(default: runs)" in r.stdout  # defaults that exist are listed
 
 
 def test_models_lists_paper_counts(capsys):
@@ -101,8 +103,8 @@ def test_akamaster_conversion_gives_identical_outputs(tmp_path):
     torch.save(_akamaster_style(src_model), tmp_path / "r32.th")
     info = import_akamaster(tmp_path / "r32.th", tmp_path / "r32.pt")
     assert info["model"] == "resnet32" and info["parameters"] == 464_154
-    from reslab.engine.checkpoint import model_from_checkpoint
-    from reslab.engine.checkpoint import load_checkpoint
+    from reslab.models import model_from_checkpoint
+    from reslab.weights.files import load_checkpoint
     ck = load_checkpoint(tmp_path / "r32.pt")
     assert ck["normalization"]["mean"].tolist() == pytest.approx([0.485, 0.456, 0.406])
     m = model_from_checkpoint(ck).eval()
@@ -137,3 +139,64 @@ def test_akamaster_weights_reproduce_published_test_error(tmp_path, fname, real_
 def real_cifar():
     from reslab.data import load_cifar10
     return load_cifar10(REAL_ARCHIVE.parent)
+
+
+# ---- a newcomer's first commands (issue 15) ---------------------------------------------------------------------
+
+def test_help_does_not_import_torch():
+    code = ("import sys\nfrom reslab.cli import main\ntry:\n    main(['--help'])\nexcept SystemExit:\n    pass\n"
+            "print('torch loaded' if 'torch' in sys.modules else 'no torch')")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert out.stdout.strip().endswith("no torch"), out.stdout + out.stderr
+
+
+def test_a_closed_pipe_is_not_an_error():
+    out = subprocess.run(f"{sys.executable} -m reslab models --json --filter resnet2 | head -c 5", shell=True,
+                         capture_output=True, text=True, timeout=300)
+    assert out.stdout == '[{"na' and "Traceback" not in out.stderr and "BrokenPipe" not in out.stderr
+
+
+def test_a_misspelt_option_gets_a_suggestion(capsys):
+    with pytest.raises(SystemExit) as e:
+        main(["train", "--modle", "resnet8"])
+    assert e.value.code == 2 and "unrecognized arguments: --modle resnet8 (did you mean --model?)" in capsys.readouterr().err
+
+
+def test_help_never_says_default_none(capsys):
+    for argv in (["train"], ["study", "degradation"], ["data", "info"], ["eval"]):
+        with pytest.raises(SystemExit):
+            main([*argv, "--help"])
+        text = capsys.readouterr().out
+        assert "(default: None)" not in text
+        assert argv != ["train"] or "(default: runs)" in text  # real defaults are still shown
+
+
+def test_data_info_without_data_writes_nothing(tmp_path, monkeypatch, capsys):
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+    monkeypatch.setattr(urllib.request, "urlopen", lambda *a, **k: (_ for _ in ()).throw(OSError("no network")))
+    assert main(["data", "info"]) == 2
+    assert "downloading" in capsys.readouterr().err and not (tmp_path / "cache").exists()
+
+
+def test_quiet_keeps_where_the_run_is_and_how_it_ended(fake_dir, tmp_path, capsys):
+    assert main(["train", "--model", "resnet8", "--data-dir", str(fake_dir), "--runs-dir", str(tmp_path), "--quiet",
+                 "--set", "data.val_size=50", "--set", "train.batch_size=25", "--set", "train.iterations=2",
+                 "--set", "optim.milestones=[]", "--set", "log.tensorboard=false"]) == 0
+    lines = capsys.readouterr().out.strip().splitlines()
+    assert len(lines) == 2 and lines[0].startswith(f"run {tmp_path}") and lines[1].startswith("finished ")
+    assert "final test error" in lines[1]
+
+
+def test_progress_without_a_terminal_is_plain_lines(monkeypatch, capsys):
+    from reslab.engine import progress
+
+    monkeypatch.setattr(progress, "PLAIN_EVERY", 0.0)
+    bar = progress.epoch_progress(0, 10, 0, 100)
+    assert isinstance(bar, progress.PlainProgress)  # pytest's captured stderr is not a terminal
+    for _ in range(3):
+        bar.update()
+        bar.show(progress.status(2.3, 87.5, 0.1, 612.0, 4000.0))
+    err = capsys.readouterr().err
+    assert "\r" not in err and err.count("\n") == 3
+    assert err.splitlines()[-1] == "epoch 1 step 3/10 | loss 2.300 err 88% lr 0.1 612/s run ETA 1:06:40"
+    assert len(progress.status(2.3, 87.5, 0.1, 612.0, 4000.0)) < 50  # leaves an 80-column bar room

@@ -11,7 +11,7 @@ from reslab import ReslabError
 from reslab.data import load_cifar10
 from reslab.data.synthetic import write_fake_cifar
 from reslab.engine import distributed
-from reslab.engine.checkpoint import load_checkpoint
+from reslab.weights.files import load_checkpoint
 from reslab.engine.eval_run import evaluate_checkpoint
 from reslab.engine.runs import read_metrics
 from reslab.engine.state import resumable_payload
@@ -66,11 +66,14 @@ def test_v1_checkpoint_restores_every_piece_of_state_exactly(v1_run, v1_data):
                               st.progress.state_dict(), None)
     old_body = {k: v for k, v in old.items() if k not in ("format", "version")}
     assert list(again) == list(old_body)
-    assert equal({k: v for k, v in again.items() if k not in ("rng", "config")},
-                 {k: v for k, v in old_body.items() if k not in ("rng", "config")})
-    # the config is the old one as today's code reads it (fields added since at their defaults; log.tensorboard
-    # read as train.loggers)
+    same = lambda d: {k: v for k, v in d.items() if k not in ("rng", "config")}  # noqa: E731
+    assert equal(same(again), same(old_body))
+    # the config: every old key keeps its value (log.tensorboard: false is now train.loggers: []); keys added
+    # since come in at their defaults
     assert again["config"] == to_dict(from_dict(old["config"]))
+    assert all(again["config"][sec][k] == v for sec, d in old["config"].items() for k, v in d.items()
+               if f"{sec}.{k}" != "log.tensorboard")
+    assert old["config"]["log"]["tensorboard"] is False and again["config"]["train"]["loggers"] == []
     # the CSVs were rewritten from the restored rows, unchanged
     assert read_metrics(v1_run / "metrics.csv") == read_metrics(FIXTURE / "resnet8-v1" / "metrics.csv")
     assert read_metrics(v1_run / "train_log.csv") == read_metrics(FIXTURE / "resnet8-v1" / "train_log.csv")

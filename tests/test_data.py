@@ -1,4 +1,6 @@
+import dataclasses
 import pickle
+import urllib.request
 
 import numpy as np
 import pytest
@@ -94,7 +96,7 @@ def test_missing_batch_is_named(tmp_path):
 def test_failed_download_leaves_nothing_and_says_how_to_point(tmp_path, monkeypatch):
     def refuse(*a, **k):
         raise OSError("network is unreachable")
-    monkeypatch.setattr(cifar_mod.urllib.request, "urlopen", refuse)
+    monkeypatch.setattr(urllib.request, "urlopen", refuse)
     target = tmp_path / "cache"
     with pytest.raises(DataError) as e:
         cifar_mod.download(target)
@@ -108,16 +110,16 @@ def test_md5_mismatch_leaves_nothing(tmp_path, fake_dir):
     src = fake_dir / "cifar-10-python.tar.gz"
     target = tmp_path / "dl"
     with pytest.raises(DataError, match="md5"):
-        cifar_mod.download(target, url=src.as_uri())
+        cifar_mod.download(target, dataclasses.replace(cifar_mod.CIFAR10, url=src.as_uri()))
     assert list(target.iterdir()) == []
     # with the right md5 the same file is accepted and renamed into place
-    out = cifar_mod.download(target, url=src.as_uri(), md5=cifar_mod.md5sum(src))
+    out = cifar_mod.download(target, dataclasses.replace(cifar_mod.CIFAR10, url=src.as_uri(), md5=cifar_mod.md5sum(src)))
     assert out.name == "cifar-10-python.tar.gz" and [p.name for p in target.iterdir()] == [out.name]
 
 
 def test_empty_default_dir_triggers_download(monkeypatch, tmp_path):
     calls = []
-    monkeypatch.setattr(cifar_mod, "download", lambda d: calls.append(d) or (_ for _ in ()).throw(DataError("x")))
+    monkeypatch.setattr(cifar_mod, "download", lambda d, spec: calls.append(d) or (_ for _ in ()).throw(DataError("x")))
     with pytest.raises(DataError):
         load_cifar10()
     assert calls and calls[0] == tmp_path / "cache" / "reslab" / "data"

@@ -21,7 +21,7 @@ from reslab import ReslabError
 from reslab.config import load_config
 from reslab.data import augment
 from reslab.engine import evaluate, prepare_data, train
-from reslab.engine.checkpoint import load_checkpoint, load_weights, resumable_checkpoints
+from reslab.weights.files import load_checkpoint, load_weights, resumable_checkpoints
 from reslab.engine.distributed import DistContext
 from reslab.engine.runs import read_metrics
 from runcheck import numbers

@@ -15,7 +15,7 @@ import torch
 
 from reslab.cli import main
 from reslab.engine import lock, train
-from reslab.engine.checkpoint import load_checkpoint
+from reslab.weights.files import load_checkpoint
 from reslab.engine.runs import read_metrics
 from reslab.study import plan_degradation
 

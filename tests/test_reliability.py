@@ -5,10 +5,10 @@ import pytest
 
 from reslab import ReslabError
 from reslab.cli import main
-from reslab.engine import checkpoint as ckpt_mod
+from reslab.weights import files as ckpt_mod
 from reslab.engine import runs as runs_mod
 from reslab.engine import train
-from reslab.engine.checkpoint import load_checkpoint, resumable_checkpoints, save_checkpoint
+from reslab.weights.files import load_checkpoint, resumable_checkpoints, save_checkpoint
 from runcheck import numbers
 
 

@@ -11,7 +11,7 @@ import torch
 
 from reslab import ReslabError
 from reslab.engine import train
-from reslab.engine.checkpoint import load_checkpoint, resumable_checkpoints, save_checkpoint, sidecar
+from reslab.weights.files import load_checkpoint, resumable_checkpoints, save_checkpoint, sidecar
 from reslab.engine.runs import read_metrics
 from runcheck import numbers
 from reslab.engine.trainer import NonFiniteLoss

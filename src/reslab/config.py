@@ -21,7 +21,7 @@ from pathlib import Path
 import yaml
 
 from reslab import ReslabError
-from reslab.data import NORMALIZATIONS
+from reslab.data import DATASETS, NORMALIZATIONS, PAD_FILLS
 from reslab.models import family_members, model_info
 from reslab.models.resnet import SHORTCUTS, STEMS
 
@@ -39,19 +39,22 @@ class ModelConfig:
     zero_init_residual: bool = False  # zero the last BN gamma of every residual branch (not in the paper)
     stem: typing.Optional[str] = None   # ImageNet-style nets only: cifar (3x3, stride 1) | imagenet (7x7/2 + max-pool); null = the model's default (cifar)
     width: typing.Optional[int] = None  # ImageNet-style nets only: first-stage planes (stages x1, x2, x4, x8); null = the model's default (64)
+    init_from: typing.Optional[str] = None  # start from these weights (a run dir, checkpoint, exported folder, or a model name with published weights); null = fresh init
 
 
 @dataclass
 class DataConfig:
+    dataset: str = "cifar10"                  # cifar10 | cifar100 (fine labels; the paper reports CIFAR-10 only)
     dir: typing.Optional[str] = None          # None: $RESLAB_DATA_DIR, else the user cache (downloads if empty)
     val_size: int = 5000                      # held out of the 50k training images; 5000 = the paper's 45k/5k; 0 = train on all 50k
     split_seed: int = 0                       # the validation split (and subsets) depend on this, not on train.seed
     train_subset: typing.Optional[int] = None  # class-balanced seeded subset of the training split (short runs)
     val_subset: typing.Optional[int] = None   # evaluate on a class-balanced subset of the validation split
     test_subset: typing.Optional[int] = None  # evaluate on a class-balanced subset of the 10k test set
-    normalization: str = "channel"            # channel: per-channel mean/std; pixel: the paper's per-pixel mean subtraction; none
+    normalization: str = "channel"            # channel: per-channel mean/std; pixel: the paper's per-pixel mean subtraction; none; init: the one model.init_from's weights were trained with
     augment: bool = True                      # pad 4 + random 32x32 crop + horizontal flip (the paper's)
     pad: int = 4
+    pad_fill: str = "mean"                    # mean: padding is zero after normalisation (the paper's Torch lineage); black: pixel 0 before it (torchvision's RandomCrop; akamaster); init: as model.init_from's weights were trained
 
 
 @dataclass
@@ -137,7 +140,9 @@ SECTIONS = {f.name: f.type for f in dataclasses.fields(Config)}
 # Every closed set of allowed values; the sets themselves live with the code that implements them.
 CHOICES = {
     "model.shortcut": SHORTCUTS,
-    "data.normalization": NORMALIZATIONS,
+    "data.normalization": (*NORMALIZATIONS, "init"),
+    "data.pad_fill": (*PAD_FILLS, "init"),
+    "data.dataset": tuple(DATASETS),
     "optim.milestones_unit": ("fraction", "iteration", "epoch"),
     "optim.warmup": ("none", "linear", "constant"),
     "train.amp": ("none", "bf16", "fp16"),
@@ -287,8 +292,9 @@ def parse_override(text: str) -> tuple[str, typing.Any]:
     return key.strip(), value
 
 
-def find_config(name_or_path: str) -> Path:
-    """A config file path, or the name of a built-in one ('paper', 'quick', ...)."""
+def find_config(name_or_path: str, flag: str = "--config") -> Path:
+    """A config file path, or the name of a built-in one ('paper', 'quick', ...); `flag` names the option the
+    user gave it with, for the error."""
     p = Path(name_or_path)
     if p.is_file():
         return p
@@ -296,7 +302,9 @@ def find_config(name_or_path: str) -> Path:
     if builtin.is_file():
         return builtin
     names = sorted(f.stem for f in CONFIG_DIR.glob("*.yaml"))
-    raise ConfigError(f"--config {name_or_path!r} is neither a file nor a built-in config; built-in: {', '.join(names)}")
+    guess = difflib.get_close_matches(name_or_path, names, n=1)
+    raise ConfigError(f"{flag} {name_or_path!r} is neither a file nor a built-in config; "
+                      + (f"did you mean {guess[0]}? " if guess else "") + f"built-in: {', '.join(names)}")
 
 
 def profile_name(profile: str) -> str:
@@ -315,11 +323,12 @@ def load_yaml(path: Path) -> dict:
     return d
 
 
-def load_config(path: str | Path | None = None, overrides: list[str] | dict | None = None) -> Config:
+def load_config(path: str | Path | None = None, overrides: list[str] | dict | None = None,
+                flag: str = "--config") -> Config:
     """Defaults, then the YAML file (a path or a built-in name), then overrides; validated."""
     cfg = Config()
     if path:
-        cfg = from_dict(load_yaml(find_config(str(path))), cfg)
+        cfg = from_dict(load_yaml(find_config(str(path), flag)), cfg)
     if overrides:
         pairs = overrides.items() if isinstance(overrides, dict) else (parse_override(o) for o in overrides)
         cfg = from_flat(dict(pairs), cfg)
@@ -339,6 +348,11 @@ def validate(cfg: Config) -> Config:
         if v not in allowed:
             raise _err(key, v, f"allowed: {', '.join(allowed)}")
     _validate_model(cfg.model)
+    for key in ("normalization", "pad_fill"):
+        if getattr(cfg.data, key) == "init" and not cfg.model.init_from:
+            allowed = ", ".join(a for a in CHOICES[f"data.{key}"] if a != "init")
+            raise _err(f"data.{key}", "init", f"takes the convention of model.init_from's weights; set "
+                       f"model.init_from, or use {allowed}")
     _validate_numbers(cfg)
     for name in cfg.train.loggers:
         if name not in LOGGERS:

@@ -8,8 +8,8 @@ import torch
 
 from reslab import ReslabError
 from reslab.config import Config, from_dict
-from reslab.data import Cifar10, Normalizer, load_cifar10
-from reslab.engine.checkpoint import model_from_checkpoint
+from reslab.data import CifarData, Normalizer, load_dataset
+from reslab.models import model_from_checkpoint
 from reslab.models import model_info
 
 
@@ -48,19 +48,20 @@ def unique_labels(labels: list[str]) -> list[str]:
 
 
 class DataCache:
-    """CIFAR-10 is loaded once per data directory, however many runs are analysed."""
+    """Each data set is loaded once per data directory, however many runs are analysed."""
 
     def __init__(self, override: str | None = None):
         if override is not None and not Path(override).exists():
             raise ReslabError(f"--data-dir {override} does not exist")
         self.override = override
-        self._data: dict[str | None, Cifar10] = {}
+        self._data: dict[tuple, CifarData] = {}
 
-    def get(self, cfg: Config | None) -> Cifar10:
+    def get(self, cfg: Config | None) -> CifarData:
         where = self.override if self.override is not None else (cfg.data.dir if cfg is not None else None)
-        if where not in self._data:
-            self._data[where] = load_cifar10(where)
-        return self._data[where]
+        key = (cfg.data.dataset if cfg is not None else "cifar10", where)
+        if key not in self._data:
+            self._data[key] = load_dataset(*key)
+        return self._data[key]
 
 
 def check_positive(flag: str, value: int | None) -> None:

@@ -26,9 +26,7 @@ from reslab import ReslabError
 from reslab.analysis.common import DataCache, Loaded, check_positive, loaded_from_checkpoint, unique_labels
 from reslab.config import resolve_schedule
 from reslab.data import splits_for
-from reslab.engine import runs as runfiles
-from reslab.engine.checkpoint import load_checkpoint
-from reslab.engine.runs import load_run_checkpoint
+from reslab.weights.files import load_checkpoint, load_run_checkpoint, require_run_dir
 from reslab.engine.device import resolve_device
 from reslab.models import model_from_config
 from reslab.plotting import line_style, model_color, plt, save_figure
@@ -151,7 +149,7 @@ def measure_gradients(runs: list[str | Path], *, batch_size: int = 128, data_dir
         if r.is_file():
             raise ReslabError(f"{r} is a checkpoint file; gradients need a run directory (its snapshots along "
                               f"training and its training images)")
-        dirs.append(runfiles.require_run_dir(r))
+        dirs.append(require_run_dir(r))
     cache = data_cache or DataCache(data_dir)
     dev = resolve_device(device)
     labels = unique_labels([d.name for d in dirs])

@@ -29,7 +29,7 @@ from reslab import ReslabError
 from reslab.analysis.common import DataCache, Loaded, check_positive, loaded_from_checkpoint, unique_labels
 from reslab.config import Config
 from reslab.data import splits_for
-from reslab.engine.runs import load_run_checkpoint
+from reslab.weights.files import load_run_checkpoint
 from reslab.engine.device import resolve_device
 from reslab.plotting import line_style, model_color, plt, save_figure
 

@@ -1,13 +1,13 @@
 """`reslab analyze responses|gradients`: Fig. 7 layer responses and gradient flow of runs or checkpoints."""
 from __future__ import annotations
 
-import argparse
 from pathlib import Path
 
 from reslab.analysis.common import DataCache, fresh_paths
 from reslab.analysis.findings import gradient_verdicts, response_verdicts
 from reslab.analysis.gradients import measure_gradients, plot_gradients, write_gradients_csv
 from reslab.analysis.responses import SPLITS, measure_responses, plot_responses, write_responses_csv
+from reslab.cli.common import HelpFormatter
 
 
 def configure(p) -> None:
@@ -36,7 +36,7 @@ def configure(p) -> None:
 
 def _analysis(asub, name: str, positional: str, metavar: str, **text):
     """An analysis subcommand with its inputs and --out (the options both analyses start with)."""
-    q = asub.add_parser(name, formatter_class=argparse.ArgumentDefaultsHelpFormatter, **text)
+    q = asub.add_parser(name, formatter_class=HelpFormatter, **text)
     q.add_argument(positional, nargs="+", metavar=metavar)
     q.add_argument("--out", default=".", metavar="DIR", help="where the figure and CSV go")
     return q

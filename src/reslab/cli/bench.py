@@ -1,16 +1,16 @@
 """`reslab bench train|eval`: reslab's step against the conventional PyTorch pipeline (see reslab.bench)."""
 from __future__ import annotations
 
-import argparse
 import json
 
 from reslab import ReslabError
 from reslab.bench import bench_eval, bench_train
+from reslab.cli.common import HelpFormatter
 from reslab.models import create_model, model_exists
 
 
 def configure(p) -> None:
-    fmt = argparse.ArgumentDefaultsHelpFormatter
+    fmt = HelpFormatter
     bsub = p.add_subparsers(dest="bench_kind", required=True, metavar="KIND")
     for kind in ("train", "eval"):
         q = bsub.add_parser(kind, formatter_class=fmt, help=f"{kind} throughput")

@@ -1,9 +1,20 @@
 """Options and checks several commands share."""
 from __future__ import annotations
 
+import argparse
 from pathlib import Path
 
 from reslab import ReslabError
+
+
+class HelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
+    """Shows an option's default after its help — unless it is None or the help already says what it is."""
+
+    def _get_help_string(self, action):
+        text = action.help or ""
+        if action.default is None or action.default is argparse.SUPPRESS or "default" in text or not text:
+            return text
+        return super()._get_help_string(action)
 
 
 def add_data_dir(p) -> None:

@@ -2,12 +2,11 @@
 cluster (--launcher submitit), then write its report; `reslab study status DIR`: where a study stands."""
 from __future__ import annotations
 
-import argparse
 import json
 from pathlib import Path
 
 from reslab import ReslabError
-from reslab.cli.common import add_data_dir, check_data_dir
+from reslab.cli.common import HelpFormatter, add_data_dir, check_data_dir
 from reslab.config import from_dict, profile_name
 from reslab.engine.device import resolve_device
 from reslab.report import share_report, write_report
@@ -65,7 +64,7 @@ def launcher_overrides(a) -> list[str]:
 
 
 def configure(p) -> None:
-    fmt = argparse.ArgumentDefaultsHelpFormatter
+    fmt = HelpFormatter
     ssub = p.add_subparsers(dest="study_kind", required=True, metavar="STUDY")
     q = ssub.add_parser("degradation", formatter_class=fmt,
                         help="plain vs residual nets of several depths (the paper's Fig. 6 / Table 6)",

@@ -7,7 +7,7 @@ from pathlib import Path
 
 from reslab import ReslabError
 from reslab.cli.common import add_data_dir
-from reslab.config import dump_yaml, load_config
+from reslab.config import dump_yaml, find_config, load_config, load_yaml
 from reslab.engine import distributed
 from reslab.engine.trainer import train
 
@@ -29,6 +29,9 @@ def configure(p) -> None:
                    help="override any config key, e.g. --set optim.lr=0.05 (repeatable)")
     p.add_argument("--resume", default=None, metavar="RUN_DIR", help="continue this run from its newest good "
                    "checkpoint (its own config is used; only --device may change)")
+    p.add_argument("--init-from", default=None, metavar="RUN|CKPT|NAME", help="start from these weights (a run "
+                   "directory, checkpoint, exported folder, or a model name with published weights); a fresh "
+                   "optimiser and schedule; keeps their normalisation unless data.normalization is set")
     p.add_argument("--run-name", default=None, help="name the run directory exactly (must not exist); default "
                    "<model>-<timestamp>")
     p.add_argument("--quiet", action="store_true", help="no progress bar or per-epoch lines")
@@ -46,7 +49,7 @@ def train_argv(a) -> list[str]:
     out = []
     for flag, v in (("--config", a.config), ("--model", a.model), ("--data-dir", a.data_dir),
                     ("--runs-dir", a.runs_dir), ("--epochs", a.epochs), ("--seed", a.seed), ("--device", a.device),
-                    ("--resume", a.resume), ("--run-name", a.run_name)):
+                    ("--resume", a.resume), ("--run-name", a.run_name), ("--init-from", a.init_from)):
         if v is not None:
             out += [flag, str(v)]
     for o in a.overrides:
@@ -67,7 +70,7 @@ def run(a) -> int:
     if a.resume:
         given = [n for n, v in (("--config", a.config), ("--model", a.model), ("--epochs", a.epochs),
                                 ("--seed", a.seed), ("--set", a.overrides), ("--data-dir", a.data_dir),
-                                ("--sync-bn", a.sync_bn)) if v]
+                                ("--sync-bn", a.sync_bn), ("--init-from", a.init_from)) if v]
         if given:
             raise ReslabError(f"--resume continues a run with its own config; drop {', '.join(given)} "
                               f"(only --device may change)")
@@ -80,6 +83,7 @@ def run(a) -> int:
             overrides.insert(0, f"{key}={flag}")
     if a.data_dir is not None and not Path(a.data_dir).exists():
         raise ReslabError(f"--data-dir {a.data_dir} does not exist")
+    overrides = init_overrides(a.init_from, a.config, overrides)
     cfg = load_config(a.config, overrides)
     if a.quiet:
         cfg.log.progress = False
@@ -87,6 +91,18 @@ def run(a) -> int:
         print(dump_yaml(cfg), end="")
         return 0
     return run_on_this_rank(lambda: train(cfg, runs_dir=a.runs_dir, quiet=a.quiet, run_name=a.run_name))
+
+
+def init_overrides(init_from: str | None, config: str | None, overrides: list[str]) -> list[str]:
+    """--init-from: model.init_from (a path made absolute), and the source's input normalisation and augmentation
+    padding unless data.normalization / data.pad_fill are set on the command line or in the --config file."""
+    if init_from is None:
+        return overrides
+    source = str(Path(init_from).resolve()) if Path(init_from).exists() else init_from
+    in_file = (load_yaml(find_config(config)).get("data") or {}) if config is not None else {}
+    given = {o.split("=", 1)[0].strip() for o in overrides}
+    inherit = [f"data.{k}=init" for k in ("normalization", "pad_fill") if f"data.{k}" not in given and k not in in_file]
+    return [f"model.init_from={source}", *inherit, *overrides]
 
 
 def run_on_this_rank(fn) -> int:

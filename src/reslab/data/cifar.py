@@ -12,13 +12,10 @@ no per-image PIL work anywhere.
 """
 from __future__ import annotations
 
-import hashlib
 import io
 import os
 import pickle
 import tarfile
-import tempfile
-import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -26,6 +23,7 @@ import numpy as np
 import torch
 
 from reslab import ReslabError
+from reslab.data.download import DigestMismatch, DownloadFailed, download_file, file_digest
 
 URL = "https://www.cs.toronto.edu/~kriz/cifar-10-python.tar.gz"
 ARCHIVE_NAME = "cifar-10-python.tar.gz"
@@ -37,8 +35,37 @@ CLASSES = ("airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "hors
 OFFICIAL_TRAIN, OFFICIAL_TEST = 50_000, 10_000
 ENV_VAR = "RESLAB_DATA_DIR"
 
-HOW_TO_POINT = (f"put {ARCHIVE_NAME} (or the extracted {FOLDER_NAME}/) in a folder and pass --data-dir DIR "
-                f"or set {ENV_VAR}=DIR")
+
+@dataclass(frozen=True)
+class DatasetSpec:
+    """What distinguishes CIFAR-10 from CIFAR-100 on disk (the python versions of both)."""
+
+    name: str                      # the data.dataset value
+    title: str
+    url: str
+    archive: str                   # the official archive's file name
+    md5: str                       # and its md5
+    folder: str                    # what it unpacks to
+    train_members: tuple[str, ...]
+    test_member: str
+    label_key: bytes               # b"labels" | b"fine_labels"
+    num_classes: int
+    meta_member: str | None = None  # read for the class names (None: `classes` is fixed)
+    names_key: bytes = b""
+    classes: tuple[str, ...] = ()
+
+    def how_to_point(self) -> str:
+        return (f"put {self.archive} (or the extracted {self.folder}/) in a folder and pass --data-dir DIR "
+                f"(data.dir in a config or the Python API) or set {ENV_VAR}=DIR")
+
+
+CIFAR10 = DatasetSpec("cifar10", "CIFAR-10", URL, ARCHIVE_NAME, ARCHIVE_MD5, FOLDER_NAME, TRAIN_BATCHES, TEST_BATCH,
+                      b"labels", 10, classes=CLASSES)
+CIFAR100 = DatasetSpec("cifar100", "CIFAR-100", "https://www.cs.toronto.edu/~kriz/cifar-100-python.tar.gz",
+                       "cifar-100-python.tar.gz", "eb9058c3a382ffc7106e4002c42a8d85", "cifar-100-python",
+                       ("train",), "test", b"fine_labels", 100, meta_member="meta", names_key=b"fine_label_names")
+DATASETS = {s.name: s for s in (CIFAR10, CIFAR100)}
+HOW_TO_POINT = CIFAR10.how_to_point()
 
 
 class DataError(ReslabError):
@@ -46,8 +73,8 @@ class DataError(ReslabError):
 
 
 @dataclass
-class Cifar10:
-    """The whole data set as uint8 NCHW tensors (N, 3, 32, 32) and int64 labels."""
+class CifarData:
+    """A whole data set (CIFAR-10 or CIFAR-100) as uint8 NCHW tensors (N, 3, 32, 32) and int64 labels."""
 
     train_images: torch.Tensor
     train_labels: torch.Tensor
@@ -55,8 +82,8 @@ class Cifar10:
     test_labels: torch.Tensor
     source: Path
     official: bool  # True if the bytes are the official archive (md5 checked)
-
-    classes = CLASSES
+    classes: tuple[str, ...] = CLASSES
+    dataset: str = "cifar10"
 
 
 def default_data_dir() -> Path:
@@ -73,56 +100,37 @@ def resolve_data_dir(data_dir: str | os.PathLike | None = None) -> Path:
     return default_data_dir()
 
 
-def find_source(data_dir: Path) -> Path | None:
+def find_source(data_dir: Path, spec: DatasetSpec = CIFAR10) -> Path | None:
     """The archive or folder to read inside `data_dir`, or None if there is none."""
     if data_dir.is_file():
         return data_dir
-    if (data_dir / TEST_BATCH).is_file():
+    if (data_dir / spec.test_member).is_file():
         return data_dir
-    for cand in (data_dir / FOLDER_NAME, data_dir / ARCHIVE_NAME):
+    for cand in (data_dir / spec.folder, data_dir / spec.archive):
         if cand.exists():
             return cand
     return None
 
 
-def md5sum(path: Path, chunk: int = 1 << 20) -> str:
-    h = hashlib.md5()
-    with open(path, "rb") as f:
-        while block := f.read(chunk):
-            h.update(block)
-    return h.hexdigest()
+def md5sum(path: Path) -> str:
+    return file_digest(path, "md5")
 
 
-def download(data_dir: Path, url: str = URL, md5: str = ARCHIVE_MD5, timeout: float = 30.0) -> Path:
+def download(data_dir: Path, spec: DatasetSpec = CIFAR10, timeout: float = 30.0) -> Path:
     """Download the official archive into `data_dir` and verify its md5. A failure leaves no partial file."""
-    data_dir.mkdir(parents=True, exist_ok=True)
-    dest = data_dir / ARCHIVE_NAME
-    fd, tmp = tempfile.mkstemp(prefix=".download-", suffix=".part", dir=data_dir)
     try:
-        h = hashlib.md5()
-        with os.fdopen(fd, "wb") as out, urllib.request.urlopen(url, timeout=timeout) as resp:
-            while block := resp.read(1 << 20):
-                h.update(block)
-                out.write(block)
-        if h.hexdigest() != md5:
-            raise DataError(f"downloaded {url} but its md5 is {h.hexdigest()}, expected {md5}; "
-                            f"nothing was kept; {HOW_TO_POINT}")
-        os.replace(tmp, dest)
-        return dest
-    except DataError:
-        raise
-    except Exception as e:  # network errors of every kind end the same way for the user
-        reason = getattr(e, "reason", None) or e
-        raise DataError(f"no CIFAR-10 in {data_dir} and downloading {url} failed ({reason}); "
-                        f"{HOW_TO_POINT}") from None
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
+        return download_file(spec.url, data_dir / spec.archive, "md5", spec.md5, timeout)
+    except DigestMismatch as e:
+        raise DataError(f"downloaded {spec.url} but its md5 is {e.digest}, expected {spec.md5}; "
+                        f"nothing was kept; {spec.how_to_point()}") from None
+    except DownloadFailed as e:
+        raise DataError(f"no {spec.title} in {data_dir} and downloading {spec.url} failed ({e.reason}); "
+                        f"{spec.how_to_point()}") from None
 
 
-def _read_members(source: Path) -> dict[str, bytes]:
-    """Raw bytes of the six batch files, from an archive or a folder."""
-    names = TRAIN_BATCHES + (TEST_BATCH,)
+def _read_members(source: Path, spec: DatasetSpec) -> dict[str, bytes]:
+    """Raw bytes of the batch (and meta) files, from an archive or a folder."""
+    names = spec.train_members + (spec.test_member,) + ((spec.meta_member,) if spec.meta_member else ())
     found: dict[str, bytes] = {}
     if source.is_dir():
         for n in names:
@@ -137,70 +145,109 @@ def _read_members(source: Path) -> dict[str, bytes]:
                     if base in names and member.isfile():
                         found[base] = tar.extractfile(member).read()
         except (tarfile.TarError, EOFError, OSError, ValueError) as e:
-            raise DataError(f"{source} is not a readable CIFAR-10 archive ({type(e).__name__}: "
+            raise DataError(f"{source} is not a readable {spec.title} archive ({type(e).__name__}: "
                             f"{(str(e).splitlines() or [''])[0]}); "
-                            f"expected the python-version {ARCHIVE_NAME}") from None
+                            f"expected the python-version {spec.archive}") from None
     missing = [n for n in names if n not in found]
     if missing:
-        raise DataError(f"{source} lacks {', '.join(missing)}; a CIFAR-10 python-version copy has "
+        raise DataError(f"{source} lacks {', '.join(missing)}; a {spec.title} python-version copy has "
                         f"{', '.join(names)}")
     return found
 
 
-def _parse_batch(raw: bytes, where: str) -> tuple[np.ndarray, np.ndarray]:
+def _unpickle(raw: bytes, where: str, spec: DatasetSpec) -> dict:
     try:
-        d = pickle.load(io.BytesIO(raw), encoding="bytes")
-        data = d[b"data"] if b"data" in d else d["data"]
-        labels = d[b"labels"] if b"labels" in d else d["labels"]
+        return pickle.load(io.BytesIO(raw), encoding="bytes")
     except Exception as e:
-        raise DataError(f"{where} is not a CIFAR-10 batch pickle ({type(e).__name__}: {e})") from None
+        raise DataError(f"{where} is not a {spec.title} pickle ({type(e).__name__}: {e})") from None
+
+
+def _parse_batch(raw: bytes, where: str, spec: DatasetSpec = CIFAR10) -> tuple[np.ndarray, np.ndarray]:
+    d = _unpickle(raw, where, spec)
+    key = spec.label_key
+    try:
+        data = d[b"data"] if b"data" in d else d["data"]
+        labels = d[key] if key in d else d[key.decode()]
+    except (KeyError, TypeError) as e:
+        raise DataError(f"{where} is not a {spec.title} batch (no {e} in it)") from None
     data = np.asarray(data)
     labels = np.asarray(labels)
     if data.dtype != np.uint8 or data.ndim != 2 or data.shape[1] != 3072:
         raise DataError(f"{where}: data has dtype {data.dtype} and shape {data.shape}; expected uint8 (N, 3072)")
     if labels.shape != (data.shape[0],):
         raise DataError(f"{where}: {labels.shape[0] if labels.ndim else 0} labels for {data.shape[0]} images")
-    if labels.size and (labels.min() < 0 or labels.max() > 9):
-        raise DataError(f"{where}: labels range {labels.min()}..{labels.max()}; expected 0..9")
+    if labels.size and (labels.min() < 0 or labels.max() > spec.num_classes - 1):
+        raise DataError(f"{where}: labels range {labels.min()}..{labels.max()}; expected 0..{spec.num_classes - 1}")
     return data, labels.astype(np.int64)
 
 
-def _check_balance(labels: np.ndarray, where: str) -> None:
-    counts = np.bincount(labels, minlength=10)
+def _check_balance(labels: np.ndarray, where: str, spec: DatasetSpec = CIFAR10) -> None:
+    counts = np.bincount(labels, minlength=spec.num_classes)
     if counts.min() != counts.max():
-        raise DataError(f"{where}: images per class {counts.tolist()}; CIFAR-10 has the same count for every class")
+        shown = counts.tolist() if spec.num_classes <= 10 else f"from {counts.min()} to {counts.max()}"
+        raise DataError(f"{where}: images per class {shown}; {spec.title} has the same count for every class")
 
 
-def read_cifar10(source: Path) -> Cifar10:
-    """Read and structurally check a CIFAR-10 python-version archive or folder."""
-    raw = _read_members(source)
-    parts = [_parse_batch(raw[n], f"{source}:{n}") for n in TRAIN_BATCHES]
+def _class_names(raw: dict[str, bytes], source: Path, spec: DatasetSpec) -> tuple[str, ...]:
+    if not spec.meta_member:
+        return spec.classes
+    meta = _unpickle(raw[spec.meta_member], f"{source}:{spec.meta_member}", spec)
+    names = meta.get(spec.names_key) or meta.get(spec.names_key.decode()) or []
+    names = tuple(n.decode() if isinstance(n, bytes) else str(n) for n in names)
+    if len(names) != spec.num_classes:
+        raise DataError(f"{source}:{spec.meta_member} names {len(names)} classes; {spec.title} has {spec.num_classes}")
+    return names
+
+
+def read_dataset(source: Path, spec: DatasetSpec = CIFAR10) -> CifarData:
+    """Read and structurally check a python-version archive or folder of `spec` (CIFAR-10 or CIFAR-100)."""
+    raw = _read_members(source, spec)
+    parts = [_parse_batch(raw[n], f"{source}:{n}", spec) for n in spec.train_members]
     rows = {p[0].shape[0] for p in parts}
     if len(rows) != 1:
         raise DataError(f"{source}: training batches have different sizes {sorted(rows)}; expected equal batches")
     train_x = np.concatenate([p[0] for p in parts])
     train_y = np.concatenate([p[1] for p in parts])
-    test_x, test_y = _parse_batch(raw[TEST_BATCH], f"{source}:{TEST_BATCH}")
-    _check_balance(train_y, f"{source} (training batches)")
-    _check_balance(test_y, f"{source}:{TEST_BATCH}")
-    official = source.is_file() and md5sum(source) == ARCHIVE_MD5
+    test_x, test_y = _parse_batch(raw[spec.test_member], f"{source}:{spec.test_member}", spec)
+    _check_balance(train_y, f"{source} (training {'batches' if len(parts) > 1 else 'set'})", spec)
+    _check_balance(test_y, f"{source}:{spec.test_member}", spec)
+    classes = _class_names(raw, source, spec)
+    official = source.is_file() and md5sum(source) == spec.md5
 
     def as_tensor(x):
         return torch.from_numpy(np.ascontiguousarray(x.reshape(-1, 3, 32, 32)))
 
-    return Cifar10(as_tensor(train_x), torch.from_numpy(train_y), as_tensor(test_x), torch.from_numpy(test_y),
-                   source=source, official=official)
+    return CifarData(as_tensor(train_x), torch.from_numpy(train_y), as_tensor(test_x), torch.from_numpy(test_y),
+                     source=source, official=official, classes=classes, dataset=spec.name)
 
 
-def load_cifar10(data_dir: str | os.PathLike | None = None, *, allow_download: bool = True) -> Cifar10:
-    """Find CIFAR-10 (downloading the official archive if nothing is there) and read it."""
+def read_cifar10(source: Path) -> CifarData:
+    return read_dataset(source, CIFAR10)
+
+
+def dataset_spec(name: str) -> DatasetSpec:
+    if name not in DATASETS:
+        raise DataError(f"data.dataset={name!r} is not allowed; allowed: {', '.join(DATASETS)}")
+    return DATASETS[name]
+
+
+def load_dataset(dataset: str = "cifar10", data_dir: str | os.PathLike | None = None, *,
+                 allow_download: bool = True) -> CifarData:
+    """Find `dataset` (cifar10 | cifar100) in `data_dir` (downloading the official archive if nothing is there)
+    and read it."""
+    spec = dataset_spec(dataset)
     explicit = data_dir is not None
     root = resolve_data_dir(data_dir)
     if explicit and not root.exists():
-        raise DataError(f"--data-dir {root} does not exist; {HOW_TO_POINT}")
-    source = find_source(root)
+        raise DataError(f"--data-dir {root} does not exist; {spec.how_to_point()}")
+    source = find_source(root, spec)
     if source is None:
         if not allow_download:
-            raise DataError(f"no CIFAR-10 in {root}; {HOW_TO_POINT}")
-        source = download(root)
-    return read_cifar10(source)
+            raise DataError(f"no {spec.title} in {root}; {spec.how_to_point()}")
+        source = download(root, spec)
+    return read_dataset(source, spec)
+
+
+def load_cifar10(data_dir: str | os.PathLike | None = None, *, allow_download: bool = True) -> CifarData:
+    """Find CIFAR-10 (downloading the official archive if nothing is there) and read it."""
+    return load_dataset("cifar10", data_dir, allow_download=allow_download)

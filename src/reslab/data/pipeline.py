@@ -14,6 +14,7 @@ from reslab import ReslabError
 from reslab.data.cifar import OFFICIAL_TRAIN
 
 NORMALIZATIONS = ("channel", "pixel", "none")
+PAD_FILLS = ("mean", "black")  # augmentation padding: zero after normalisation, or black pixels before it
 
 
 def _generator(seed: int, device="cpu") -> torch.Generator:
@@ -67,10 +68,11 @@ def make_splits(train_labels: torch.Tensor, test_labels: torch.Tensor, *, val_si
     subsets for short runs. The split seed is separate from the training seed, so runs with different
     training seeds share one validation set."""
     n_train = train_labels.numel()
+    classes = int(train_labels.max()) + 1 if n_train else 10  # 10 for CIFAR-10, 100 for CIFAR-100
     if val_size >= n_train:
         raise ReslabError(f"data.val_size={val_size} leaves no training images (the set has {n_train})")
     if val_size:
-        val, train = balanced_indices(train_labels, spread(val_size), split_seed)
+        val, train = balanced_indices(train_labels, spread(val_size, classes), split_seed)
     else:
         val, train = torch.empty(0, dtype=torch.long), torch.arange(n_train)
     test = torch.arange(test_labels.numel())
@@ -80,7 +82,7 @@ def make_splits(train_labels: torch.Tensor, test_labels: torch.Tensor, *, val_si
             return idx
         if n > idx.numel():
             raise ReslabError(f"data.{name}={n} is larger than the split ({idx.numel()} images)")
-        pick, _ = balanced_indices(labels[idx], spread(n), mix_seed(split_seed, key))
+        pick, _ = balanced_indices(labels[idx], spread(n, classes), mix_seed(split_seed, key))
         return idx[pick]
 
     return Splits(subset(train, train_labels, train_subset, 1, "train_subset"),
@@ -152,6 +154,14 @@ class Normalizer:
     def from_state_dict(cls, d: dict) -> "Normalizer":
         return cls(d["kind"], d.get("mean"), d.get("std"), d.get("note", ""))
 
+    @classmethod
+    def from_model(cls, model: torch.nn.Module) -> "Normalizer":
+        """The normalisation a model built with `create_model(..., pretrained=...)` carries."""
+        norm = getattr(model, "normalizer", None)
+        if not isinstance(norm, cls):
+            raise ReslabError("this model carries no normalisation (build it with create_model(..., pretrained=...))")
+        return norm
+
     def describe(self) -> str:
         if self.kind == "channel":
             fmt = lambda t: "(" + ", ".join(f"{v:.4f}" for v in t.tolist()) + ")"  # noqa: E731
@@ -159,12 +169,36 @@ class Normalizer:
         return f"{self.kind} [{self.note}]"
 
 
+class NormalizeInput(torch.nn.Module):
+    """A Normalizer as the first layer of a network: float images in [0, 1] (N, 3, H, W) in, normalised out.
+    Explicit subtract/divide ops, so exported graphs (ONNX, torch.export) carry the normalisation too."""
+
+    def __init__(self, normalizer: Normalizer):
+        super().__init__()
+        self.kind = normalizer.kind
+        mean = normalizer.mean if normalizer.mean is not None else torch.zeros(3)
+        if normalizer.kind == "channel":
+            mean = mean.view(1, 3, 1, 1)
+        self.register_buffer("mean", mean.float().clone())
+        std = normalizer.std if normalizer.kind == "channel" else torch.ones(3)
+        self.register_buffer("std", std.float().view(1, 3, 1, 1).clone())
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.kind == "none":
+            return x
+        return (x - self.mean) / self.std if self.kind == "channel" else x - self.mean
+
+    def extra_repr(self) -> str:
+        return f"kind={self.kind}"
+
+
 def augment(x: torch.Tensor, generator: torch.Generator, pad: int = 4, flip: bool = True,
             shard: tuple[int, int] | None = None) -> torch.Tensor:
     """The paper's augmentation for a whole batch: zero-pad `pad` pixels, random crop back to the input size,
     random horizontal flip — as one gather, on whatever device `x` lives on.
 
-    Padding is zero in the network's input space (after normalisation), as in the paper's Torch lineage.
+    Padding is zero in whatever space `x` is in: normalised images (zero = the mean, as in the paper's Torch
+    lineage), or uint8 images (zero = black, as torchvision's RandomCrop(padding=...)).
 
     shard=(start, total): `x` holds rows start .. start+len(x) of a batch of `total` (one process's slice of
     a distributed global batch). The offsets and flips are drawn for all `total` rows, exactly as for the

@@ -12,13 +12,13 @@ from pathlib import Path
 
 import numpy as np
 
-from reslab.data.cifar import ARCHIVE_NAME, CLASSES, FOLDER_NAME, TEST_BATCH, TRAIN_BATCHES
+from reslab.data.cifar import ARCHIVE_NAME, CIFAR100, CLASSES, FOLDER_NAME, TEST_BATCH, TRAIN_BATCHES
 
 
 def make_images(n: int, rng: np.random.Generator, labels: np.ndarray, base: np.ndarray) -> np.ndarray:
     img = np.empty((n, 3, 32, 32), dtype=np.int64)
     img[:] = base[labels][:, :, None, None]
-    for c in range(10):
+    for c in range(base.shape[0]):
         sel = labels == c
         img[sel, c % 3, (c * 3) % 32: (c * 3) % 32 + 4, :] += 60  # a class-specific stripe
     img += rng.integers(-30, 31, size=img.shape)
@@ -63,3 +63,35 @@ def write_fake_cifar(path: str | Path, per_batch: int = 100, test: int = 100, se
     for name, raw in files.items():
         (folder / name).write_bytes(raw)
     return folder
+
+
+def write_fake_cifar100(path: str | Path, train: int = 1000, test: int = 200, seed: int = 0,
+                        labels_hook=None) -> Path:
+    """Write a CIFAR-100-format archive (`cifar-100-python/{train,test,meta}`, fine and coarse labels) with `train`
+    and `test` images, both multiples of 100 (class-balanced). `labels_hook(labels) -> labels` may corrupt the
+    training labels, to test the structural checks. Returns the archive path."""
+    if train % 100 or test % 100:
+        raise ValueError("train and test must be multiples of 100")
+    rng = np.random.default_rng(seed)
+    train_labels = rng.permutation(np.repeat(np.arange(100), train // 100))
+    test_labels = rng.permutation(np.repeat(np.arange(100), test // 100))
+    base = rng.integers(40, 215, size=(100, 3), dtype=np.int64)
+    if labels_hook is not None:
+        train_labels = labels_hook(train_labels)
+
+    def split(labels, name):
+        return pickle.dumps({b"filenames": [f"{i}.png".encode() for i in range(len(labels))], b"batch_label": name,
+                             b"fine_labels": labels.tolist(), b"coarse_labels": (np.asarray(labels) // 5).tolist(),
+                             b"data": make_images(len(labels), rng, np.clip(labels, 0, 99), base)}, protocol=2)
+
+    files = {"train": split(train_labels, b"training batch 1 of 1"), "test": split(test_labels, b"testing batch 1 of 1"),
+             "meta": pickle.dumps({b"fine_label_names": [f"class{i:02d}".encode() for i in range(100)],
+                                   b"coarse_label_names": [f"super{i:02d}".encode() for i in range(20)]}, protocol=2)}
+    out = Path(path) / CIFAR100.archive
+    out.parent.mkdir(parents=True, exist_ok=True)
+    with tarfile.open(out, "w:gz") as tar:
+        for name, raw in files.items():
+            info = tarfile.TarInfo(f"{CIFAR100.folder}/{name}")
+            info.size = len(raw)
+            tar.addfile(info, io.BytesIO(raw))
+    return out

@@ -11,7 +11,7 @@ import importlib
 from reslab.engine.evaluate import EvalResult, evaluate
 
 _LAZY = {"train": "reslab.engine.trainer", "prepare_data": "reslab.engine.prepare",
-         "resolve_device": "reslab.engine.device", "load_run_checkpoint": "reslab.engine.runs"}
+         "resolve_device": "reslab.engine.device", "load_run_checkpoint": "reslab.weights.files"}
 
 __all__ = sorted([*_LAZY, "EvalResult", "evaluate"])
 

@@ -7,11 +7,11 @@ import torch
 
 from reslab import ReslabError
 from reslab.config import Config, from_dict
-from reslab.data import CLASSES, Normalizer, load_cifar10, splits_for
-from reslab.engine.checkpoint import model_from_checkpoint
+from reslab.data import Normalizer, load_dataset, splits_for
+from reslab.models import model_from_checkpoint
 from reslab.engine.device import resolve_device
 from reslab.engine.evaluate import EvalResult, evaluate
-from reslab.engine.runs import load_run_checkpoint
+from reslab.weights.files import load_run_checkpoint
 
 
 def evaluate_checkpoint(path: str | Path, *, split: str = "test", data_dir: str | None = None,
@@ -25,7 +25,7 @@ def evaluate_checkpoint(path: str | Path, *, split: str = "test", data_dir: str 
     model = model_from_checkpoint(ckpt, dev, str(ckpt_path))
     norm = Normalizer.from_state_dict(ckpt["normalization"])
     cfg = from_dict(ckpt["config"]) if ckpt.get("config") else Config()
-    data = data or load_cifar10(data_dir if data_dir is not None else cfg.data.dir)
+    data = data or load_dataset(cfg.data.dataset, data_dir if data_dir is not None else cfg.data.dir)
     if split == "test":
         x, y = data.test_images, data.test_labels
     else:
@@ -39,7 +39,8 @@ def evaluate_checkpoint(path: str | Path, *, split: str = "test", data_dir: str 
         x, y = data.train_images[s.val], data.train_labels[s.val]
     # channels_last: ~20% faster on CPU and GPU; predictions are unchanged (checked against published errors).
     model = model.to(memory_format=torch.channels_last)
-    result = evaluate(model, x.to(dev), y.to(dev), norm, batch_size=batch_size, channels_last=True)
+    result = evaluate(model, x.to(dev), y.to(dev), norm, batch_size=batch_size, channels_last=True,
+                      classes=data.classes)
     return result, ckpt, ckpt_path
 
 
@@ -52,15 +53,15 @@ def format_eval(result: EvalResult, ckpt: dict, ckpt_path: Path, split: str) -> 
              f"{split} error   {result.error:.2f}%  ({result.n} images, loss {result.loss:.4f})", "",
              f"{'class':<12}{'accuracy':>9}{'images':>8}"]
     totals = result.confusion.sum(1).tolist()
-    for c, a, n in zip(CLASSES, result.per_class_accuracy, totals):
+    for c, a, n in zip(result.classes, result.per_class_accuracy, totals):
         lines.append(f"{c:<12}{a:>8.2f}%{n:>8}")
     return "\n".join(lines)
 
 
 def write_confusion_csv(path: Path, result: EvalResult) -> Path:
     """Write the confusion matrix; an existing different file is kept and a new name chosen."""
-    text = "true\\predicted," + ",".join(CLASSES) + "\n" + "".join(
-        f"{c}," + ",".join(str(v) for v in row) + "\n" for c, row in zip(CLASSES, result.confusion.tolist()))
+    text = "true\\predicted," + ",".join(result.classes) + "\n" + "".join(
+        f"{c}," + ",".join(str(v) for v in row) + "\n" for c, row in zip(result.classes, result.confusion.tolist()))
     base, i = Path(path), 1
     while base.exists() and base.read_text() != text:
         i += 1

@@ -16,7 +16,8 @@ class EvalResult:
     loss: float
     error: float              # percent
     n: int
-    confusion: torch.Tensor   # (10, 10) int64: rows = true class, columns = predicted
+    confusion: torch.Tensor   # (classes, classes) int64: rows = true class, columns = predicted
+    classes: tuple = CLASSES
 
     @property
     def per_class_accuracy(self) -> list[float]:
@@ -25,7 +26,7 @@ class EvalResult:
 
     def as_dict(self) -> dict:
         return {"error": self.error, "loss": self.loss, "n": self.n,
-                "per_class": {c: round(a, 2) for c, a in zip(CLASSES, self.per_class_accuracy)},
+                "per_class": {c: round(a, 2) for c, a in zip(self.classes, self.per_class_accuracy)},
                 "confusion": self.confusion.tolist()}
 
 
@@ -38,13 +39,14 @@ def autocast(device: torch.device, amp: str):
 @torch.inference_mode()
 def evaluate(model: nn.Module, images: torch.Tensor, labels: torch.Tensor, normalizer: Normalizer, *,
              batch_size: int = 1000, amp: str = "none", channels_last: bool = False,
-             num_classes: int = 10, shard: tuple[int, int] | None = None) -> EvalResult:
+             classes: tuple = CLASSES, shard: tuple[int, int] | None = None) -> EvalResult:
     """Single-view evaluation (the paper's protocol) of uint8 `images` on the model's device.
 
     shard=(rank, world_size), in a torch.distributed job: this process runs batches rank, rank + world_size,
     ... of the very batches one process would run, and the confusion matrix and per-batch loss sums are
     all-reduced — every rank returns the single-process result (the error exactly; the loss summed in the
     same batch order)."""
+    num_classes = len(classes)
     was_training = model.training
     model.eval()
     device = next(model.parameters()).device
@@ -83,4 +85,4 @@ def evaluate(model: nn.Module, images: torch.Tensor, labels: torch.Tensor, norma
     confusion = confusion.view(num_classes, num_classes).cpu()
     correct = int(confusion.diag().sum())
     return EvalResult(loss=float(loss_sum) / max(n, 1), error=100.0 * (n - correct) / max(n, 1), n=n,
-                      confusion=confusion)
+                      confusion=confusion, classes=tuple(classes))

@@ -5,14 +5,14 @@ from dataclasses import dataclass
 
 import torch
 
-from reslab.data import Cifar10, Normalizer, load_cifar10, splits_for
+from reslab.data import CifarData, Normalizer, load_dataset, splits_for
 
 
 @dataclass
 class Prepared:
     """Everything derived from data + config that training and evaluation share."""
 
-    data: Cifar10
+    data: CifarData
     train_x: torch.Tensor
     train_y: torch.Tensor
     val_x: torch.Tensor
@@ -26,12 +26,14 @@ class Prepared:
         return self.train_x.shape[0]
 
 
-def prepare_data(cfg, device: torch.device, data: Cifar10 | None = None) -> Prepared:
-    """The run's splits as uint8 tensors on `device` (the whole data set lives there) and its normaliser."""
-    data = data or load_cifar10(cfg.data.dir)
+def prepare_data(cfg, device: torch.device, data: CifarData | None = None,
+                 normalizer: Normalizer | None = None) -> Prepared:
+    """The run's splits as uint8 tensors on `device` (the whole data set lives there) and its normaliser: fitted
+    on the training split, or `normalizer` as given (data.normalization=init: that of the initial weights)."""
+    data = data or load_dataset(cfg.data.dataset, cfg.data.dir)
     s = splits_for(data.train_labels, data.test_labels, cfg.data)
     train_x = data.train_images[s.train]
-    norm = Normalizer.fit(train_x, cfg.data.normalization)
+    norm = normalizer or Normalizer.fit(train_x, cfg.data.normalization)
     return Prepared(data, train_x.to(device), data.train_labels[s.train].to(device),
                     data.train_images[s.val].to(device), data.train_labels[s.val].to(device),
                     data.test_images[s.test].to(device), data.test_labels[s.test].to(device), norm.to(device))

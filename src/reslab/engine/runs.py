@@ -15,14 +15,14 @@ from pathlib import Path
 import torch
 
 from reslab import ReslabError, __version__
-from reslab.engine.checkpoint import atomic_write_text, load_checkpoint, newest_good_checkpoint
+from reslab.weights.files import atomic_write_text
 
 METRIC_FIELDS = ("epoch", "iteration", "train_loss", "train_error", "val_loss", "val_error", "test_loss",
                  "test_error", "lr", "seconds", "images_per_s", "wall_seconds")
 # the dense training curve: the running training loss/error over each window of train.log_every iterations
 TRAIN_LOG_FIELDS = ("iteration", "train_loss", "train_error", "lr")
-CONFIG_FILE, METRICS_FILE, SUMMARY_FILE, LOG_FILE, ENV_FILE, TEST_EVAL_FILE, TRAIN_LOG_FILE = (
-    "config.yaml", "metrics.csv", "summary.json", "train.log", "env.json", "test_eval.json", "train_log.csv")
+METRICS_FILE, SUMMARY_FILE, LOG_FILE, ENV_FILE, TEST_EVAL_FILE, TRAIN_LOG_FILE = (
+    "metrics.csv", "summary.json", "train.log", "env.json", "test_eval.json", "train_log.csv")
 TRACKERS_FILE = "trackers.json"  # the tracker runs' ids, so that a resumed run continues the same ones
 STUDY_FILE = "study.json"        # marks a study directory: STUDY/study.json, its runs in STUDY/runs/<name>/
 
@@ -53,19 +53,6 @@ def new_run_dir(runs_dir: Path, name: str, exact: str | None = None) -> Path:
         except OSError as e:
             raise ReslabError(f"cannot create a run directory in {runs_dir} ({e.strerror or e})") from None
     raise ReslabError(f"could not create a new run directory in {runs_dir}")
-
-
-def is_run_dir(path: Path) -> bool:
-    return (Path(path) / CONFIG_FILE).is_file() and (Path(path) / "checkpoints").is_dir()
-
-
-def require_run_dir(path: Path) -> Path:
-    path = Path(path)
-    if not path.is_dir():
-        raise ReslabError(f"run directory {path} does not exist")
-    if not is_run_dir(path):
-        raise ReslabError(f"{path} is not a reslab run (no {CONFIG_FILE} and checkpoints/ inside)")
-    return path
 
 
 def study_of(run_dir: Path) -> Path | None:
@@ -144,19 +131,3 @@ class RunLog:
             with open(self.path, "a") as f:
                 f.write(f"{time.strftime('%Y-%m-%d %H:%M:%S')} {msg}\n")
 
-
-def load_run_checkpoint(path: Path, which: str = "last") -> tuple[dict, Path]:
-    """A checkpoint from a run directory ('last' = newest resumable, 'best' = best on validation) or a file."""
-    path = Path(path)
-    if path.is_file():
-        return load_checkpoint(path), path
-    run_dir = require_run_dir(path)
-    if which == "best":
-        p = run_dir / "checkpoints" / "best.pt"
-        if not p.exists():
-            raise ReslabError(f"{run_dir} has no best.pt (no validation split, or no evaluation yet); use --weights last")
-        return load_checkpoint(p, require_checksum=True), p
-    found = newest_good_checkpoint(run_dir / "checkpoints")
-    if found is None:
-        raise ReslabError(f"{run_dir} has no usable checkpoint")
-    return found[1], found[0]

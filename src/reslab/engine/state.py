@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 import torch
 
 from reslab.config import Config, to_dict
-from reslab.engine.checkpoint import load_weights
+from reslab.weights.files import load_weights
 from reslab.models import model_kwargs
 
 

@@ -21,13 +21,14 @@ import torch
 
 from reslab import ReslabError
 from reslab.config import Config, Schedule, from_dict, load_yaml, resolve_schedule, to_dict, validate
-from reslab.data import Cifar10, mix_seed
+from reslab.data import CifarData, Normalizer, mix_seed
 from reslab.engine import distributed, runs
-from reslab.engine.checkpoint import newest_good_checkpoint
+from reslab.weights.files import CONFIG_FILE, newest_good_checkpoint, require_run_dir
 from reslab.engine.device import torch_sync
 from reslab.engine.evaluate import evaluate
+from reslab.engine.init import apply_init, load_init
 from reslab.engine.prepare import Prepared, prepare_data
-from reslab.engine.progress import EpochBar, rate
+from reslab.engine.progress import EpochBar, PlainProgress, announce, epoch_progress, rate, status
 from reslab.engine.schedule import LRSchedule
 from reslab.engine.signals import StopRequest, signal_name
 from reslab.engine.state import Progress, TrainState, model_payload, restore, resumable_payload
@@ -35,6 +36,7 @@ from reslab.engine.step import train_step, training_batch
 from reslab.engine.writer import RunWriter
 from reslab.models import count_params, model_from_config, model_info
 from reslab.trackers import TrackedRun, Trackers, open_trackers
+from reslab.weights import Pretrained
 
 
 class NonFiniteLoss(ReslabError):
@@ -65,18 +67,19 @@ class Run:
     shard: tuple[int, int] | None  # this process's rows of every global batch (torchrun), else None
     n_params: int
     state: TrainState
+    init_note: str | None = None  # where the initial weights came from (model.init_from), for the log
     writer: RunWriter | None = None
     trackers: Trackers | None = None
 
 
 def train(cfg: Config | None = None, *, runs_dir: str | Path = "runs", resume: str | Path | None = None,
-          data: Cifar10 | None = None, device: str | None = None, quiet: bool = False,
+          data: CifarData | None = None, device: str | None = None, quiet: bool = False,
           stop_after: int | None = None, run_name: str | None = None) -> Path:
     """Train one model; returns its run directory.
 
     cfg         a validated Config (ignored with `resume`, which uses the run's own config)
     resume      a run directory to continue from its newest good checkpoint
-    data        CIFAR-10 already in memory (studies load it once for many runs)
+    data        the data set already in memory (studies load it once for many runs)
     device      overrides train.device (e.g. to resume a run on another device)
     stop_after  stop (with a checkpoint, as on Ctrl-C) after this many iterations in this call — for tests
     run_name    create exactly runs_dir/run_name (must not exist) instead of <model>-<timestamp>; studies use it
@@ -91,7 +94,7 @@ def train(cfg: Config | None = None, *, runs_dir: str | Path = "runs", resume: s
         quiet = quiet or not ctx.main
         found = None
         if resume is not None:  # the run's lock first: a second writer is refused before it reads or writes
-            writer = RunWriter(ctx, ctx.on_main(partial(runs.require_run_dir, Path(resume))), quiet)
+            writer = RunWriter(ctx, ctx.on_main(partial(require_run_dir, Path(resume))), quiet)
             found = ctx.on_main(partial(find_resume_point, writer.run_dir, quiet))
         if found is not None and found.ckpt is None:
             return found.run_dir
@@ -101,9 +104,12 @@ def train(cfg: Config | None = None, *, runs_dir: str | Path = "runs", resume: s
             cfg = validate(from_dict(found.ckpt["config"]))
         if device is not None:
             cfg.train.device = device
-        run = build_run(ctx, cfg, data)
+        init = ctx.on_main(partial(load_init, cfg.model.init_from)) if found is None and cfg.model.init_from else None
+        if init is not None and cfg.data.pad_fill == "init":  # config.yaml records what was used
+            cfg.data.pad_fill = init.pad_fill or "mean"
+        run = build_run(ctx, cfg, data, init, normalizer_to_keep(cfg, found, init))
         run.writer = writer
-        start_or_resume(run, found, Path(runs_dir), run_name, quiet)
+        start_or_resume(run, found, Path(runs_dir), run_name, quiet, init)
         return train_loop(run, stop_after)
     finally:
         if run is not None and run.trackers is not None:
@@ -116,7 +122,7 @@ def train(cfg: Config | None = None, *, runs_dir: str | Path = "runs", resume: s
 
 def find_resume_point(run_dir: Path, quiet: bool) -> ResumePoint:
     """The newest good checkpoint of a run (rank 0 reads the run; every rank resumes from what it found)."""
-    run_dir = runs.require_run_dir(run_dir)
+    run_dir = require_run_dir(run_dir)
     summary_path = run_dir / runs.SUMMARY_FILE
     if summary_path.exists() and runs.read_json(summary_path).get("status") == "finished":
         if not quiet:
@@ -127,14 +133,22 @@ def find_resume_point(run_dir: Path, quiet: bool) -> ResumePoint:
         raise ReslabError(f"{run_dir} has no usable checkpoint to resume from; start a new run")
     ckpt_path, ckpt = found
     validate(from_dict(ckpt["config"]))
-    own = load_yaml(run_dir / runs.CONFIG_FILE).get("model", {}).get("name")
+    own = load_yaml(run_dir / CONFIG_FILE).get("model", {}).get("name")
     if own != ckpt["model"]["name"]:
         raise ReslabError(f"{ckpt_path} is a checkpoint of {ckpt['model']['name']}, but the run trains {own}")
     return ResumePoint(run_dir, ckpt_path, ckpt)
 
 
-def build_run(ctx: distributed.DistContext, cfg: Config, data: Cifar10 | None) -> Run:
-    """Device, data, model, optimiser, schedule: everything but the run directory."""
+def normalizer_to_keep(cfg: Config, found: ResumePoint | None, init: Pretrained | None) -> Normalizer | None:
+    """data.normalization=init: the initial weights' normalisation (stored in every checkpoint for a resume)."""
+    if cfg.data.normalization != "init":
+        return None
+    return init.normalizer if found is None else Normalizer.from_state_dict(found.ckpt["normalization"])
+
+
+def build_run(ctx: distributed.DistContext, cfg: Config, data: CifarData | None, init: Pretrained | None = None,
+              normalizer: Normalizer | None = None) -> Run:
+    """Device, data, model (fresh, or from `init`), optimiser, schedule: everything but the run directory."""
     t = cfg.train
     dev = ctx.device(t.device)
     shard = ctx.shard(t.batch_size) if ctx.enabled else None
@@ -144,10 +158,12 @@ def build_run(ctx: distributed.DistContext, cfg: Config, data: Cifar10 | None) -
             torch.backends.cudnn.benchmark = False
     elif dev.type == "cuda":
         torch.backends.cudnn.benchmark = True
-    prep = prepare_data(cfg, dev, data)
+    prep = prepare_data(cfg, dev, data, normalizer)
     sched = resolve_schedule(cfg, prep.n_train)
     torch.manual_seed(t.seed)  # the model's initialisation comes from this seed alone
-    model = model_from_config(cfg).to(dev)
+    model = model_from_config(cfg)
+    init_note = apply_init(model, init, cfg.model.name, cfg.model.init_from) if init is not None else None
+    model = model.to(dev)
     if t.sync_bn:
         model = ctx.convert_sync_bn(model, dev)
     if t.channels_last:
@@ -161,16 +177,20 @@ def build_run(ctx: distributed.DistContext, cfg: Config, data: Cifar10 | None) -
     wrapped = ctx.wrap(model, dev, t.sync_bn)
     step_model = torch.compile(wrapped) if t.compile else wrapped
     return Run(cfg, ctx, dev, prep, sched, model, step_model, optimizer, scaler, lrs, shard, n_params,
-               TrainState.fresh(dev))
+               TrainState.fresh(dev), init_note)
 
 
-def start_or_resume(run: Run, found: ResumePoint | None, runs_dir: Path, run_name: str | None, quiet: bool) -> None:
+def start_or_resume(run: Run, found: ResumePoint | None, runs_dir: Path, run_name: str | None, quiet: bool,
+                    init: Pretrained | None = None) -> None:
     """A new run directory with an iteration-0 checkpoint, or the state of `found` restored exactly (with the
     writer `train` opened, holding the run's lock, else a new one); then the trackers."""
     ctx, st = run.ctx, run.state
     if found is None:
-        run.writer = RunWriter.create(ctx, runs_dir, run.cfg, run.dev, run_name, quiet)
-        run.writer.log(f"run {run.writer.run_dir}")
+        extra_env = {"init_from": init.origin} if init is not None else {}
+        run.writer = RunWriter.create(ctx, runs_dir, run.cfg, run.dev, run_name, quiet, extra_env)
+        run.writer.log(f"run {run.writer.run_dir}", always=True)  # --quiet still says where the run is
+        if run.init_note:
+            run.writer.log(run.init_note)
     else:
         run.writer = run.writer or RunWriter(ctx, found.run_dir, quiet)
         restore(found.ckpt, found.ckpt_path, run.model, run.optimizer, run.scaler, run.lrs, st, run.dev,
@@ -222,12 +242,12 @@ def train_loop(run: Run, stop_after: int | None) -> Path:
                 if epoch != perm_epoch:  # the epoch's shuffle, from (seed, epoch) alone
                     perm, perm_epoch = epoch_permutation(run, epoch), epoch
                 if bar is None and cfg.log.progress and not w.quiet:
-                    bar = EpochBar(epoch, spe, k, total)
+                    bar = epoch_progress(epoch, spe, k, total)
                 # ---- step ----
                 lr, loss, wrong, batch = step(run, perm[k * cfg.train.batch_size:(k + 1) * cfg.train.batch_size], it)
                 done_this_call += 1
                 observe_warmup(run, wrong, batch)
-                nonfinite = show_progress(run, bar, loss, wrong, batch, lr, tick)
+                nonfinite = show_progress(run, bar, loss, wrong, batch, lr, tick, start_wall)
                 if st.iteration in run.sched.snapshots and st.iteration > 0:
                     w.save(partial(payload, run, "snapshot"), f"snapshot-{st.iteration:08d}.pt")
                 # ---- log ----
@@ -272,7 +292,8 @@ def step(run: Run, idx: torch.Tensor, it: int):
     cfg, p, st = run.cfg, run.prep, run.state
     x, y = training_batch(p.train_x, p.train_y, idx, p.normalizer,
                           augment_seed=mix_seed(cfg.train.seed, 2, it) if cfg.data.augment else None,
-                          pad=cfg.data.pad, channels_last=cfg.train.channels_last, shard=run.shard)
+                          pad=cfg.data.pad, pad_fill=cfg.data.pad_fill, channels_last=cfg.train.channels_last,
+                          shard=run.shard)
     lr = run.lrs.lr(it)
     for group in run.optimizer.param_groups:
         group["lr"] = lr
@@ -301,9 +322,11 @@ def observe_warmup(run: Run, wrong: torch.Tensor, batch: int) -> None:
         st.warmup_seen = 0
 
 
-def show_progress(run: Run, bar: EpochBar | None, loss, wrong, batch: int, lr: float, tick: float) -> float | None:
-    """Advance the bar; every 20 iterations read the loss (the only per-step host sync) and show it. A
-    non-finite loss fails the run here, or, distributed, is returned so that every rank stops on it together."""
+def show_progress(run: Run, bar: EpochBar | PlainProgress | None, loss, wrong, batch: int, lr: float, tick: float,
+                  start_wall: float) -> float | None:
+    """Advance the bar; every 20 iterations read the loss (the only per-step host sync) and show it with the whole
+    run's ETA (the wall time per iteration so far, evaluations included). A non-finite loss fails the run here,
+    or, distributed, is returned so that every rank stops on it together."""
     if bar is None:
         return None
     st = run.state
@@ -316,8 +339,10 @@ def show_progress(run: Run, bar: EpochBar | None, loss, wrong, batch: int, lr: f
         if not run.ctx.enabled:
             fail_nonfinite(run, cur, bar)
         nonfinite = cur
-    bar.show(cur, 100.0 * float(wrong) / batch, lr,
-             rate(st.progress.seen, st.progress.seconds + time.perf_counter() - tick))
+    elapsed = time.perf_counter() - start_wall
+    run_eta = (run.sched.iterations - st.iteration) * elapsed / max(st.iteration, 1)
+    bar.show(status(cur, 100.0 * float(wrong) / batch, lr,
+                    rate(st.progress.seen, st.progress.seconds + time.perf_counter() - tick), run_eta))
     return nonfinite
 
 
@@ -344,7 +369,10 @@ def tick_end(run: Run, tick: float, start_wall: float) -> None:
 
 def end_interval(run: Run, start_wall: float) -> None:
     """Evaluate, record the metrics row (and best point), write the logs, checkpoint."""
-    st, w = run.state, run.writer
+    st, w, p = run.state, run.writer, run.prep
+    if run.cfg.log.progress and not w.quiet:
+        announce(f"evaluating at iteration {st.iteration}: {p.val_x.shape[0]} validation and {p.test_x.shape[0]} "
+                 f"test images ...")
     row = eval_row(run)
     row["wall_seconds"] = time.perf_counter() - start_wall
     if not math.isfinite(row["train_loss"]):
@@ -363,7 +391,7 @@ def end_interval(run: Run, start_wall: float) -> None:
     w.write_summary(summarize(run, "running" if st.iteration < run.sched.iterations else "finished"))
 
 
-def stop_run(run: Run, bar: EpochBar | None, signum: int | None) -> Path:
+def stop_run(run: Run, bar: EpochBar | PlainProgress | None, signum: int | None) -> Path:
     """Stopped on request between evaluations: checkpoint where we are and say how to go on. The summary
     names the signal (a cluster launcher requeues a run stopped by SLURM's SIGUSR2, not one stopped by hand)."""
     st, w, ctx = run.state, run.writer, run.ctx
@@ -380,7 +408,7 @@ def stop_run(run: Run, bar: EpochBar | None, signum: int | None) -> Path:
     return w.run_dir
 
 
-def finish(run: Run, bar: EpochBar | None) -> Path:
+def finish(run: Run, bar: EpochBar | PlainProgress | None) -> Path:
     if bar is not None:
         bar.close()
     w = run.writer
@@ -391,11 +419,11 @@ def finish(run: Run, bar: EpochBar | None) -> Path:
     run.trackers.close("finished")
     w.log(f"finished {w.run_dir}: final test error {s['final']['test_error']:.2f}%"
           + (f", best val {s['best']['val_error']:.2f}% (test {s['best']['test_error']:.2f}% there)" if s.get("best") else "")
-          + f", {s['wall_seconds']:.0f}s")
+          + f", {s['wall_seconds']:.0f}s", always=True)  # --quiet still gives the result
     return w.run_dir
 
 
-def fail_nonfinite(run: Run, value: float, bar: EpochBar | None) -> None:
+def fail_nonfinite(run: Run, value: float, bar: EpochBar | PlainProgress | None) -> None:
     if bar is not None:
         bar.close()
     msg = (f"training loss became {value} by iteration {run.state.iteration}; the run is marked failed and its last "
@@ -427,7 +455,7 @@ def eval_row(run: Run) -> dict:
     row = {"epoch": math.ceil(st.iteration / run.sched.steps_per_epoch - 1e-9), "iteration": st.iteration,
            "train_loss": loss_sum / max(seen, 1), "train_error": 100.0 * wrong / max(seen, 1), "lr": lr_now,
            "seconds": acc.seconds, "images_per_s": rate(seen, acc.seconds) if acc.seconds else None}
-    kw = dict(batch_size=t.eval_batch_size, amp=t.amp, channels_last=t.channels_last)
+    kw = dict(batch_size=t.eval_batch_size, amp=t.amp, channels_last=t.channels_last, classes=p.data.classes)
     if ctx.enabled:  # each rank evaluates its share of the batches with rank 0's weights and BN statistics
         ctx.broadcast_buffers(run.model)
         kw["shard"] = (ctx.rank, ctx.world_size)

@@ -16,7 +16,7 @@ import torch
 from reslab import ReslabError
 from reslab.config import Config, dump_yaml
 from reslab.engine import lock, runs
-from reslab.engine.checkpoint import prune_checkpoints, save_checkpoint
+from reslab.weights.files import CONFIG_FILE, prune_checkpoints, save_checkpoint
 
 
 class RunWriter:
@@ -38,10 +38,10 @@ class RunWriter:
 
     @classmethod
     def create(cls, ctx, runs_dir: Path, cfg: Config, device: torch.device, run_name: str | None,
-               quiet: bool) -> "RunWriter":
-        """A new run directory (rank 0 makes it; every rank learns its path)."""
+               quiet: bool, extra_env: dict | None = None) -> "RunWriter":
+        """A new run directory (rank 0 makes it; every rank learns its path); `extra_env` goes into env.json."""
         run_dir = ctx.on_main(partial(create_run_dir, Path(runs_dir), cfg, device, run_name,
-                                       distributed_env(ctx, cfg, device)))
+                                       {**distributed_env(ctx, cfg, device), **(extra_env or {})}))
         return cls(ctx, run_dir, quiet)
 
     def log(self, msg: str, always: bool = False) -> None:
@@ -89,15 +89,15 @@ def distributed_env(ctx, cfg: Config, device: torch.device) -> dict:
             "batch_per_process": cfg.train.batch_size // ctx.world_size, "sync_bn": cfg.train.sync_bn}
 
 
-def create_run_dir(runs_dir: Path, cfg: Config, device: torch.device, run_name: str | None, dist_env: dict) -> Path:
+def create_run_dir(runs_dir: Path, cfg: Config, device: torch.device, run_name: str | None, extra_env: dict) -> Path:
     """Make the run directory with its config, environment and empty CSVs (rank 0 only). Nobody else writes it:
     it did not exist, and a `--resume` of it finds no checkpoint until the writer, locked, has made one."""
     run_dir = runs.new_run_dir(runs_dir, cfg.model.name, exact=run_name)
     try:
         (run_dir / "checkpoints").mkdir()
-        (run_dir / runs.CONFIG_FILE).write_text(dump_yaml(cfg))
+        (run_dir / CONFIG_FILE).write_text(dump_yaml(cfg))
         env = runs.environment(device, cfg.train.seed)
-        env.update(dist_env)
+        env.update(extra_env)
         runs.write_json(run_dir / runs.ENV_FILE, env)
         runs.write_metrics(run_dir / runs.METRICS_FILE, [])
         runs.write_metrics(run_dir / runs.TRAIN_LOG_FILE, [], runs.TRAIN_LOG_FIELDS)

@@ -17,30 +17,10 @@ import torch
 
 from reslab import ReslabError
 from reslab.data import Normalizer
-from reslab.engine.checkpoint import save_checkpoint, strip_prefix
 from reslab.models import count_params, create_model
-
-IMAGENET_MEAN = (0.485, 0.456, 0.406)
-IMAGENET_STD = (0.229, 0.224, 0.225)
-
-
-def convert_state_dict(state: dict) -> tuple[str, dict]:
-    """akamaster state dict -> (reslab model name, reslab state dict)."""
-    state = strip_prefix(state)
-    out = {}
-    for k, v in state.items():
-        if k.startswith("linear."):
-            k = "fc." + k[len("linear."):]
-        out[k] = v
-    blocks = {k.split(".")[1] for k in out if k.startswith("layer1.")}
-    n = len(blocks)
-    if n == 0 or "conv1.weight" not in out or "fc.weight" not in out:
-        raise ReslabError("not an akamaster CIFAR ResNet state dict (expected conv1, layer1.*, linear keys)")
-    for k in list(out):
-        if k.endswith(".running_mean"):
-            out[k[: -len("running_mean")] + "num_batches_tracked"] = torch.tensor(0, dtype=torch.long)
-    return f"resnet{6 * n + 2}", out
-
+from reslab.weights.convert import convert_akamaster
+from reslab.weights.files import save_checkpoint
+from reslab.weights.table import IMAGENET_MEAN, IMAGENET_STD, by_filename
 
 def import_akamaster(src: str | Path, out: str | Path, *, overwrite: bool = False) -> dict:
     src, out = Path(src), Path(out)
@@ -56,7 +36,7 @@ def import_akamaster(src: str | Path, out: str | Path, *, overwrite: bool = Fals
     state = raw.get("state_dict", raw) if isinstance(raw, dict) else None
     if not isinstance(state, dict):
         raise ReslabError(f"{src} holds no state dict")
-    name, converted = convert_state_dict(state)
+    name, converted = convert_akamaster(state)
     model = create_model(name, shortcut="A")
     missing, unexpected = model.load_state_dict(converted, strict=False)
     if missing or unexpected:
@@ -70,5 +50,7 @@ def import_akamaster(src: str | Path, out: str | Path, *, overwrite: bool = Fals
                        "best_prec1": float(best) if best is not None else None}}
     out.parent.mkdir(parents=True, exist_ok=True)
     save_checkpoint(ckpt, out)
+    entry = by_filename(src.name)  # a file reslab knows: its documented error, which reslab's eval reproduces
     return {"model": name, "parameters": count_params(model), "out": str(out),
-            "published_accuracy": ckpt["source"]["best_prec1"]}
+            "published_accuracy": ckpt["source"]["best_prec1"],
+            "published_test_error": entry.test_error if entry and entry.model == name else None}

@@ -27,7 +27,7 @@ from pathlib import Path
 import torch
 
 from reslab import ReslabError
-from reslab.engine.checkpoint import strip_prefix
+from reslab.weights.files import strip_prefix
 
 TORCHVISION_NAME, RESLAB_NAME = "downsample", "shortcut"
 _TV = re.compile(r"^(layer\d+\.\d+\.)downsample\.")

@@ -1,4 +1,5 @@
-"""Model registry: every network is built by name, so the CLI and configs never import a class.
+"""Model registry: every network is built by name (reslab.models.factory.create_model), so the CLI and configs
+never import a class.
 
 The registry owns each model's metadata (`ModelInfo`: family, depth, residual or plain, the options its builder
 takes beyond the common ones) and never imports a family: a family module registers its builders with
@@ -90,12 +91,3 @@ def model_info(name: str) -> ModelInfo:
     examples = ", ".join(list_models()[:8])
     raise ReslabError(f"unknown model {name!r}; allowed: {examples}, ... (see `reslab models`), "
                       f"or resnetN/plainN for any CIFAR depth N = 6n+2")
-
-
-def create_model(name: str, **kwargs) -> nn.Module:
-    """Build a registered model by name, e.g. `create_model("plain56", shortcut="A")`."""
-    info = model_info(name)
-    try:
-        return info.builder(**kwargs)
-    except TypeError as e:
-        raise ReslabError(f"model {name!r}: {e}") from None

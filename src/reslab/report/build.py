@@ -6,7 +6,7 @@ from pathlib import Path
 
 from reslab import ReslabError
 from reslab.config import from_dict
-from reslab.engine.checkpoint import atomic_write_text
+from reslab.weights.files import atomic_write_text
 from reslab.report import degradation, imagenet_style
 from reslab.report.document import Document, to_html, to_markdown
 from reslab.study.spec import read_spec

@@ -4,7 +4,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from reslab.config import from_dict, resolve_schedule
-from reslab.data import CLASSES, n_train_images
+from reslab.data import n_train_images
 from reslab.engine.schedule import LRSchedule
 from reslab.plotting import plt, save_figure
 from reslab.study.results import ModelResult, Study
@@ -110,17 +110,22 @@ def lr_schedule(study: Study, out: Path) -> Path:
     return save_figure(fig, out / "lr.png")
 
 
-def confusion(matrix: list[list[int]], title: str, out: Path) -> Path:
+def confusion(matrix: list[list[int]], classes: list[str], title: str, out: Path) -> Path:
+    """A heat map; with up to 10 classes every cell is labelled, with more (CIFAR-100) the axes count classes."""
     fig, ax = plt.subplots(figsize=(6.2, 5.4))
     im = ax.imshow(matrix, cmap="Blues")
-    ax.set_xticks(range(10), CLASSES, rotation=45, ha="right")
-    ax.set_yticks(range(10), CLASSES)
     ax.set_xlabel("predicted")
     ax.set_ylabel("true")
-    top = max(max(r) for r in matrix) or 1
-    for i, r in enumerate(matrix):
-        for j, v in enumerate(r):
-            ax.text(j, i, str(v), ha="center", va="center", fontsize=7, color="white" if v > top / 2 else "black")
+    if len(classes) <= 10:
+        ax.set_xticks(range(len(classes)), classes, rotation=45, ha="right")
+        ax.set_yticks(range(len(classes)), classes)
+        top = max(max(r) for r in matrix) or 1
+        for i, r in enumerate(matrix):
+            for j, v in enumerate(r):
+                ax.text(j, i, str(v), ha="center", va="center", fontsize=7, color="white" if v > top / 2 else "black")
+    else:
+        ax.set_xlabel(f"predicted class (0 to {len(classes) - 1}, in the data set's order)")
+        ax.set_ylabel(f"true class (0 to {len(classes) - 1})")
     ax.set_title(title)
     fig.colorbar(im, ax=ax, fraction=0.046)
     fig.tight_layout()

@@ -11,7 +11,7 @@ from reslab.analysis.findings import gradient_verdicts, response_verdicts
 from reslab.analysis.gradients import has_snapshots, measure_gradients, plot_gradients, write_gradients_csv
 from reslab.analysis.responses import measure_responses, plot_responses, write_responses_csv
 from reslab.config import from_dict, resolve_schedule
-from reslab.data import CLASSES, n_train_images
+from reslab.data import n_train_images
 from reslab.report import figures
 from reslab.report.document import Bullets, Figure, Heading, Para, Table
 from reslab.study.results import ModelResult, Study
@@ -21,14 +21,30 @@ def _test_evals(m: ModelResult) -> list[dict]:
     return [r.test_eval for r in m.finished if r.test_eval]
 
 
+def per_class_accuracy(m: ModelResult) -> dict[str, float]:
+    """Test accuracy (%) per class of a model, mean over its evaluated seeds, in class order."""
+    evals = _test_evals(m)
+    return {c: sum(e["per_class"][c] for e in evals) / len(evals) for c in evals[0]["per_class"]} if evals else {}
+
+
 def per_class_section(models: list[ModelResult]) -> list:
-    """A table of per-class test accuracy, one row per model (mean over its seeds); empty if nothing evaluated."""
+    """Per-class test accuracy, one row per model (mean over its seeds): a column per class for 10 classes; for
+    more (CIFAR-100), the mean and the 10 worst and 10 best classes. Empty if nothing was evaluated."""
+    accs = [(m, per_class_accuracy(m)) for m in models]
+    accs = [(m, a) for m, a in accs if a]
+    if not accs:
+        return []
+    classes = list(accs[0][1])
+    if len(classes) <= 10:
+        rows = [[m.model, *[f"{a[c]:.1f}" for c in classes]] for m, a in accs]
+        return [Heading("Per-class test accuracy (%)"), Table(["model", *classes], rows)]
     rows = []
-    for m in models:
-        evals = _test_evals(m)
-        if evals:
-            rows.append([m.model, *[f"{sum(e['per_class'][c] for e in evals) / len(evals):.1f}" for c in CLASSES]])
-    return [Heading("Per-class test accuracy (%)"), Table(["model", *CLASSES], rows)] if rows else []
+    for m, a in accs:
+        ranked = sorted(a, key=a.get)
+        rows.append([m.model, f"{sum(a.values()) / len(a):.1f}",
+                     ", ".join(f"{c} {a[c]:.0f}" for c in ranked[:10]), ", ".join(f"{c} {a[c]:.0f}" for c in ranked[-10:])])
+    return [Heading(f"Per-class test accuracy (%) — {len(classes)} classes: the 10 worst and the 10 best"),
+            Table(["model", "mean", "10 worst classes", "10 best classes"], rows)]
 
 
 def confusion_section(best: ModelResult | None, out: Path, figs: dict) -> list:
@@ -36,8 +52,10 @@ def confusion_section(best: ModelResult | None, out: Path, figs: dict) -> list:
     evals = _test_evals(best) if best is not None else []
     if not evals:
         return []
-    mat = [[sum(e["confusion"][i][j] for e in evals) for j in range(10)] for i in range(10)]
-    figs["confusion"] = figures.confusion(mat, f"{best.model}: test confusion matrix", out)
+    k = len(evals[0]["confusion"])
+    mat = [[sum(e["confusion"][i][j] for e in evals) for j in range(k)] for i in range(k)]
+    figs["confusion"] = figures.confusion(mat, list(evals[0]["per_class"]), f"{best.model}: test confusion matrix",
+                                          out)
     return [Heading(f"Confusion matrix of the best model ({best.model})"),
             Figure(figs["confusion"], f"Rows: true class; columns: predicted ({sum(map(sum, mat))} test "
                    f"images{', summed over seeds' if len(evals) > 1 else ''}).")]

@@ -41,7 +41,7 @@ def plan_degradation(profile: str = "quick", depths=None, seeds: int = 1, overri
     over = list(overrides or [])
     if data_dir is not None:
         over.append(f"data.dir={data_dir}")
-    base = load_config(profile, over)
+    base = load_config(profile, over, flag="--profile")
     base_seed = base.train.seed
     spec = StudySpec(KIND, profile, to_dict(base))
     for depth in depths:

@@ -35,7 +35,7 @@ def plan_imagenet_style(profile: str = "full", seeds: int = 1, overrides: list[s
     over = list(overrides or [])
     if data_dir is not None:
         over.append(f"data.dir={data_dir}")
-    base = load_config(PROFILES.get(profile, profile), over)
+    base = load_config(PROFILES.get(profile, profile), over, flag="--profile")
     spec = StudySpec(KIND, profile_name(profile), to_dict(base))
     for model, group, depth in MODELS:
         for s in range(seeds):

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import yaml
 
-from reslab.data import load_cifar10
+from reslab.data import load_dataset
 from reslab.engine.trainer import NonFiniteLoss, train
 from reslab.study.spec import StudySpec, open_study, run_status
 from reslab.study.status import overall_line, study_status
@@ -45,7 +45,8 @@ def train_grid(spec: StudySpec, out: Path, devices: list[str] | None, data, quie
     devices = devices or [None]
     if len(devices) == 1:
         if todo and data is None:
-            data = load_cifar10(spec.run_config(todo[0][0]).data.dir)
+            first = spec.run_config(todo[0][0]).data
+            data = load_dataset(first.dataset, first.dir)
         for r, st in todo:
             log(f"[study] run {spec.runs.index(r) + 1} of {len(spec.runs)}, {r.name}: "
                 f"{'resuming' if st != 'missing' else 'training'}; {overall_line(study_status(out))}")

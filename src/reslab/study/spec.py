@@ -13,10 +13,10 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from reslab import ReslabError
-from reslab.config import dump_yaml, from_dict, from_flat, to_dict, validate
+from reslab.config import dump_yaml, flatten, from_dict, from_flat, to_dict, validate
 from reslab.engine import lock, runs
-from reslab.engine.checkpoint import atomic_write_text
 from reslab.engine.runs import STUDY_FILE
+from reslab.weights.files import atomic_write_text
 
 JOBS_FILE = "jobs.json"  # written by a cluster launcher (reslab.launchers), read by `reslab study status`
 
@@ -61,8 +61,8 @@ def run_status(run_dir: Path) -> str:
 def _comparable(spec: StudySpec) -> dict:
     """What makes two studies the same: the spec with its base config completed by today's defaults (a study
     made before a config field existed still matches the same command: the new field at its default changes
-    nothing it trained), less what only says where the numbers are shown (train.loggers, the log section) and where the runs
-    train (the launcher section): rerunning a study with another launcher is the same study."""
+    nothing it trained), less what only says where the numbers are shown (train.loggers, the log section) and
+    where the runs train (the launcher section): rerunning a study with another launcher is the same study."""
     d = spec.to_json()
     try:
         d["base_config"] = to_dict(from_dict(d["base_config"]))
@@ -80,8 +80,7 @@ def check_study(spec: StudySpec, out: Path) -> bool:
     if f.exists():
         old, new = _comparable(StudySpec.from_json(runs.read_json(f))), _comparable(spec)
         if old != new:
-            diff = [k for k in ("kind", "profile", "base_config", "runs") if old[k] != new[k]]
-            raise ReslabError(f"{out} holds a different study (its {', '.join(diff)} differ); pass --out NEW_DIR "
+            raise ReslabError(f"{out} holds a different study ({spec_difference(old, new)}); pass --out NEW_DIR "
                               f"for a new study, or rerun the original command to resume it")
         return True
     if Path(out).exists() and any(p.name != lock.LOCK_FILE for p in Path(out).iterdir()):
@@ -106,6 +105,15 @@ def open_study(spec: StudySpec, out: Path, warn=print) -> lock.DirLock:
         held.release()
         raise
     return held
+
+
+def spec_difference(old: dict, new: dict) -> str:
+    """What differs between two studies, in words: the config keys with both values, or the other fields."""
+    parts = [k for k in ("kind", "profile", "runs") if old[k] != new[k]]
+    a, b = flatten(old["base_config"]), flatten(new["base_config"])
+    keys = sorted(k for k in a.keys() | b.keys() if a.get(k) != b.get(k))
+    parts += [f"{k}: {a.get(k)!r} there, {b.get(k)!r} now" for k in keys[:3]] + (["..."] if len(keys) > 3 else [])
+    return "its " + "; ".join(parts) + (" differ" if not keys else "")
 
 
 def read_spec(study_dir: Path) -> StudySpec:

@@ -1,4 +1,5 @@
-"""Checkpoints that survive kill -9: atomic writes, a checksum beside every file, safe loading.
+"""Weight files: the reslab checkpoint format, which survives kill -9 — atomic writes, a checksum beside every file,
+safe loading — and finding the checkpoint of a run directory.
 
 Write: serialise to memory, write a temp file in the same folder, fsync, rename over the target, then write
 the sha256 sidecar the same way. A crash at any moment leaves either the old pair or the new pair; a file
@@ -16,10 +17,11 @@ from pathlib import Path
 import torch
 
 from reslab import ReslabError
-from reslab.models import create_model
 
 FORMAT = "reslab-checkpoint"
 VERSION = 1
+# What makes a folder a run directory: its config and its checkpoints (reslab.engine.runs writes the rest).
+CONFIG_FILE, CHECKPOINTS = "config.yaml", "checkpoints"
 
 
 class CheckpointError(ReslabError):
@@ -154,9 +156,32 @@ def strip_prefix(state: dict, prefixes=("module.", "_orig_mod.")) -> dict:
     return out
 
 
-def model_from_checkpoint(ckpt: dict, device: torch.device | str = "cpu", where: str = "") -> torch.nn.Module:
-    """The network a checkpoint holds, rebuilt from its model name and kwargs, with its weights loaded."""
-    spec = ckpt["model"]
-    model = create_model(spec["name"], **spec.get("kwargs", {}))
-    load_weights(model, ckpt["model_state"], where or spec["name"])
-    return model.to(device)
+
+def is_run_dir(path: Path) -> bool:
+    return (Path(path) / CONFIG_FILE).is_file() and (Path(path) / CHECKPOINTS).is_dir()
+
+
+def require_run_dir(path: Path) -> Path:
+    path = Path(path)
+    if not path.is_dir():
+        raise ReslabError(f"run directory {path} does not exist")
+    if not is_run_dir(path):
+        raise ReslabError(f"{path} is not a reslab run (no {CONFIG_FILE} and {CHECKPOINTS}/ inside)")
+    return path
+
+
+def load_run_checkpoint(path: Path, which: str = "last") -> tuple[dict, Path]:
+    """A checkpoint from a run directory ('last' = newest resumable, 'best' = best on validation) or a file."""
+    path = Path(path)
+    if path.is_file():
+        return load_checkpoint(path), path
+    run_dir = require_run_dir(path)
+    if which == "best":
+        p = run_dir / CHECKPOINTS / "best.pt"
+        if not p.exists():
+            raise ReslabError(f"{run_dir} has no best.pt (no validation split, or no evaluation yet); use --weights last")
+        return load_checkpoint(p, require_checksum=True), p
+    found = newest_good_checkpoint(run_dir / CHECKPOINTS)
+    if found is None:
+        raise ReslabError(f"{run_dir} has no usable checkpoint")
+    return found[1], found[0]
