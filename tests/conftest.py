@@ -25,7 +25,7 @@ def tiny_cfg(fake_dir):
 
     def make(**over):
         base = {"model.name": "resnet8", "data.dir": str(fake_dir), "data.val_size": 50, "train.batch_size": 25,
-                "train.iterations": 20, "train.eval_every": 5, "log.progress": False, "log.tensorboard": False,
+                "train.iterations": 20, "train.eval_every": 5, "log.progress": False,
                 "optim.lr": 0.05}
         base.update(over)
         return load_config(None, base)

@@ -15,7 +15,7 @@ from reslab.models import create_model
 
 TINY = ["data.val_size=50", "data.val_subset=null", "data.test_subset=40", "train.batch_size=25",
         "train.iterations=12", "train.eval_every=4", "optim.milestones=[0.5, 0.75]", "optim.milestones_unit=fraction",
-        "optim.warmup=none", "data.train_subset=null", "log.tensorboard=false", "log.progress=false"]
+        "optim.warmup=none", "data.train_subset=null", "log.progress=false"]
 
 
 @pytest.fixture(scope="module", autouse=True)

@@ -32,11 +32,11 @@ LAYERS = [
     ("weights",),                      # weight files: the checkpoint format, published weights, download + sha256
     ("models",),                       # networks by name; `pretrained=` loads through weights
     ("config",),                       # validated config; asks the model registry and the data's allowed values
-    ("trackers",),                     # room: experiment trackers the engine logs to (engine/loggers.py today)
+    ("trackers",),                     # experiment trackers the engine logs to (TensorBoard, MLflow, W&B)
     ("engine",),                       # training, evaluation, run directories
     ("importers", "export"),           # foreign weights in as reslab checkpoints; weights out (onnx, pt2, folders)
     ("study", "bench"),                # grids of runs; benchmarks of the engine's step
-    ("launchers",),                    # room: cluster launchers for studies (SLURM)
+    ("launchers",),                    # cluster launchers for studies (SLURM through submitit)
     ("analysis",),                     # responses, gradients, the one verdict engine
     ("report",),                       # study reports: documents, figures, per-kind sections and verdicts
     ("cli",),                          # the command line, and reslab/__main__.py

@@ -57,7 +57,7 @@ def test_bad_input_exits_2_with_one_line(capsys, tmp_path, fake_dir, args, needl
 def test_train_then_eval_json_and_table(capsys, tmp_path, fake_dir):
     code, out, err = run_cli(capsys, "train", "--model", "resnet8", "--data-dir", str(fake_dir), "--runs-dir",
                              str(tmp_path), "--epochs", "2", "--set", "train.batch_size=25", "--set",
-                             "data.val_size=50", "--set", "log.tensorboard=false")
+                             "data.val_size=50")
     assert code == 0, err
     assert "epoch   2" in out and "finished" in out
     run = next(tmp_path.iterdir())

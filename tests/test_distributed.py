@@ -36,7 +36,7 @@ pytestmark = pytest.mark.skipif(not (dist.is_available() and dist.is_gloo_availa
 # the 2 ranks (batches 0 and 2 on rank 0, batch 1 on rank 1).
 BASE = {"model.name": "resnet8", "data.val_size": 50, "train.batch_size": 50, "train.iterations": 12,
         "train.eval_every": 3, "train.eval_batch_size": 25, "optim.lr": 0.02, "log.progress": False,
-        "log.tensorboard": False, "train.sync_bn": True}
+        "train.sync_bn": True}
 
 
 def overrides(fake_dir, **over):

@@ -200,7 +200,7 @@ def test_torchvision_weights_give_identical_outputs(depth):
 
 TINY = ["model.width=4", "data.val_size=50", "data.val_subset=null", "data.test_subset=40", "data.train_subset=null",
         "train.batch_size=25", "train.epochs=null", "train.iterations=12", "train.eval_every=4",
-        "optim.warmup=none", "log.tensorboard=false", "log.progress=false"]
+        "optim.warmup=none", "log.progress=false"]
 
 
 @pytest.fixture(scope="module")

@@ -105,7 +105,7 @@ def test_failed_run_in_a_study_is_reported_and_the_study_carries_on(tmp_path, fa
     from reslab.study.results import load_study
     over = ["data.val_size=50", "data.val_subset=null", "data.test_subset=null", "data.train_subset=null",
             "train.batch_size=25", "train.iterations=30", "train.eval_every=10", "optim.warmup=none",
-            "log.tensorboard=false", "log.progress=false", "optim.lr=1e6", "optim.weight_decay=0"]
+            "log.progress=false", "optim.lr=1e6", "optim.weight_decay=0"]
     spec = plan_degradation("quick", (8,), overrides=over, data_dir=str(fake_dir))
     logs = []
     assert run_study(spec, tmp_path / "s", quiet=True, log=logs.append)  # a failed run still ends the study

@@ -15,7 +15,7 @@ from reslab.study.degradation import parse_depths
 
 TINY = ["data.val_size=50", "data.val_subset=null", "data.test_subset=40", "train.batch_size=25", "train.iterations=12",
         "train.eval_every=4", "optim.milestones=[0.5, 0.75]", "optim.milestones_unit=fraction",
-        "optim.warmup=none", "data.train_subset=null", "log.tensorboard=false", "log.progress=false"]
+        "optim.warmup=none", "data.train_subset=null", "log.progress=false"]
 
 
 @pytest.fixture(scope="module")
@@ -78,7 +78,7 @@ def test_interrupted_study_resumes_only_what_is_left(tmp_path, fake_dir_module):
     out = tmp_path / "s"
     from reslab.engine import train
     from reslab.study.spec import open_study
-    open_study(spec, out)
+    open_study(spec, out).release()
     # plain8 half done (as after a kill), resnet8 never started
     train(spec.run_config(spec.runs[0]), runs_dir=out / "runs", run_name=spec.runs[0].name, quiet=True,
           stop_after=5)

@@ -160,7 +160,7 @@ def test_linear_warmup_and_steps():
 def _cli_train(fake_dir, runs_dir, extra=()):
     return [sys.executable, "-m", "reslab", "train", "--model", "resnet8", "--data-dir", str(fake_dir),
             "--runs-dir", str(runs_dir), "--quiet", "--set", "train.iterations=24", "--set", "train.eval_every=6",
-            "--set", "train.batch_size=25", "--set", "data.val_size=50", "--set", "log.tensorboard=false", *extra]
+            "--set", "train.batch_size=25", "--set", "data.val_size=50", *extra]
 
 
 def test_sigint_checkpoints_and_says_how_to_resume(fake_dir, tmp_path):

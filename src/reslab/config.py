@@ -13,6 +13,7 @@ from __future__ import annotations
 import dataclasses
 import difflib
 import re
+import sys
 import typing
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -96,12 +97,33 @@ class TrainConfig:
     # the forward/backward pass; and 64 images estimate BN statistics well. Turn it on when the per-process
     # batch gets small (many GPUs) or to follow a single-device run. No effect in a single process.
     sync_bn: bool = False
+    # Experiment trackers the run also logs to (the CSV files are always written): any of LOGGERS. Each needs its
+    # extra (pip install -e ".[tensorboard]" / ".[mlflow]" / ".[wandb]"); one that is missing or fails is switched
+    # off with one warning line and the run goes on. Not part of what makes two studies the same.
+    loggers: typing.List[str] = field(default_factory=list)
 
 
 @dataclass
 class LogConfig:
     progress: bool = True                     # tqdm bar per epoch
-    tensorboard: bool = True                  # write TensorBoard events if the tensorboard package is installed
+    project: str = "reslab"                   # W&B project; MLflow experiment of runs outside a study (a study is
+                                              # one W&B group and one MLflow experiment, named after its directory)
+    mlflow_uri: typing.Optional[str] = None   # null: $MLFLOW_TRACKING_URI, else sqlite:///<study or runs dir>/mlflow.db
+
+
+@dataclass
+class LauncherConfig:
+    """Where `reslab study` runs its grid (the study's flags --launcher, --partition ... set these). `reslab train`
+    ignores it, and it is not part of what makes two studies the same."""
+    name: str = "local"                       # local: this machine (--devices); submitit: one cluster job per run
+    cluster: str = "slurm"                    # submitit's executor: slurm, or local (each job a process here)
+    partition: typing.Optional[str] = None    # SLURM partition (null: the cluster's default)
+    gpus_per_run: int = 1                     # 0 on a CPU cluster; more than 1 is refused (one process per run)
+    cpus_per_run: int = 8
+    timeout_min: int = 240                    # each job's time limit; SIGUSR2 90 s before it, then a requeue
+    max_parallel: int = 0                     # jobs running at once (SLURM's array parallelism); 0 = all
+    max_requeues: int = 3                     # submitit's cap on requeues after a time limit
+    slurm_extra: typing.List[str] = field(default_factory=list)  # more sbatch options, KEY=VALUE (account=..., qos=...)
 
 
 @dataclass
@@ -111,6 +133,7 @@ class Config:
     optim: OptimConfig = field(default_factory=OptimConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
     log: LogConfig = field(default_factory=LogConfig)
+    launcher: LauncherConfig = field(default_factory=LauncherConfig)
 
 
 SECTIONS = {f.name: f.type for f in dataclasses.fields(Config)}
@@ -123,8 +146,12 @@ CHOICES = {
     "optim.milestones_unit": ("fraction", "iteration", "epoch"),
     "optim.warmup": ("none", "linear", "constant"),
     "train.amp": ("none", "bf16", "fp16"),
+    "launcher.name": ("local", "submitit"),
+    "launcher.cluster": ("slurm", "local"),
 }
 DEVICE_RE = re.compile(r"auto|cpu|mps|cuda(:\d+)?")
+LOGGERS = ("tensorboard", "mlflow", "wandb")  # implemented in reslab.trackers (one module each)
+_told: set[str] = set()  # old keys already explained in this process (one line each, not one per config read)
 
 
 def _section_classes() -> dict[str, type]:
@@ -218,6 +245,10 @@ def from_flat(flat: dict[str, typing.Any], base: Config | None = None) -> Config
                 raise ConfigError(f"config key {key!r} is a section; set one of its keys, e.g. {key}."
                                   f"{dataclasses.fields(classes[key])[0].name}=...")
             raise _unknown(key, list(SECTIONS))
+        if key == "log.tensorboard":  # configs, runs and studies made before train.loggers (which wins)
+            if "train.loggers" not in flat:
+                sections["train"].loggers = _old_tensorboard_key(value, sections["train"].loggers)
+            continue
         sec, name = key.split(".", 1)
         if sec not in SECTIONS:
             raise _unknown(sec, list(SECTIONS))
@@ -226,6 +257,17 @@ def from_flat(flat: dict[str, typing.Any], base: Config | None = None) -> Config
             raise _unknown(key, list(types))
         setattr(sections[sec], name, _coerce(value, types[name], key))
     return Config(**sections)
+
+
+def _old_tensorboard_key(value, loggers: list[str]) -> list[str]:
+    """`log.tensorboard: true|false` (configs, runs and studies made before train.loggers) as train.loggers."""
+    flag = _coerce(value, bool, "log.tensorboard")
+    if "log.tensorboard" not in _told:
+        _told.add("log.tensorboard")
+        print(f"reslab: note: log.tensorboard is now part of train.loggers; read log.tensorboard={str(flag).lower()} "
+              f"as {'adding' if flag else 'leaving out'} tensorboard", file=sys.stderr)
+    rest = [x for x in loggers if x != "tensorboard"]
+    return rest + ["tensorboard"] if flag else rest
 
 
 def to_dict(cfg: Config) -> dict:
@@ -308,6 +350,11 @@ def validate(cfg: Config) -> Config:
             raise _err(f"data.{key}", "init", f"takes the convention of model.init_from's weights; set "
                        f"model.init_from, or use {allowed}")
     _validate_numbers(cfg)
+    for name in cfg.train.loggers:
+        if name not in LOGGERS:
+            raise _err("train.loggers", cfg.train.loggers, f"allowed: a list of {', '.join(LOGGERS)} (or [])")
+    if len(set(cfg.train.loggers)) != len(cfg.train.loggers):
+        raise _err("train.loggers", cfg.train.loggers, "name each tracker once")
     return cfg
 
 
@@ -333,7 +380,8 @@ def _validate_numbers(cfg: Config) -> None:
     if not DEVICE_RE.fullmatch(t.device):
         raise _err("train.device", t.device, "allowed: auto, cpu, cuda, cuda:N, mps")
     positive = {"optim.lr": o.lr, "train.batch_size": t.batch_size, "train.eval_batch_size": t.eval_batch_size,
-                "optim.gamma": o.gamma, "data.pad": d.pad + 1, "train.keep_checkpoints": t.keep_checkpoints}
+                "optim.gamma": o.gamma, "data.pad": d.pad + 1, "train.keep_checkpoints": t.keep_checkpoints,
+                "launcher.cpus_per_run": cfg.launcher.cpus_per_run, "launcher.timeout_min": cfg.launcher.timeout_min}
     for key, v in positive.items():
         if v <= 0:
             raise _err(key, v if key != "data.pad" else d.pad, "must be > 0" if key != "data.pad" else "must be >= 0")
@@ -343,9 +391,11 @@ def _validate_numbers(cfg: Config) -> None:
         raise _err("train.iterations", t.iterations, "must be a positive integer")
     if t.epochs is not None and t.epochs <= 0:
         raise _err("train.epochs", t.epochs, "must be > 0")
+    lc = cfg.launcher
     for key, v in {"optim.momentum": o.momentum, "optim.weight_decay": o.weight_decay,
                    "data.val_size": d.val_size, "train.eval_every": t.eval_every, "train.log_every": t.log_every,
-                   "optim.warmup_iterations": o.warmup_iterations}.items():
+                   "optim.warmup_iterations": o.warmup_iterations, "launcher.gpus_per_run": lc.gpus_per_run,
+                   "launcher.max_parallel": lc.max_parallel, "launcher.max_requeues": lc.max_requeues}.items():
         if v < 0:
             raise _err(key, v, "must be >= 0")
     if o.gamma > 1:

@@ -4,7 +4,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from reslab.engine.progress import announce
-from reslab.report import write_report
+from reslab.report import share_report, write_report
 
 
 def configure(p) -> None:
@@ -14,5 +14,6 @@ def configure(p) -> None:
 def run(a) -> int:
     announce(f"building the report of {a.study_dir} (figures, and responses and gradients measured on its runs) ...")
     paths = write_report(Path(a.study_dir))
+    share_report(Path(a.study_dir))
     print(f"wrote {paths['md']} and {paths['html']}")
     return 0

@@ -23,6 +23,8 @@ METRIC_FIELDS = ("epoch", "iteration", "train_loss", "train_error", "val_loss", 
 TRAIN_LOG_FIELDS = ("iteration", "train_loss", "train_error", "lr")
 METRICS_FILE, SUMMARY_FILE, LOG_FILE, ENV_FILE, TEST_EVAL_FILE, TRAIN_LOG_FILE = (
     "metrics.csv", "summary.json", "train.log", "env.json", "test_eval.json", "train_log.csv")
+TRACKERS_FILE = "trackers.json"  # the tracker runs' ids, so that a resumed run continues the same ones
+STUDY_FILE = "study.json"        # marks a study directory: STUDY/study.json, its runs in STUDY/runs/<name>/
 
 
 def new_run_dir(runs_dir: Path, name: str, exact: str | None = None) -> Path:
@@ -51,6 +53,12 @@ def new_run_dir(runs_dir: Path, name: str, exact: str | None = None) -> Path:
         except OSError as e:
             raise ReslabError(f"cannot create a run directory in {runs_dir} ({e.strerror or e})") from None
     raise ReslabError(f"could not create a new run directory in {runs_dir}")
+
+
+def study_of(run_dir: Path) -> Path | None:
+    """The study directory a run belongs to (STUDY/runs/<name>), or None for a run of its own."""
+    study = Path(run_dir).resolve().parent.parent
+    return study if Path(run_dir).resolve().parent.name == "runs" and (study / STUDY_FILE).is_file() else None
 
 
 def git_commit() -> str | None:

@@ -1,15 +1,22 @@
 """Stopping a run cleanly on a signal: the one table of signals that mean "checkpoint and stop".
 
 First signal: the trainer finishes the current step, checkpoints and returns. Second: stop at once
-(KeyboardInterrupt). `STOP_SIGNALS` is the only list of such signals; SLURM's preemption warning (SIGUSR2)
-joins it when a cluster launcher needs it.
+(KeyboardInterrupt). `STOP_SIGNALS` is the only list of such signals. SIGUSR2 is SLURM's warning before a time
+limit or a preemption (`--signal=USR2@90`, as submitit asks for): the run checkpoints at the next step boundary
+and the summary names the signal, so a cluster launcher (reslab.launchers.slurm) requeues it, and the requeued
+job resumes exactly.
 """
 from __future__ import annotations
 
 import signal
 import time
 
-STOP_SIGNALS = {signal.SIGINT: "interrupt", signal.SIGTERM: "terminate"}
+STOP_SIGNALS = {signal.SIGINT: "interrupt", signal.SIGTERM: "terminate", signal.SIGUSR2: "preemption (SLURM)"}
+
+
+def signal_name(signum: int | None) -> str | None:
+    """"SIGUSR2" for a signal number; None when the stop was not a signal (`stop_after`)."""
+    return signal.Signals(signum).name if signum is not None else None
 
 
 class StopRequest:

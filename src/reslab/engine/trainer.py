@@ -20,22 +20,22 @@ from pathlib import Path
 import torch
 
 from reslab import ReslabError
-from reslab.config import Config, Schedule, from_dict, load_yaml, resolve_schedule, validate
+from reslab.config import Config, Schedule, from_dict, load_yaml, resolve_schedule, to_dict, validate
 from reslab.data import CifarData, Normalizer, mix_seed
 from reslab.engine import distributed, runs
 from reslab.weights.files import CONFIG_FILE, newest_good_checkpoint, require_run_dir
 from reslab.engine.device import torch_sync
 from reslab.engine.evaluate import evaluate
 from reslab.engine.init import apply_init, load_init
-from reslab.engine.loggers import Loggers, open_loggers
 from reslab.engine.prepare import Prepared, prepare_data
 from reslab.engine.progress import EpochBar, PlainProgress, announce, epoch_progress, rate, status
 from reslab.engine.schedule import LRSchedule
-from reslab.engine.signals import StopRequest
+from reslab.engine.signals import StopRequest, signal_name
 from reslab.engine.state import Progress, TrainState, model_payload, restore, resumable_payload
 from reslab.engine.step import train_step, training_batch
 from reslab.engine.writer import RunWriter
 from reslab.models import count_params, model_from_config, model_info
+from reslab.trackers import TrackedRun, Trackers, open_trackers
 from reslab.weights import Pretrained
 
 
@@ -69,7 +69,7 @@ class Run:
     state: TrainState
     init_note: str | None = None  # where the initial weights came from (model.init_from), for the log
     writer: RunWriter | None = None
-    loggers: Loggers | None = None
+    trackers: Trackers | None = None
 
 
 def train(cfg: Config | None = None, *, runs_dir: str | Path = "runs", resume: str | Path | None = None,
@@ -89,9 +89,13 @@ def train(cfg: Config | None = None, *, runs_dir: str | Path = "runs", resume: s
     (see reslab.engine.distributed and reslab.engine.writer).
     """
     ctx = distributed.setup()
+    writer, run = None, None
     try:
         quiet = quiet or not ctx.main
-        found = ctx.on_main(partial(find_resume_point, Path(resume), quiet)) if resume is not None else None
+        found = None
+        if resume is not None:  # the run's lock first: a second writer is refused before it reads or writes
+            writer = RunWriter(ctx, ctx.on_main(partial(require_run_dir, Path(resume))), quiet)
+            found = ctx.on_main(partial(find_resume_point, writer.run_dir, quiet))
         if found is not None and found.ckpt is None:
             return found.run_dir
         if found is None and cfg is None:
@@ -104,9 +108,15 @@ def train(cfg: Config | None = None, *, runs_dir: str | Path = "runs", resume: s
         if init is not None and cfg.data.pad_fill == "init":  # config.yaml records what was used
             cfg.data.pad_fill = init.pad_fill or "mean"
         run = build_run(ctx, cfg, data, init, normalizer_to_keep(cfg, found, init))
+        run.writer = writer
         start_or_resume(run, found, Path(runs_dir), run_name, quiet, init)
         return train_loop(run, stop_after)
     finally:
+        if run is not None and run.trackers is not None:
+            run.trackers.close("failed")  # only still open when training raised
+        writer = run.writer if run is not None and run.writer is not None else writer
+        if writer is not None:
+            writer.close()
         ctx.close()
 
 
@@ -172,7 +182,8 @@ def build_run(ctx: distributed.DistContext, cfg: Config, data: CifarData | None,
 
 def start_or_resume(run: Run, found: ResumePoint | None, runs_dir: Path, run_name: str | None, quiet: bool,
                     init: Pretrained | None = None) -> None:
-    """A new run directory with an iteration-0 checkpoint, or the state of `found` restored exactly."""
+    """A new run directory with an iteration-0 checkpoint, or the state of `found` restored exactly (with the
+    writer `train` opened, holding the run's lock, else a new one); then the trackers."""
     ctx, st = run.ctx, run.state
     if found is None:
         extra_env = {"init_from": init.origin} if init is not None else {}
@@ -181,18 +192,36 @@ def start_or_resume(run: Run, found: ResumePoint | None, runs_dir: Path, run_nam
         if run.init_note:
             run.writer.log(run.init_note)
     else:
-        run.writer = RunWriter(ctx, found.run_dir, quiet)
+        run.writer = run.writer or RunWriter(ctx, found.run_dir, quiet)
         restore(found.ckpt, found.ckpt_path, run.model, run.optimizer, run.scaler, run.lrs, st, run.dev,
                 rank=ctx.rank if ctx.enabled else None, world_size=ctx.world_size)
         run.writer.write_logs(st)
         run.writer.log(f"resuming {found.run_dir} at iteration {st.iteration} from {found.ckpt_path.name}")
     run.writer.log(describe(run))
-    run.loggers = open_loggers(run.cfg, run.writer.run_dir, ctx.main, run.writer.log)
+    run.trackers = start_trackers(run, found is not None)
     if found is None:
         save_resumable(run)  # iteration 0: a resume is always possible, even after a crash in the first epoch
     run.writer.write_summary(summarize(run, "running"))
     if 0 in run.sched.snapshots and st.iteration == 0:
         run.writer.save(partial(payload, run, "snapshot"), f"snapshot-{0:08d}.pt")
+
+
+def start_trackers(run: Run, resumed: bool) -> Trackers:
+    """The trackers of train.loggers (rank 0 only); a resumed run continues its tracker runs (ids in
+    trackers.json, kept for a tracker that cannot start this time). A run of a study is grouped by the study."""
+    w, cfg = run.writer, run.cfg
+    if not w.main or not cfg.train.loggers:
+        return Trackers([], w.log)
+    study = runs.study_of(w.run_dir)
+    who = TrackedRun(w.run_dir, w.run_dir.name, study.name if study else None, study or w.run_dir.parent,
+                     cfg.log.project, cfg.log.mlflow_uri, run.state.iteration if resumed else None)
+    ids_file = w.run_dir / runs.TRACKERS_FILE
+    stored = runs.read_json(ids_file) if resumed and ids_file.exists() else {}
+    trackers = open_trackers(cfg.train.loggers, who, stored, partial(w.log, always=True))
+    w.write_tracker_ids({**stored, **trackers.ids()})
+    if not resumed:
+        trackers.log_config(to_dict(cfg))
+    return trackers
 
 
 def train_loop(run: Run, stop_after: int | None) -> Path:
@@ -241,7 +270,7 @@ def train_loop(run: Run, stop_after: int | None) -> Path:
                     end_interval(run, start_wall)
                 # ---- maybe stop ----
                 if stopping and st.iteration < total:
-                    return stop_run(run, bar)
+                    return stop_run(run, bar, stop.signum)
                 if at_eval or stopping:
                     tick = time.perf_counter()
     except OSError as e:  # disk full, permissions: say so; every checkpoint written so far is complete
@@ -326,6 +355,8 @@ def log_point(run: Run, lr: float) -> None:
         st.train_log.append({"iteration": st.iteration, "train_loss": (loss_sum - mark_loss) / (seen - mark_seen),
                              "train_error": 100.0 * (wrong_sum - mark_wrong) / (seen - mark_seen), "lr": lr})
     st.log_mark = [loss_sum, wrong_sum, seen]
+    if seen > mark_seen:
+        run.trackers.log_point(st.train_log[-1], st.iteration)
 
 
 def tick_end(run: Run, tick: float, start_wall: float) -> None:
@@ -351,7 +382,7 @@ def end_interval(run: Run, start_wall: float) -> None:
         st.best = dict(row)
         w.save(partial(payload, run, "best", row=row), "best.pt")
     w.log(format_row(row, run.sched.iterations, run.sched.steps_per_epoch))
-    run.loggers.log_row(row, st.iteration)
+    run.trackers.log_row(row, st.iteration)
     st.progress = Progress.zeros(run.dev)
     st.wall_seconds = time.perf_counter() - start_wall
     st.log_mark = [0.0, 0, 0]
@@ -360,30 +391,32 @@ def end_interval(run: Run, start_wall: float) -> None:
     w.write_summary(summarize(run, "running" if st.iteration < run.sched.iterations else "finished"))
 
 
-def stop_run(run: Run, bar: EpochBar | PlainProgress | None) -> Path:
-    """Stopped on request between evaluations: checkpoint where we are and say how to go on."""
+def stop_run(run: Run, bar: EpochBar | PlainProgress | None, signum: int | None) -> Path:
+    """Stopped on request between evaluations: checkpoint where we are and say how to go on. The summary
+    names the signal (a cluster launcher requeues a run stopped by SLURM's SIGUSR2, not one stopped by hand)."""
     st, w, ctx = run.state, run.writer, run.ctx
     if bar is not None:
         bar.close()
     w.write_logs(st)
     save_resumable(run)
-    w.write_summary(summarize(run, "interrupted"))
+    w.write_summary({**summarize(run, "interrupted"), "stopped_by": signal_name(signum)})
     how = f"reslab train --resume {w.run_dir}" if not ctx.enabled else (
         f"torchrun --nproc_per_node=N -m reslab train --resume {w.run_dir} "
         f"(or reslab train --nproc N --resume {w.run_dir})")
     w.log(f"stopped at iteration {st.iteration}/{run.sched.iterations}; resume with: {how}", always=True)
-    run.loggers.close()
+    run.trackers.close("interrupted")
     return w.run_dir
 
 
 def finish(run: Run, bar: EpochBar | PlainProgress | None) -> Path:
     if bar is not None:
         bar.close()
-    run.loggers.close()
     w = run.writer
     if not w.main:
         return w.run_dir
     s = runs.read_json(w.run_dir / runs.SUMMARY_FILE)
+    run.trackers.log_summary(s)
+    run.trackers.close("finished")
     w.log(f"finished {w.run_dir}: final test error {s['final']['test_error']:.2f}%"
           + (f", best val {s['best']['val_error']:.2f}% (test {s['best']['test_error']:.2f}% there)" if s.get("best") else "")
           + f", {s['wall_seconds']:.0f}s", always=True)  # --quiet still gives the result

@@ -1,8 +1,9 @@
-"""Everything a run writes to its directory, written by rank 0 only.
+"""Everything a run writes to its directory, written by rank 0 only, under the run's lock.
 
 A `RunWriter` on rank 0 writes; on every other rank of a torchrun job each method is a no-op, except
 `save_resumable`, which every rank calls together (rank 0 writes, the others wait for it and share its errors).
-So the trainer never asks which rank it is on.
+So the trainer never asks which rank it is on. Opening a writer takes the run directory's lock (engine/lock.py):
+a second process writing the same run is refused, on every rank, before it has written anything.
 """
 from __future__ import annotations
 
@@ -14,7 +15,7 @@ import torch
 
 from reslab import ReslabError
 from reslab.config import Config, dump_yaml
-from reslab.engine import runs
+from reslab.engine import lock, runs
 from reslab.weights.files import CONFIG_FILE, prune_checkpoints, save_checkpoint
 
 
@@ -23,6 +24,17 @@ class RunWriter:
         self.ctx, self.run_dir, self.quiet = ctx, Path(run_dir), quiet
         self.main = ctx.main
         self.runlog = runs.RunLog(self.run_dir, quiet) if ctx.main else None
+        self.lock = None
+        ctx.on_main(self.take_lock)
+
+    def take_lock(self) -> None:
+        self.lock = lock.acquire(self.run_dir, "run", partial(self.log, always=True))
+
+    def close(self) -> None:
+        """Release the run's lock (the writer writes nothing more)."""
+        if self.lock is not None:
+            self.lock.release()
+            self.lock = None
 
     @classmethod
     def create(cls, ctx, runs_dir: Path, cfg: Config, device: torch.device, run_name: str | None,
@@ -45,6 +57,10 @@ class RunWriter:
     def write_summary(self, summary: dict) -> None:
         if self.main:
             runs.write_json(self.run_dir / runs.SUMMARY_FILE, summary)
+
+    def write_tracker_ids(self, ids: dict) -> None:
+        if self.main:
+            runs.write_json(self.run_dir / runs.TRACKERS_FILE, ids)
 
     def write_test_eval(self, result: dict) -> None:
         if self.main:
@@ -74,7 +90,8 @@ def distributed_env(ctx, cfg: Config, device: torch.device) -> dict:
 
 
 def create_run_dir(runs_dir: Path, cfg: Config, device: torch.device, run_name: str | None, extra_env: dict) -> Path:
-    """Make the run directory with its config, environment and empty CSVs (rank 0 only)."""
+    """Make the run directory with its config, environment and empty CSVs (rank 0 only). Nobody else writes it:
+    it did not exist, and a `--resume` of it finds no checkpoint until the writer, locked, has made one."""
     run_dir = runs.new_run_dir(runs_dir, cfg.model.name, exact=run_name)
     try:
         (run_dir / "checkpoints").mkdir()

@@ -5,10 +5,12 @@ from __future__ import annotations
 from pathlib import Path
 
 from reslab import ReslabError
+from reslab.config import from_dict
 from reslab.weights.files import atomic_write_text
 from reslab.report import degradation, imagenet_style
 from reslab.report.document import Document, to_html, to_markdown
 from reslab.study.spec import read_spec
+from reslab.trackers import TrackedRun, log_study_report
 
 # One report module per study kind (the same names as reslab.study.KINDS): each exports build_report.
 REPORTS = {m.KIND: m for m in (degradation, imagenet_style)}
@@ -32,3 +34,16 @@ def write_report(study_dir: Path) -> dict:
     atomic_write_text(md, to_markdown(doc, out))
     atomic_write_text(html_path, to_html(doc))
     return {"md": md, "html": html_path, **extra}
+
+
+def share_report(study_dir: Path, warn=print) -> None:
+    """The report's files (report.md, report.html, figures) as artifacts of a tracker run named "report" in the
+    study's W&B group / MLflow experiment, for the trackers the study's runs log to (train.loggers)."""
+    study_dir = Path(study_dir)
+    cfg = from_dict(read_spec(study_dir).base_config)
+    files = sorted(p for p in (study_dir / "report").iterdir() if p.is_file())
+    if not cfg.train.loggers or not files:
+        return
+    who = TrackedRun(study_dir / "report", "report", study_dir.resolve().name, study_dir, cfg.log.project,
+                     cfg.log.mlflow_uri)
+    log_study_report(cfg.train.loggers, who, files, warn)

@@ -161,6 +161,6 @@ def build_report(study_dir: Path) -> tuple[Document, dict]:
     doc.add(*confusion_section(ranked[0] if ranked else None, out, figs))
     doc.add(*analysis_section(study, out, max_images=1000))  # Fig. 7 and gradient flow; empty if none finished
     doc.add(Heading("Files"), Para("Every run's directory under runs/ holds its config, metrics.csv, summary.json, "
-                                   "checkpoints and (if tensorboard is installed) TensorBoard events: "
+                                   "checkpoints and, with train.loggers: [tensorboard], TensorBoard events: "
                                    f"`tensorboard --logdir {study.path}`."))
     return doc, {"figures": figs, "verdicts": verdicts}

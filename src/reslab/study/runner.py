@@ -2,7 +2,9 @@
 
 One device: runs train in this process, one after another, sharing one copy of the data in memory.
 Several devices (--devices cuda:0,cuda:1): one worker per device, each run in its own `reslab train` process.
-The report is not the runner's business: `reslab study` calls `reslab.report.write_report` once this returns True.
+This is the local launcher; reslab.launchers.slurm submits the same runs to a cluster. The runner holds the
+study's lock while it runs (each training holds its run's). The report is not the runner's business: `reslab
+study` calls `reslab.report.write_report` once this returns True.
 """
 from __future__ import annotations
 
@@ -17,15 +19,22 @@ import yaml
 from reslab.data import load_dataset
 from reslab.engine.trainer import NonFiniteLoss, train
 from reslab.study.spec import StudySpec, open_study, run_status
+from reslab.study.status import overall_line, study_status
 
 
 def run_study(spec: StudySpec, out: Path, *, devices: list[str] | None = None, data=None, quiet: bool = False,
               log=print) -> bool:
     """Train every run of `spec` that has not ended into `out`. True when the study reached its end (every run
     finished or failed: the report can be built); False when it was stopped (rerun to resume)."""
-    out = open_study(spec, Path(out))
-    for r in spec.runs:  # fail fast on a bad grid cell, before any training
+    for r in spec.runs:  # fail fast on a bad grid cell, before anything is written
         spec.run_config(r)
+    out = Path(out)
+    with open_study(spec, out, warn=log):
+        return train_grid(spec, out, devices, data, quiet, log)
+
+
+def train_grid(spec: StudySpec, out: Path, devices: list[str] | None, data, quiet: bool, log) -> bool:
+    """The runs that have not ended, in this process (one device) or one process per device."""
     todo = []
     for r in spec.runs:
         st = run_status(out / "runs" / r.name)
@@ -38,8 +47,9 @@ def run_study(spec: StudySpec, out: Path, *, devices: list[str] | None = None, d
         if todo and data is None:
             first = spec.run_config(todo[0][0]).data
             data = load_dataset(first.dataset, first.dir)
-        for i, (r, st) in enumerate(todo, 1):
-            log(f"[study] ({i}/{len(todo)}) {r.name}: {'resuming' if st != 'missing' else 'training'}")
+        for r, st in todo:
+            log(f"[study] run {spec.runs.index(r) + 1} of {len(spec.runs)}, {r.name}: "
+                f"{'resuming' if st != 'missing' else 'training'}; {overall_line(study_status(out))}")
             try:
                 if st == "missing":
                     train(spec.run_config(r), runs_dir=out / "runs", run_name=r.name, data=data,
@@ -83,6 +93,7 @@ def _run_parallel(spec: StudySpec, out: Path, todo, devices: list[str], quiet: b
             if proc.returncode != 0:
                 failures.append(r.name)
                 log(f"[study] {r.name} on {device} exited {proc.returncode}: {proc.stderr.strip()[-300:]}")
+            log(f"[study] {r.name} on {device} ended; {overall_line(study_status(out))}")
 
     threads = [threading.Thread(target=worker, args=(d,), daemon=True) for d in devices]
     for t in threads:

@@ -4,6 +4,8 @@ Layout:  STUDY/study.json          what was asked (kind, profile, base config, t
          STUDY/base_config.yaml    the base config, readable
          STUDY/runs/<name>/        one ordinary reslab run directory per grid cell (e.g. plain56-s0)
          STUDY/report/             report.md, report.html, figures (written by reslab.report from the runs)
+         STUDY/.lock               held by the one process writing the study (engine/lock.py)
+         STUDY/jobs.json           the cluster jobs of its runs, when a launcher submitted them
 """
 from __future__ import annotations
 
@@ -12,10 +14,11 @@ from pathlib import Path
 
 from reslab import ReslabError
 from reslab.config import dump_yaml, from_dict, from_flat, to_dict, validate
-from reslab.engine import runs
+from reslab.engine import lock, runs
+from reslab.engine.runs import STUDY_FILE
 from reslab.weights.files import atomic_write_text
 
-STUDY_FILE = "study.json"
+JOBS_FILE = "jobs.json"  # written by a cluster launcher (reslab.launchers), read by `reslab study status`
 
 
 @dataclass
@@ -56,33 +59,53 @@ def run_status(run_dir: Path) -> str:
 
 
 def _comparable(spec: StudySpec) -> dict:
-    """The spec with its base config completed by today's defaults, so a study made before a config field
-    existed still matches the same command (the new field at its default changes nothing it trained)."""
+    """What makes two studies the same: the spec with its base config completed by today's defaults (a study
+    made before a config field existed still matches the same command: the new field at its default changes
+    nothing it trained), less what only says where the numbers are shown (train.loggers, the log section) and where the runs
+    train (the launcher section): rerunning a study with another launcher is the same study."""
     d = spec.to_json()
     try:
         d["base_config"] = to_dict(from_dict(d["base_config"]))
     except ReslabError:  # a field that no longer exists: compare as stored (and so differ)
         pass
+    d["base_config"] = {**d["base_config"], "log": None, "launcher": None,
+                        "train": {k: v for k, v in d["base_config"].get("train", {}).items() if k != "loggers"}}
     return d
 
 
-def open_study(spec: StudySpec, out: Path) -> Path:
-    """Create the study directory, or reopen it if it holds the same study; never mix two studies."""
-    out = Path(out)
-    f = out / STUDY_FILE
+def check_study(spec: StudySpec, out: Path) -> bool:
+    """Refuse a directory that holds a different study, or anything but a study; True if it holds this one.
+    Reads only."""
+    f = Path(out) / STUDY_FILE
     if f.exists():
         old, new = _comparable(StudySpec.from_json(runs.read_json(f))), _comparable(spec)
         if old != new:
             diff = [k for k in ("kind", "profile", "base_config", "runs") if old[k] != new[k]]
             raise ReslabError(f"{out} holds a different study (its {', '.join(diff)} differ); pass --out NEW_DIR "
                               f"for a new study, or rerun the original command to resume it")
-        return out
-    if out.exists() and any(out.iterdir()):
+        return True
+    if Path(out).exists() and any(p.name != lock.LOCK_FILE for p in Path(out).iterdir()):
         raise ReslabError(f"{out} exists and is not a reslab study; pass --out NEW_DIR")
-    (out / "runs").mkdir(parents=True, exist_ok=True)
-    runs.write_json(f, spec.to_json())
-    atomic_write_text(out / "base_config.yaml", dump_yaml(from_dict(spec.base_config)))
-    return out
+    return False
+
+
+def open_study(spec: StudySpec, out: Path, warn=print) -> lock.DirLock:
+    """Create the study directory, or reopen it if it holds the same study (never mix two studies), and take its
+    lock: the caller is the study's one writer until it releases it. Nothing is written before the directory is
+    known to fit and the lock is held."""
+    out = Path(out)
+    check_study(spec, out)
+    out.mkdir(parents=True, exist_ok=True)
+    held = lock.acquire(out, "study", warn)
+    try:
+        if not check_study(spec, out):  # again under the lock: another writer may have just made it
+            (out / "runs").mkdir(exist_ok=True)
+            runs.write_json(out / STUDY_FILE, spec.to_json())
+            atomic_write_text(out / "base_config.yaml", dump_yaml(from_dict(spec.base_config)))
+    except BaseException:
+        held.release()
+        raise
+    return held
 
 
 def read_spec(study_dir: Path) -> StudySpec:
