@@ -55,6 +55,7 @@ def test_a_run_trains_evaluates_and_reports_100_classes(c100_dir, tmp_path, caps
     assert ckpt["model"]["kwargs"]["num_classes"] == 100 and ckpt["model_state"]["fc.weight"].shape == (100, 64)
     te = json.loads((run / "test_eval.json").read_text())
     assert len(te["per_class"]) == 100 and len(te["confusion"]) == 100 and te["n"] == 200
+    capsys.readouterr()  # the training's own lines
     assert main(["eval", str(run), "--json", "--no-csv"]) == 0
     assert json.loads(capsys.readouterr().out)["n"] == 200
 

@@ -8,7 +8,6 @@ from reslab.analysis.findings import gradient_verdicts, response_verdicts
 from reslab.analysis.gradients import measure_gradients, plot_gradients, write_gradients_csv
 from reslab.analysis.responses import SPLITS, measure_responses, plot_responses, write_responses_csv
 from reslab.cli.common import HelpFormatter
-from reslab.engine.progress import announce
 
 
 def configure(p) -> None:
@@ -52,7 +51,6 @@ def _common(q) -> None:
 
 def run(a) -> int:
     cache = DataCache(a.data_dir)  # checks --data-dir before any model is loaded
-    announce(f"measuring {a.analyze_kind} ...")
     if a.analyze_kind == "responses":
         paths = fresh_paths(Path(a.out), "responses", ("png", "csv"))  # a bad --out fails before the work
         profiles = measure_responses(a.targets, split=a.split, max_images=a.max_images, which=a.weights,

@@ -6,7 +6,6 @@ from pathlib import Path
 
 from reslab.cli.common import add_data_dir
 from reslab.engine.eval_run import evaluate_checkpoint, format_eval, write_confusion_csv
-from reslab.engine.progress import announce
 
 
 def configure(p) -> None:
@@ -29,7 +28,6 @@ def confusion_csv_path(target: Path, split: str, weights: str) -> Path:
 
 
 def run(a) -> int:
-    announce(f"evaluating {a.target} ({a.weights} weights) on the {a.split} split ...")
     result, ckpt, ckpt_path = evaluate_checkpoint(a.target, split=a.split, data_dir=a.data_dir, which=a.weights,
                                                   device=a.device)
     csv_path = None

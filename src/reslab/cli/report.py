@@ -3,7 +3,6 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from reslab.engine.progress import announce
 from reslab.report import share_report, write_report
 
 
@@ -12,7 +11,6 @@ def configure(p) -> None:
 
 
 def run(a) -> int:
-    announce(f"building the report of {a.study_dir} (figures, and responses and gradients measured on its runs) ...")
     paths = write_report(Path(a.study_dir))
     share_report(Path(a.study_dir))
     print(f"wrote {paths['md']} and {paths['html']}")
