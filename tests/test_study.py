@@ -186,3 +186,14 @@ def test_study_on_two_cpu_worker_processes(tmp_path, fake_dir_module):
     assert r.returncode == 0, r.stdout + r.stderr
     st = load_study(tmp_path / "par")
     assert [x.status for x in st.runs] == ["finished", "finished"]
+
+
+def test_a_stopped_study_exits_as_its_interrupted_run(tmp_path):
+    from reslab.cli.study import stopped_exit_code
+
+    for name, summary in (("a", {"status": "finished"}), ("b", {"status": "interrupted", "stopped_by": "SIGTERM"})):
+        (tmp_path / "runs" / name).mkdir(parents=True)
+        (tmp_path / "runs" / name / "summary.json").write_text(json.dumps(summary))
+    assert stopped_exit_code(tmp_path) == 143
+    (tmp_path / "runs" / "b" / "summary.json").write_text(json.dumps({"status": "interrupted", "stopped_by": None}))
+    assert stopped_exit_code(tmp_path) == 0  # stopped by stop_after (tests), not by a signal

@@ -172,7 +172,7 @@ def test_sigint_checkpoints_and_says_how_to_resume(fake_dir, tmp_path):
     time.sleep(1.0)
     proc.send_signal(signal.SIGINT)
     out, _ = proc.communicate(timeout=60)
-    assert proc.returncode == 0, out
+    assert proc.returncode == 130, out  # 128 + SIGINT, after the checkpoint: a script can tell a stop from an end
     assert "reslab train --resume" in out
     run = next(tmp_path.iterdir())
     s = json.loads((run / "summary.json").read_text())
@@ -228,3 +228,10 @@ def test_dense_training_curve_adds_up_to_the_metrics_rows(tiny_cfg, tmp_path):
 def test_dense_training_curve_defaults_to_five_points_per_evaluation(tiny_cfg, tmp_path):
     run = train(tiny_cfg(**{"train.eval_every": 10}), runs_dir=tmp_path, quiet=True)
     assert [r["iteration"] for r in read_metrics(run / "train_log.csv")] == [2, 4, 6, 8, 10, 12, 14, 16, 18, 20]
+
+
+def test_stop_signals_exit_as_shells_expect():
+    from reslab.engine.signals import STOP_SIGNALS, exit_code
+
+    assert (exit_code("SIGINT"), exit_code("SIGTERM"), exit_code(None)) == (130, 143, 0)
+    assert {signal.Signals(s).name for s in STOP_SIGNALS} >= {"SIGINT", "SIGTERM", "SIGUSR2"}

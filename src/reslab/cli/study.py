@@ -8,7 +8,9 @@ from pathlib import Path
 from reslab import ReslabError
 from reslab.cli.common import HelpFormatter, add_data_dir, check_data_dir
 from reslab.config import from_dict, profile_name
+from reslab.engine import runs
 from reslab.engine.device import resolve_device
+from reslab.engine.signals import exit_code
 from reslab.report import share_report, write_report
 from reslab.study import plan_degradation, plan_imagenet_style, run_study
 from reslab.study.degradation import parse_depths
@@ -109,12 +111,19 @@ def run(a) -> int:
     devices = [d.strip() for d in a.devices.split(",")] if a.devices else None
     for d in devices or []:
         resolve_device(d)
-    complete = run_study(spec, out, devices=devices, quiet=a.quiet)
-    if complete and not a.no_report:
+    if not run_study(spec, out, devices=devices, quiet=a.quiet):
+        return stopped_exit_code(out)
+    if not a.no_report:
         paths = write_report(out)
         share_report(out)
         print(f"[study] report: {paths['md']} and {paths['html']}")
     return 0
+
+
+def stopped_exit_code(out: Path) -> int:
+    """A study stopped by a signal exits as its interrupted run did (130 for Ctrl-C, 143 for SIGTERM)."""
+    summaries = [runs.read_json(f) for f in (out / "runs").glob(f"*/{runs.SUMMARY_FILE}")]
+    return max((exit_code(s.get("stopped_by")) for s in summaries if s.get("status") == "interrupted"), default=0)
 
 
 def submit(a, spec, out: Path) -> int:

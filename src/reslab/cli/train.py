@@ -8,7 +8,8 @@ from pathlib import Path
 from reslab import ReslabError
 from reslab.cli.common import add_data_dir
 from reslab.config import dump_yaml, find_config, load_config, load_yaml
-from reslab.engine import distributed
+from reslab.engine import distributed, runs
+from reslab.engine.signals import exit_code
 from reslab.engine.trainer import train
 
 DESCRIPTION = ("Train one model under a config (default: the paper's protocol with per-channel normalisation). "
@@ -106,12 +107,15 @@ def init_overrides(init_from: str | None, config: str | None, overrides: list[st
 
 
 def run_on_this_rank(fn) -> int:
-    """Under torchrun, ranks other than 0 name themselves in an error line (exit code 2 everywhere)."""
+    """Under torchrun, ranks other than 0 name themselves in an error line (exit code 2 everywhere). A run
+    stopped by a signal exits 128 + the signal (130 for Ctrl-C, 143 for SIGTERM) once its checkpoint is safe."""
     try:
-        fn()
+        run_dir = fn()
     except ReslabError as e:
         if os.environ.get("RANK", "0") != "0":
             print(f"reslab: error (rank {os.environ['RANK']}): {e}", file=sys.stderr)
             return 2
         raise
-    return 0
+    summary = Path(run_dir) / runs.SUMMARY_FILE
+    stopped = runs.read_json(summary) if summary.exists() else {}
+    return exit_code(stopped.get("stopped_by")) if stopped.get("status") == "interrupted" else 0

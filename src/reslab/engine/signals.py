@@ -14,6 +14,12 @@ import time
 STOP_SIGNALS = {signal.SIGINT: "interrupt", signal.SIGTERM: "terminate", signal.SIGUSR2: "preemption (SLURM)"}
 
 
+def exit_code(stopped_by: str | None) -> int:
+    """The exit status of a command whose run stopped on `stopped_by` ("SIGINT" ...): 128 + the signal, as
+    shells expect (130 for Ctrl-C, 143 for SIGTERM), so a script can tell a stop from an end; 0 otherwise."""
+    return 128 + signal.Signals[stopped_by].value if stopped_by in signal.Signals.__members__ else 0
+
+
 def signal_name(signum: int | None) -> str | None:
     """"SIGUSR2" for a signal number; None when the stop was not a signal (`stop_after`)."""
     return signal.Signals(signum).name if signum is not None else None
