@@ -51,13 +51,7 @@ def write_fake_cifar(path: str | Path, per_batch: int = 100, test: int = 100, se
     path = Path(path)
     path.mkdir(parents=True, exist_ok=True)
     if as_archive:
-        out = path / ARCHIVE_NAME
-        with tarfile.open(out, "w:gz") as tar:
-            for name, raw in files.items():
-                info = tarfile.TarInfo(f"{FOLDER_NAME}/{name}")
-                info.size = len(raw)
-                tar.addfile(info, io.BytesIO(raw))
-        return out
+        return write_archive(path / ARCHIVE_NAME, FOLDER_NAME, files)
     folder = path / FOLDER_NAME
     folder.mkdir(exist_ok=True)
     for name, raw in files.items():
@@ -87,11 +81,15 @@ def write_fake_cifar100(path: str | Path, train: int = 1000, test: int = 200, se
     files = {"train": split(train_labels, b"training batch 1 of 1"), "test": split(test_labels, b"testing batch 1 of 1"),
              "meta": pickle.dumps({b"fine_label_names": [f"class{i:02d}".encode() for i in range(100)],
                                    b"coarse_label_names": [f"super{i:02d}".encode() for i in range(20)]}, protocol=2)}
-    out = Path(path) / CIFAR100.archive
-    out.parent.mkdir(parents=True, exist_ok=True)
+    Path(path).mkdir(parents=True, exist_ok=True)
+    return write_archive(Path(path) / CIFAR100.archive, CIFAR100.folder, files)
+
+
+def write_archive(out: Path, folder: str, files: dict[str, bytes]) -> Path:
+    """A .tar.gz holding `folder/<name>` for every file, as the official archives are laid out."""
     with tarfile.open(out, "w:gz") as tar:
         for name, raw in files.items():
-            info = tarfile.TarInfo(f"{CIFAR100.folder}/{name}")
+            info = tarfile.TarInfo(f"{folder}/{name}")
             info.size = len(raw)
             tar.addfile(info, io.BytesIO(raw))
     return out
