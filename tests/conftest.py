@@ -1,6 +1,7 @@
 from pathlib import Path
 
 import pytest
+import torch
 
 from reslab.config import load_config
 from reslab.data.synthetic import write_fake_cifar
@@ -45,3 +46,16 @@ def real_data_available() -> bool:
 
 
 requires_real_data = pytest.mark.skipif(not REAL_ARCHIVE.is_file(), reason=f"{REAL_ARCHIVE} not present")
+
+
+def randomise_bn(model, seed: int = 0, spread: float = 0.1):
+    """BN with non-trivial statistics and affine parameters (fresh BN — mean 0, var 1, gamma 1 — hides folding
+    and mapping bugs)."""
+    g = torch.Generator().manual_seed(seed)
+    for m in model.modules():
+        if isinstance(m, torch.nn.BatchNorm2d):
+            m.running_mean.copy_(torch.randn(m.num_features, generator=g) * spread)
+            m.running_var.copy_(torch.rand(m.num_features, generator=g) + 0.5)
+            m.weight.data.copy_(torch.rand(m.num_features, generator=g) + 0.5)
+            m.bias.data.copy_(torch.randn(m.num_features, generator=g) * spread)
+    return model

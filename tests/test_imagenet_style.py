@@ -8,18 +8,18 @@ import torch
 from reslab import ReslabError
 from reslab.cli import main
 from reslab.config import ConfigError, load_config
-from reslab.models import model_kwargs
 from reslab.importers.torchvision import from_torchvision, infer_architecture, load_torchvision, to_torchvision
-from reslab.models import count_macs, count_params, create_model, list_models
-from reslab.models import family_members
+from reslab.models import count_macs, count_params, create_model, family_members, list_models, model_kwargs
 from reslab.models.imagenet import macs_at_224
 from reslab.models.multiscale import MultiScaleBlock
 from reslab.models.resnet import BasicBlock, Bottleneck
 from reslab.report import write_report
-from reslab.study.results import load_study
 from reslab.report.imagenet_style import verdicts
 from reslab.study import run_study
+from reslab.study.results import load_study
 from reslab.study.imagenet_style import plan_imagenet_style
+
+from conftest import randomise_bn
 
 # torchvision's parameter counts (stem=imagenet, num_classes=1000, option-B shortcuts).
 TORCHVISION_PARAMS = {18: 11_689_512, 34: 21_797_672, 50: 25_557_032, 101: 44_549_160, 152: 60_192_808}
@@ -143,22 +143,12 @@ def test_config_stem_and_width_reach_the_model_only_when_set():
 
 # ---------------------------------------------------------------- torchvision
 
-def _randomise_bn(model, seed=0):
-    g = torch.Generator().manual_seed(seed)
-    for m in model.modules():
-        if isinstance(m, torch.nn.BatchNorm2d):
-            m.running_mean.copy_(torch.randn(m.num_features, generator=g) * 0.1)
-            m.running_var.copy_(torch.rand(m.num_features, generator=g) + 0.5)
-            m.weight.data.copy_(torch.rand(m.num_features, generator=g) + 0.5)
-            m.bias.data.copy_(torch.randn(m.num_features, generator=g) * 0.1)
-
-
 @pytest.mark.parametrize("depth", [18, 50])
 def test_torchvision_key_mapping_round_trip(depth, tmp_path):
     """No torchvision needed: our net -> torchvision names -> back -> load: identical outputs."""
     torch.manual_seed(depth)
     ours = create_model(f"resnet{depth}", **_tv_kwargs())
-    _randomise_bn(ours)
+    randomise_bn(ours)
     ours.eval()
     tv_state = to_torchvision(ours.state_dict())
     assert any(".downsample.0.weight" in k for k in tv_state) and not any("shortcut" in k for k in tv_state)
@@ -188,7 +178,7 @@ def test_torchvision_weights_give_identical_outputs(depth):
     tv = pytest.importorskip("torchvision")
     torch.manual_seed(depth)
     ref = getattr(tv.models, f"resnet{depth}")(weights=None)
-    _randomise_bn(ref)
+    randomise_bn(ref)
     ref.eval()
     ours = load_torchvision(ref.state_dict()).eval()
     x = torch.randn(2, 3, 64, 64)

@@ -20,7 +20,7 @@ from reslab.models import create_model, from_pretrained
 from reslab.weights import table as pub
 from reslab.weights.files import load_checkpoint, save_checkpoint
 
-from conftest import AKAMASTER, REAL_ARCHIVE, REPO, requires_real_data
+from conftest import AKAMASTER, REAL_ARCHIVE, REPO, randomise_bn, requires_real_data
 
 needs_akamaster = pytest.mark.skipif(not (AKAMASTER / "resnet20-12fca82f.th").is_file(),
                                      reason=f"akamaster weights not in {AKAMASTER}")
@@ -168,21 +168,9 @@ def test_init_from_replaces_a_classifier_of_another_size_and_refuses_another_net
 
 # ---- exports ---------------------------------------------------------------------------------------------------
 
-def randomised(model):
-    """BN with non-trivial statistics and affine parameters: fresh BN (mean 0, var 1, gamma 1) hides folding bugs."""
-    g = torch.Generator().manual_seed(1)
-    for m in model.modules():
-        if isinstance(m, torch.nn.BatchNorm2d):
-            m.running_mean.copy_(torch.randn(m.num_features, generator=g) * 0.3)
-            m.running_var.copy_(torch.rand(m.num_features, generator=g) + 0.5)
-            m.weight.data.copy_(torch.rand(m.num_features, generator=g) + 0.5)
-            m.bias.data.copy_(torch.randn(m.num_features, generator=g) * 0.2)
-    return model
-
-
 @pytest.fixture(params=["A", "B", "C"])
 def random_ckpt(request, tmp_path):
-    model = randomised(create_model("resnet8", shortcut=request.param))
+    model = randomise_bn(create_model("resnet8", shortcut=request.param), seed=1, spread=0.3)
     norm = Normalizer("channel", torch.tensor([0.5, 0.4, 0.3]), torch.tensor([0.2, 0.25, 0.3]), note="test")
     path = tmp_path / f"r8{request.param}.pt"
     save_checkpoint({"kind": "imported", "model": {"name": "resnet8", "kwargs": {"shortcut": request.param}},

@@ -6,31 +6,27 @@ of classes (CIFAR-100 from a CIFAR-10 net) keeps everything but the classifier, 
 """
 from __future__ import annotations
 
-from pathlib import Path
 
 import torch.nn as nn
 
 from reslab import ReslabError
-from reslab.models import model_exists, model_info
-from reslab.weights import Pretrained, load_pretrained
+from reslab.models import model_info
+from reslab.weights import Pretrained, load_source
 from reslab.weights.files import load_weights
 
 CLASSIFIER = ("fc.weight", "fc.bias")
 
 
 def load_init(source: str) -> Pretrained:
-    if Path(source).exists():
-        return load_pretrained("", source)
-    if model_exists(source):
-        return load_pretrained(source, True)
-    raise ReslabError(f"model.init_from={source!r} is neither an existing run directory, checkpoint file or exported "
-                      f"folder nor a model name with published weights")
+    try:
+        return load_source(source)
+    except ReslabError as e:
+        raise ReslabError(f"model.init_from: {e}") from None
 
 
 def apply_init(model: nn.Module, init: Pretrained, model_name: str, source: str) -> str:
     """Load `init` into the freshly built `model`; returns what was done, in one line for the run's log."""
-    a, b = model_info(init.model), model_info(model_name)
-    if (a.family, a.depth, a.residual) != (b.family, b.depth, b.residual):
+    if not model_info(init.model).same_architecture(model_info(model_name)):
         raise ReslabError(f"model.init_from={source!r} holds weights of {init.model}, but this run trains "
                           f"{model_name}; pick weights of {model_name} or set model.name={init.model}")
     state, own = dict(init.state), model.state_dict()

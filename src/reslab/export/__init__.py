@@ -11,6 +11,6 @@ Formats (the source is a run directory, a checkpoint file or a published model n
                `reslab.models.from_pretrained(DIR)` loads it back
 Nothing is written until the source has loaded; an existing output is never overwritten.
 """
-from reslab.export.exporters import FORMATS, export_model, load_source, save_pretrained
+from reslab.export.exporters import FORMATS, export_model, save_pretrained
 
-__all__ = ["FORMATS", "export_model", "load_source", "save_pretrained"]
+__all__ = ["FORMATS", "export_model", "save_pretrained"]

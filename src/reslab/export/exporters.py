@@ -15,24 +15,12 @@ import torch.nn as nn
 from reslab import ReslabError, __version__
 from reslab.data import NormalizeInput, Normalizer
 from reslab.export.card import model_card
-from reslab.models import create_model, model_exists
+from reslab.models import model_from_weights
 from reslab.models.fuse import fold_batchnorm
-from reslab.weights import FOLDER_CONFIG, FOLDER_WEIGHTS, Pretrained, load_pretrained, normalizer_to_json
+from reslab.weights import FOLDER_CONFIG, FOLDER_WEIGHTS, Pretrained, load_source, normalizer_to_json
 
 FORMATS = ("onnx", "pt2", "safetensors", "folder")
 SUFFIX = {"onnx": ".onnx", "pt2": ".pt2", "safetensors": ".safetensors", "folder": ""}
-
-
-def load_source(source: str) -> tuple[nn.Module, Pretrained]:
-    """A run directory, a checkpoint file, an exported folder or a published model name -> (model, weights)."""
-    if Path(source).exists():
-        weights = load_pretrained("", source)
-        return create_model(weights.model, pretrained=source), weights
-    if not model_exists(source):
-        raise ReslabError(f"{source!r} is neither an existing run directory, checkpoint file or exported folder "
-                          f"nor a model name (see `reslab models`)")
-    weights = load_pretrained(source, True)
-    return create_model(source, pretrained=True), weights
 
 
 def inference_graph(model: nn.Module) -> nn.Module:
@@ -47,7 +35,8 @@ def export_model(source: str, fmt: str, out: str | Path) -> Path:
     out = Path(out)
     if out.exists():
         raise ReslabError(f"{out} already exists; choose another --out (reslab never overwrites an export)")
-    model, weights = load_source(source)
+    weights = load_source(source)
+    model = model_from_weights(weights)
     out.parent.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(dir=out.parent, prefix=f".{out.name}.") as tmp:
         staged = Path(tmp) / (out.name or "export")

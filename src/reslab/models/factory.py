@@ -15,8 +15,8 @@ import torch.nn as nn
 
 from reslab import ReslabError
 from reslab.data import NormalizeInput
-from reslab.models.registry import model_info
-from reslab.weights import FOLDER_CONFIG, load_pretrained
+from reslab.models.registry import ModelInfo, model_info
+from reslab.weights import FOLDER_CONFIG, Pretrained, load_pretrained
 from reslab.weights.files import load_weights
 
 
@@ -28,25 +28,33 @@ def create_model(name: str, *, pretrained=None, normalize_input: bool = False, *
     normalize_input  return nn.Sequential(NormalizeInput, model): takes images in [0, 1] (needs `pretrained`).
     """
     info = model_info(name)
-    weights = load_pretrained(name, pretrained) if pretrained not in (None, False) else None
-    if weights is not None:
-        other = model_info(weights.model)
-        if (other.family, other.depth, other.residual) != (info.family, info.depth, info.residual):
-            raise ReslabError(f"pretrained={str(pretrained)!r} holds weights of {weights.model}, not {name}; "
-                              f"ask for {weights.model} or pass other weights")
-        kwargs = {**weights.kwargs, **kwargs}
-    try:
-        model = info.builder(**kwargs)
-    except TypeError as e:
-        raise ReslabError(f"model {name!r}: {e}") from None
-    if weights is None:
+    if pretrained in (None, False):
         if normalize_input:
             raise ReslabError("normalize_input=True needs pretrained weights (their normalisation is what it applies)")
-        return model
-    load_weights(model, weights.state, f"pretrained={str(pretrained)!r}")
+        return build(info, kwargs)
+    weights = load_pretrained(name, pretrained)
+    if not model_info(weights.model).same_architecture(info):
+        raise ReslabError(f"pretrained={str(pretrained)!r} holds weights of {weights.model}, not {name}; "
+                          f"ask for {weights.model} or pass other weights")
+    return model_from_weights(weights, normalize_input=normalize_input, where=f"pretrained={str(pretrained)!r}",
+                              **kwargs)
+
+
+def model_from_weights(weights: Pretrained, *, normalize_input: bool = False, where: str = "", **kwargs) -> nn.Module:
+    """The network `weights` belong to, with them loaded and their normalisation attached (see the module
+    docstring)."""
+    model = build(model_info(weights.model), {**weights.kwargs, **kwargs})
+    load_weights(model, weights.state, where or weights.model)
     model.normalizer = weights.normalizer
     model.pretrained_origin = weights.origin
     return nn.Sequential(NormalizeInput(weights.normalizer), model) if normalize_input else model
+
+
+def build(info: ModelInfo, kwargs: dict) -> nn.Module:
+    try:
+        return info.builder(**kwargs)
+    except TypeError as e:
+        raise ReslabError(f"model {info.name!r}: {e}") from None
 
 
 def from_pretrained(folder, **kwargs) -> nn.Module:

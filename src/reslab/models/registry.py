@@ -33,6 +33,11 @@ class ModelInfo:
     def accepts(self, option: str) -> bool:
         return option in COMMON_KWARGS or option in self.options
 
+    def same_architecture(self, other: "ModelInfo") -> bool:
+        """Whether weights of one load into the other (resnet50 and cifar_resnet50 do not; resnet56 and
+        cifar_resnet56 do)."""
+        return (self.family, self.depth, self.residual) == (other.family, other.depth, other.residual)
+
 
 _MODELS: dict[str, ModelInfo] = {}
 # (pattern, resolver) pairs: resolver(match) -> ModelInfo, or raises ReslabError.

@@ -17,7 +17,7 @@ from reslab import ReslabError
 from reslab.data import Normalizer
 from reslab.weights.convert import CONVERTERS
 from reslab.weights.files import load_run_checkpoint
-from reslab.weights.table import Published, by_filename, published, sources
+from reslab.weights.table import PUBLISHED, Published, by_filename, published, sources
 from reslab.weights.store import fetch
 
 FOLDER_CONFIG, FOLDER_WEIGHTS = "config.json", "model.safetensors"
@@ -41,6 +41,22 @@ def load_pretrained(model: str, pretrained) -> Pretrained:
     if not path.exists():
         raise ReslabError(f"pretrained={str(pretrained)!r} is neither a published source ({', '.join(sorted(sources()))}) "
                           f"nor an existing checkpoint file, run directory or exported folder")
+    return load_path(path)
+
+
+def load_source(source: str) -> Pretrained:
+    """What `--init-from` and `reslab export` take: a run directory, a checkpoint file, an exported folder or file,
+    or the name of a model with published weights."""
+    if Path(source).exists():
+        return load_path(Path(source))
+    if any(m == source for m, _ in PUBLISHED):
+        return load_published(published(source))
+    raise ReslabError(f"{source!r} is neither an existing run directory, checkpoint file or exported folder nor a "
+                      f"model with published weights ({', '.join(sorted({m for m, _ in PUBLISHED}))})")
+
+
+def load_path(path: Path) -> Pretrained:
+    """The weights in a checkpoint file, a run directory (its newest good checkpoint) or an export."""
     if path.is_dir() and (path / FOLDER_CONFIG).is_file():
         return load_safetensors(path / FOLDER_WEIGHTS, json.loads((path / FOLDER_CONFIG).read_text()))
     if path.suffix == ".safetensors":
