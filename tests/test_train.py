@@ -235,3 +235,24 @@ def test_stop_signals_exit_as_shells_expect():
 
     assert (exit_code("SIGINT"), exit_code("SIGTERM"), exit_code(None)) == (130, 143, 0)
     assert {signal.Signals(s).name for s in STOP_SIGNALS} >= {"SIGINT", "SIGTERM", "SIGUSR2"}
+
+
+def test_a_stop_at_an_evaluation_point_does_not_wait_for_the_evaluation(tiny_cfg, tmp_path):
+    """Ctrl-C just before an evaluation: checkpoint at once, the evaluation kept pending; the resume runs it first
+    and the run ends bit-identical to one never stopped."""
+    ref = train(tiny_cfg(), runs_dir=tmp_path / "ref", quiet=True)
+    run = train(tiny_cfg(), runs_dir=tmp_path / "cut", quiet=True, stop_after=10)  # eval_every 5: an eval point
+    s = json.loads((run / "summary.json").read_text())
+    assert s["status"] == "interrupted" and s["evaluation_pending"] is True and s["iterations_done"] == 10
+    assert [r["iteration"] for r in read_metrics(run / "metrics.csv")] == [5]  # 10 not evaluated
+    ckpt = load_checkpoint(resumable_checkpoints(run / "checkpoints")[0])
+    assert ckpt["iteration"] == 10 and ckpt["pending_eval"] is True
+    assert "before its evaluation" in (run / "train.log").read_text()
+    train(resume=run, quiet=True, stop_after=1)
+    assert [r["iteration"] for r in read_metrics(run / "metrics.csv")] == [5, 10]  # evaluated first on resume
+    assert "pending_eval" not in load_checkpoint(resumable_checkpoints(run / "checkpoints")[0])
+    train(resume=run, quiet=True)
+    assert numbers(run) == numbers(ref)
+    assert same_weights(final_weights(run), final_weights(ref))
+    mid = train(tiny_cfg(), runs_dir=tmp_path / "mid", quiet=True, stop_after=7)  # between points: nothing pending
+    assert json.loads((mid / "summary.json").read_text())["evaluation_pending"] is False

@@ -4,8 +4,10 @@ Train: (a) reslab — data as uint8 on the device, one gather + normalise + pad/
 the trainer's own `train_step`; (b) the conventional baseline — a map-style Dataset with per-sample random crop
 (pad 4), horizontal flip, to-tensor and normalise (torchvision's own transforms on PIL images when torchvision
 imports, otherwise the same per-sample ops on tensors), a DataLoader with 2 workers, NCHW fp32, eager model,
-plain `torch.optim.SGD`. Both run the same model, batch size and numerics (fp32), interleaved A B A B ... so
-machine drift cancels; the reported figure is the median over rounds.
+plain `torch.optim.SGD`. Both run the same model and batch size, interleaved A B A B ... so machine drift cancels;
+the reported figure is the median over rounds. The baseline is fp32; reslab's side trains in the precision of
+`--amp` (none = fp32; bf16; auto = what a run with train.amp=auto chooses here), and when that is not fp32 a
+third side, reslab in fp32, runs in the same rounds so the precision's own gain is measured too.
 
 Eval: reslab's evaluation (channels_last, inference_mode) with and without conv-BN folding, per image, against
 reslab's training throughput.
@@ -21,7 +23,7 @@ import torch
 import torch.nn.functional as F
 
 from reslab.data import Normalizer
-from reslab.engine.device import resolve_device
+from reslab.engine.device import choose_amp, resolve_device
 from reslab.engine.evaluate import evaluate
 from reslab.engine.step import train_step, training_batch
 from reslab.models import count_macs, create_model
@@ -94,11 +96,12 @@ class ReslabSide:
     """(a) reslab's own step: uint8 images on the device, one gather + normalise + pad/crop/flip per batch,
     channels_last, the trainer's `train_step`."""
 
-    def __init__(self, model_name: str, images, labels, batch_size: int, dev: torch.device):
+    def __init__(self, model_name: str, images, labels, batch_size: int, dev: torch.device, amp: str = "none"):
         torch.manual_seed(0)
+        self.amp = amp
         self.model = create_model(model_name).to(dev).to(memory_format=torch.channels_last)
         self.opt = torch.optim.SGD(self.model.parameters(), lr=0.01, momentum=0.9, weight_decay=1e-4)
-        self.scaler = torch.amp.GradScaler(dev.type, enabled=False)
+        self.scaler = torch.amp.GradScaler(dev.type, enabled=amp == "fp16")
         self.images, self.labels = images.to(dev), labels.to(dev)
         self.norm = Normalizer("channel", torch.tensor(MEAN), torch.tensor(STD)).to(dev)
         self.perm = torch.randperm(images.shape[0], device=dev)
@@ -114,7 +117,7 @@ class ReslabSide:
     def steps(self, n: int) -> None:
         for _ in range(n):
             x, y = self.batch()
-            loss, _ = train_step(self.model, self.opt, self.scaler, x, y)
+            loss, _ = train_step(self.model, self.opt, self.scaler, x, y, self.amp)
         float(loss)  # one host sync per round, as the trainer syncs rarely (loss is detached)
 
 
@@ -180,17 +183,22 @@ def pipeline_seconds(side: ReslabSide, dev: torch.device, batches: int = 20) -> 
 
 def bench_train(model_name: str = "resnet20", batch_size: int = 128, rounds: int = 6, steps: int = 8,
                 warmup: int = 3, device: str = "cpu", workers: int = 2, n_images: int = 10_000,
-                log=print) -> dict:
+                amp: str = "none", log=print) -> dict:
     dev = resolve_device(device)
+    amp, amp_why = choose_amp(amp, dev)
     images, labels = _images(n_images)
     macs = count_macs(create_model(model_name))
-    a_side = ReslabSide(model_name, images, labels, batch_size, dev)
-    b_side = BaselineSide(model_name, images, labels, batch_size, dev, workers)
-    log(f"bench train: {model_name}, batch {batch_size}, {rounds} rounds x {steps} steps each side, "
-        f"interleaved; baseline = DataLoader({workers} workers) + {b_side.ds.kind}")
-    a_side.steps(warmup)
-    b_side.steps(warmup)
-    ips = interleaved({"reslab": a_side, "baseline": b_side}, rounds, steps, batch_size, dev, log)
+    a_side = ReslabSide(model_name, images, labels, batch_size, dev, amp)
+    sides = {"reslab": a_side}
+    if amp != "none":
+        sides["reslab_fp32"] = ReslabSide(model_name, images, labels, batch_size, dev)
+    b_side = sides["baseline"] = BaselineSide(model_name, images, labels, batch_size, dev, workers)
+    log(f"bench train: {model_name}, batch {batch_size}, reslab in {precision(amp)}"
+        + (f" ({amp_why})" if amp_why else "") + f", {rounds} rounds x {steps} steps each side, "
+        f"interleaved; baseline = DataLoader({workers} workers) + {b_side.ds.kind}, fp32")
+    for side in sides.values():
+        side.steps(warmup)
+    ips = interleaved(sides, rounds, steps, batch_size, dev, log)
     pipe = pipeline_seconds(a_side, dev)
     a, b = statistics.median(ips["reslab"]), statistics.median(ips["baseline"])
     step_time = batch_size / a
@@ -204,6 +212,7 @@ def bench_train(model_name: str = "resnet20", batch_size: int = 128, rounds: int
     res = {
         "kind": "train", "model": model_name, "batch_size": batch_size, "device": str(dev),
         "baseline": f"DataLoader({workers} workers) + {b_side.ds.kind}, NCHW fp32, eager, torch.optim.SGD",
+        "amp": amp, "amp_why": amp_why, **precision_gain(ips),
         "reslab_images_per_s": round(a, 1), "baseline_images_per_s": round(b, 1), "ratio": round(a / b, 3),
         "reslab_rounds": [round(v, 1) for v in ips["reslab"]], "baseline_rounds": [round(v, 1) for v in ips["baseline"]],
         "macs_per_image": macs, "gflops_reslab": round(a * macs * 2 * 3 / 1e9, 2),
@@ -213,6 +222,19 @@ def bench_train(model_name: str = "resnet20", batch_size: int = 128, rounds: int
     }
     b_side.close()
     return res
+
+
+def precision(amp: str) -> str:
+    return "fp32" if amp == "none" else f"{amp} autocast"
+
+
+def precision_gain(ips: dict[str, list]) -> dict:
+    """reslab in its precision against reslab in fp32, both medians of the same interleaved rounds."""
+    if "reslab_fp32" not in ips:
+        return {}
+    a, f = statistics.median(ips["reslab"]), statistics.median(ips["reslab_fp32"])
+    return {"reslab_fp32_images_per_s": round(f, 1), "amp_speedup": round(a / f, 3),
+            "reslab_fp32_rounds": [round(v, 1) for v in ips["reslab_fp32"]]}
 
 
 def bench_eval(model_name: str = "resnet20", batch_size: int = 250, n_images: int = 2000, device: str = "cpu",

@@ -82,7 +82,9 @@ class TrainConfig:
     device: str = "auto"                      # auto | cpu | cuda | cuda:N | mps
     deterministic: bool = True                # deterministic kernels (free on CPU; slower cuDNN on GPU)
     channels_last: bool = True                # NHWC memory format: measured ~15% faster on CPU, faster on GPUs
-    amp: str = "none"                         # none | bf16 | fp16 (fp16 uses a GradScaler; accelerators)
+    amp: str = "none"                         # none (fp32) | bf16 | fp16 (a GradScaler; GPUs) | auto: bf16 where the device
+                                              # has it natively (bf16 GPUs; CPUs with AVX512_BF16 or AMX), else fp32.
+                                              # A run records what auto chose (config.yaml, env.json) and a resume keeps it
     compile: bool = False                     # torch.compile the model
     eval_batch_size: int = 250                # measured fastest on CPU (cache-sized batches)
     eval_every: int = 0                       # evaluate (and log a metrics row) every N iterations; 0 = every epoch
@@ -127,6 +129,15 @@ class LauncherConfig:
 
 
 @dataclass
+class StudyConfig:
+    """How `reslab study` sizes its grid (the study's --budget sets it). `reslab train` ignores it, and it is not
+    part of what makes two studies the same: the plan it leads to is stored in the study and kept on rerun."""
+    budget: typing.Optional[str] = None       # e.g. 15m, 1h30m, 900s: choose train.iterations so that the whole study
+                                              # (training, evaluations, report) ends within this wall time on this
+                                              # machine, from a throughput probe of each net; null = the profile's schedule
+
+
+@dataclass
 class Config:
     model: ModelConfig = field(default_factory=ModelConfig)
     data: DataConfig = field(default_factory=DataConfig)
@@ -134,6 +145,7 @@ class Config:
     train: TrainConfig = field(default_factory=TrainConfig)
     log: LogConfig = field(default_factory=LogConfig)
     launcher: LauncherConfig = field(default_factory=LauncherConfig)
+    study: StudyConfig = field(default_factory=StudyConfig)
 
 
 SECTIONS = {f.name: f.type for f in dataclasses.fields(Config)}
@@ -145,7 +157,7 @@ CHOICES = {
     "data.dataset": tuple(DATASETS),
     "optim.milestones_unit": ("fraction", "iteration", "epoch"),
     "optim.warmup": ("none", "linear", "constant"),
-    "train.amp": ("none", "bf16", "fp16"),
+    "train.amp": ("none", "bf16", "fp16", "auto"),
     "launcher.name": ("local", "submitit"),
     "launcher.cluster": ("slurm", "local"),
 }
@@ -340,6 +352,23 @@ def _err(key, value, allowed) -> ConfigError:
     return ConfigError(f"{key}={value!r} is not allowed; {allowed}")
 
 
+def budget_seconds(text: str) -> float:
+    """'15m', '90s', '1h30m', '2h' (a bare number: minutes) -> seconds; a one-line ConfigError otherwise."""
+    m = re.fullmatch(r"\s*(?:(\d+(?:\.\d+)?)h)?\s*(?:(\d+(?:\.\d+)?)m(?:in)?)?\s*(?:(\d+(?:\.\d+)?)s)?\s*",
+                     str(text))
+    bare = re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*", str(text))
+    if bare:
+        seconds = float(bare.group(1)) * 60
+    elif m and any(m.groups()):
+        h, mi, se = (float(g) if g else 0.0 for g in m.groups())
+        seconds = h * 3600 + mi * 60 + se
+    else:
+        raise _err("study.budget", text, "a wall time like 15m, 1h30m or 900s")
+    if seconds <= 0:
+        raise _err("study.budget", text, "must be more than 0")
+    return seconds
+
+
 def validate(cfg: Config) -> Config:
     """Checks that need no data. `resolve_schedule` does the ones that need the training-set size."""
     for key, allowed in CHOICES.items():
@@ -354,6 +383,8 @@ def validate(cfg: Config) -> Config:
             raise _err(f"data.{key}", "init", f"takes the convention of model.init_from's weights; set "
                        f"model.init_from, or use {allowed}")
     _validate_numbers(cfg)
+    if cfg.study.budget is not None:
+        budget_seconds(cfg.study.budget)
     for name in cfg.train.loggers:
         if name not in LOGGERS:
             raise _err("train.loggers", cfg.train.loggers, f"allowed: a list of {', '.join(LOGGERS)} (or [])")

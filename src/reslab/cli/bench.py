@@ -4,9 +4,12 @@ from __future__ import annotations
 import json
 
 from reslab import ReslabError
-from reslab.bench import bench_eval, bench_train
+from reslab.bench import bench_eval, bench_train, precision
 from reslab.cli.common import HelpFormatter
+from reslab.config import CHOICES
 from reslab.models import create_model, model_exists
+
+AMPS = CHOICES["train.amp"]
 
 
 def configure(p) -> None:
@@ -22,6 +25,9 @@ def configure(p) -> None:
             q.add_argument("--rounds", type=int, default=6, help="interleaved A/B rounds")
             q.add_argument("--steps", type=int, default=8, help="steps per side per round")
             q.add_argument("--workers", type=int, default=2, help="DataLoader workers of the baseline")
+            q.add_argument("--amp", default="none", choices=AMPS, help="reslab's precision: none (fp32), bf16, "
+                           "fp16 (GPU), or auto (bf16 where the device has it natively, as train.amp=auto); "
+                           "not fp32: reslab in fp32 is measured in the same rounds too (default: none)")
         else:
             q.add_argument("--images", type=int, default=2000, help="images evaluated per measurement")
             q.add_argument("--train-images-per-s", type=float, default=None,
@@ -33,9 +39,15 @@ def run(a) -> int:
         create_model(a.model)  # raises the registry's one-line error
     if a.batch_size <= 0:
         raise ReslabError(f"--batch-size {a.batch_size} must be > 0")
+    if getattr(a, "amp", None) == "fp16" and a.device == "cpu":
+        raise ReslabError("--amp fp16 needs a GPU; on CPU use bf16, auto or none")
     if a.bench_kind == "train":
-        res = bench_train(a.model, a.batch_size, a.rounds, a.steps, device=a.device, workers=a.workers)
-        print(f"reslab   {res['reslab_images_per_s']:8.1f} img/s  ({res['gflops_reslab']} GFLOP/s)")
+        res = bench_train(a.model, a.batch_size, a.rounds, a.steps, device=a.device, workers=a.workers, amp=a.amp)
+        print(f"reslab   {res['reslab_images_per_s']:8.1f} img/s  ({res['gflops_reslab']} GFLOP/s)  "
+              f"[{precision(res['amp'])}]")
+        if res.get("amp_speedup"):
+            print(f"reslab   {res['reslab_fp32_images_per_s']:8.1f} img/s  [fp32]: {res['amp']} is "
+                  f"{res['amp_speedup']:.2f}x fp32" + (f"  ({res['amp_why']})" if res.get("amp_why") else ""))
         print(f"baseline {res['baseline_images_per_s']:8.1f} img/s  ({res['gflops_baseline']} GFLOP/s)  [{res['baseline']}]")
         print(f"ratio    {res['ratio']:.2f}x   input pipeline {res['input_pipeline_ms']:.2f} ms/batch = "
               f"{100 * res['input_pipeline_share']:.1f}% of reslab's step   peak memory {res['peak_memory_mb']:.0f} MB")

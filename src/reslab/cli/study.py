@@ -7,12 +7,13 @@ from pathlib import Path
 
 from reslab import ReslabError
 from reslab.cli.common import HelpFormatter, add_data_dir, check_data_dir
-from reslab.config import from_dict, profile_name
+from reslab.config import budget_seconds, from_dict, profile_name
 from reslab.engine import runs
 from reslab.engine.device import resolve_device
 from reslab.engine.signals import exit_code
 from reslab.report import share_report, write_report
 from reslab.study import plan_degradation, plan_imagenet_style, run_study
+from reslab.study.budget import plan_study
 from reslab.study.degradation import parse_depths
 from reslab.study.spec import JOBS_FILE, read_spec
 from reslab.study.status import format_status, overall_line, study_status
@@ -32,6 +33,10 @@ def add_study_options(q, kind: str) -> None:
                    "existing one holding the same study is resumed, never overwritten")
     q.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                    help="override a config key for every run of the study")
+    q.add_argument("--budget", default=None, metavar="TIME", help="size the study to end within this wall time on "
+                   "this machine (e.g. 15m, 1h30m; sets study.budget): each net's throughput is measured for a few "
+                   "steps and the iteration count chosen to fit, the schedule scaled to it; the plan is stored in "
+                   "the study and kept when it is rerun")
     q.add_argument("--no-report", action="store_true", help="train only; build the report later with reslab report")
     q.add_argument("--quiet", action="store_true", help="no progress bars")
     add_launcher_options(q)
@@ -97,20 +102,28 @@ def run(a) -> int:
         return show_status(Path(a.study_dir), a.json)
     check_data_dir(a.data_dir)
     data_dir = str(Path(a.data_dir).resolve()) if a.data_dir else None
-    overrides = launcher_overrides(a) + a.overrides
+    if a.budget is not None:
+        try:
+            budget_seconds(a.budget)
+        except ReslabError:
+            raise ReslabError(f"--budget {a.budget!r}: give a wall time like 15m, 1h30m or 900s") from None
+    overrides = launcher_overrides(a) + a.overrides + ([f"study.budget={a.budget}"] if a.budget else [])
     if a.study_kind == "imagenet-style":
         spec = plan_imagenet_style(a.profile, a.seeds, overrides, data_dir)
     else:
         spec = plan_degradation(a.profile, parse_depths(a.depths, a.profile), a.seeds, overrides, data_dir)
     out = Path(a.out) if a.out else Path("studies") / f"{a.study_kind}-{profile_name(a.profile)}"
+    devices = [d.strip() for d in a.devices.split(",")] if a.devices else None
+    for d in devices or []:
+        resolve_device(d)
+    if devices and len(devices) > 1 and from_dict(spec.base_config).study.budget:
+        raise ReslabError("--budget plans for one device; with several --devices set train.iterations instead")
+    spec = plan_study(spec, out, devices[0] if devices else None)
     if from_dict(spec.base_config).launcher.name == "submitit":
         return submit(a, spec, out)
     for flag, given in (("--wait", a.wait), ("--resubmit-failed", a.resubmit_failed)):
         if given:
             raise ReslabError(f"{flag} is for --launcher submitit; the local launcher runs the study in this command")
-    devices = [d.strip() for d in a.devices.split(",")] if a.devices else None
-    for d in devices or []:
-        resolve_device(d)
     if not run_study(spec, out, devices=devices, quiet=a.quiet):
         return stopped_exit_code(out)
     if not a.no_report:

@@ -11,7 +11,7 @@ from dataclasses import dataclass
 import torch
 
 from reslab import ReslabError
-from reslab.data.cifar import OFFICIAL_TRAIN
+from reslab.data.cifar import OFFICIAL_TEST, OFFICIAL_TRAIN
 
 NORMALIZATIONS = ("channel", "pixel", "none")
 PAD_FILLS = ("mean", "black")  # augmentation padding: zero after normalisation, or black pixels before it
@@ -102,6 +102,11 @@ def n_train_images(d) -> int:
     """How many images a data config trains on, without reading the data: its subset, or the official 50k
     minus the validation split."""
     return d.train_subset or (OFFICIAL_TRAIN - d.val_size)
+
+
+def n_eval_images(d) -> tuple[int, int]:
+    """(validation, test) images of one evaluation point of a data config, without reading the data."""
+    return (d.val_subset or d.val_size) if d.val_size else 0, d.test_subset or OFFICIAL_TEST
 
 
 class Normalizer:

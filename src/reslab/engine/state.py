@@ -10,6 +10,7 @@ Checkpoint keys (format "reslab-checkpoint", version 1; every kind):
   and, in resumable checkpoints (kind "resumable", checkpoints/ckpt-<iteration>.pt):
     optimizer, scaler, schedule, rng, rows, best, wall_seconds, train_log, log_mark, progress, warmup_window
     [, progress_ranks when several processes trained]
+    [, pending_eval: true when the run stopped at an evaluation point before evaluating (a resume evaluates first)]
 """
 from __future__ import annotations
 
@@ -56,6 +57,8 @@ class TrainState:
     # the global (loss sum, wrong, seen) of the current metrics interval at the last train_log point: the next
     # point is the difference, so the dense curve needs no accumulator (or per-rank state) of its own
     log_mark: list = field(default_factory=lambda: [0.0, 0, 0])
+    # stopped at an evaluation point before its evaluation ran: the resume runs it first, as the run would have
+    pending_eval: bool = False
 
     @classmethod
     def fresh(cls, device) -> "TrainState":
@@ -63,8 +66,9 @@ class TrainState:
 
     def state_dict(self) -> dict:
         """The training state as a checkpoint stores it (`progress` is added by `resumable_payload`)."""
-        return {"rows": self.rows, "best": self.best, "wall_seconds": self.wall_seconds,
-                "train_log": self.train_log, "log_mark": self.log_mark}
+        d = {"rows": self.rows, "best": self.best, "wall_seconds": self.wall_seconds,
+             "train_log": self.train_log, "log_mark": self.log_mark}
+        return {**d, "pending_eval": True} if self.pending_eval else d
 
     def load_state_dict(self, ckpt: dict, device, rank: int | None = None, world_size: int = 1) -> None:
         """Restore from a resumable checkpoint. Several processes: each rank takes its own partial sums when
@@ -72,6 +76,7 @@ class TrainState:
         self.iteration, self.rows, self.best = ckpt["iteration"], ckpt["rows"], ckpt["best"]
         self.wall_seconds = ckpt["wall_seconds"]
         self.train_log, self.log_mark = ckpt.get("train_log", []), ckpt.get("log_mark", [0.0, 0, 0])
+        self.pending_eval = bool(ckpt.get("pending_eval", False))
         per_rank = ckpt.get("progress_ranks")
         if rank is not None and per_rank is not None and len(per_rank) == world_size:
             self.progress = Progress.from_state_dict(per_rank[rank], device)

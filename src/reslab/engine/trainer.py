@@ -24,7 +24,8 @@ from reslab.config import Config, Schedule, from_dict, load_yaml, resolve_schedu
 from reslab.data import CifarData, Normalizer, mix_seed
 from reslab.engine import distributed, runs
 from reslab.weights.files import CONFIG_FILE, newest_good_checkpoint, require_run_dir
-from reslab.engine.device import torch_sync
+from reslab.engine.device import choose_amp, native_bf16, torch_sync
+from reslab.engine.estimate import duration, evaluations, measure_speed
 from reslab.engine.evaluate import evaluate
 from reslab.engine.init import apply_init, load_init
 from reslab.engine.prepare import Prepared, prepare_data
@@ -37,6 +38,9 @@ from reslab.engine.writer import RunWriter
 from reslab.models import count_params, model_from_config, model_info
 from reslab.trackers import TrackedRun, Trackers, open_trackers
 from reslab.weights import Pretrained
+
+
+CPU_HINT_SECONDS = 30 * 60  # a CPU run planned longer than this gets the hint toward the short profile
 
 
 class NonFiniteLoss(ReslabError):
@@ -68,6 +72,7 @@ class Run:
     n_params: int
     state: TrainState
     init_note: str | None = None  # where the initial weights came from (model.init_from), for the log
+    amp_note: str | None = None   # what train.amp=auto chose and why (printed, and kept in env.json)
     writer: RunWriter | None = None
     trackers: Trackers | None = None
 
@@ -151,6 +156,7 @@ def build_run(ctx: distributed.DistContext, cfg: Config, data: CifarData | None,
     """Device, data, model (fresh, or from `init`), optimiser, schedule: everything but the run directory."""
     t = cfg.train
     dev = ctx.device(t.device)
+    t.amp, amp_note = choose_amp(t.amp, dev)  # the run records the choice: a resume keeps it on any machine
     shard = ctx.shard(t.batch_size) if ctx.enabled else None
     if t.deterministic:
         torch.use_deterministic_algorithms(True, warn_only=dev.type != "cpu")
@@ -177,7 +183,7 @@ def build_run(ctx: distributed.DistContext, cfg: Config, data: CifarData | None,
     wrapped = ctx.wrap(model, dev, t.sync_bn)
     step_model = torch.compile(wrapped) if t.compile else wrapped
     return Run(cfg, ctx, dev, prep, sched, model, step_model, optimizer, scaler, lrs, shard, n_params,
-               TrainState.fresh(dev), init_note)
+               TrainState.fresh(dev), init_note, amp_note)
 
 
 def start_or_resume(run: Run, found: ResumePoint | None, runs_dir: Path, run_name: str | None, quiet: bool,
@@ -187,23 +193,52 @@ def start_or_resume(run: Run, found: ResumePoint | None, runs_dir: Path, run_nam
     ctx, st = run.ctx, run.state
     if found is None:
         extra_env = {"init_from": init.origin} if init is not None else {}
+        if run.amp_note:
+            extra_env["amp"] = {"asked": "auto", "chose": run.cfg.train.amp, "why": run.amp_note}
         run.writer = RunWriter.create(ctx, runs_dir, run.cfg, run.dev, run_name, quiet, extra_env)
         run.writer.log(f"run {run.writer.run_dir}", always=True)  # --quiet still says where the run is
-        if run.init_note:
-            run.writer.log(run.init_note)
+        for note in (run.init_note, run.amp_note):
+            if note:
+                run.writer.log(note)
     else:
         run.writer = run.writer or RunWriter(ctx, found.run_dir, quiet)
         restore(found.ckpt, found.ckpt_path, run.model, run.optimizer, run.scaler, run.lrs, st, run.dev,
                 rank=ctx.rank if ctx.enabled else None, world_size=ctx.world_size)
         run.writer.write_logs(st)
         run.writer.log(f"resuming {found.run_dir} at iteration {st.iteration} from {found.ckpt_path.name}")
+        if run.cfg.train.amp == "bf16" and native_bf16(run.dev) is None:
+            run.writer.log(f"note: the run trains in bf16 (as it started); {run.dev.type} here has no native bf16, "
+                           f"so its steps are slower on this machine")
     run.writer.log(describe(run))
+    if not ctx.enabled and not run.writer.quiet:
+        for line in plan_lines(run):
+            run.writer.log(line)
     run.trackers = start_trackers(run, found is not None)
     if found is None:
         save_resumable(run)  # iteration 0: a resume is always possible, even after a crash in the first epoch
     run.writer.write_summary(summarize(run, "running"))
     if 0 in run.sched.snapshots and st.iteration == 0:
         run.writer.save(partial(payload, run, "snapshot"), f"snapshot-{0:08d}.pt")
+
+
+def plan_lines(run: Run) -> list[str]:
+    """What is left of the run and how long it should take here (from a short throughput probe), before the
+    first step; on a CPU, a hint toward the short profile when that is hours."""
+    t, p, st = run.cfg.train, run.prep, run.state
+    total, left = run.sched.iterations, run.sched.iterations - run.state.iteration
+    n_eval = evaluations(total, t.eval_every or run.sched.steps_per_epoch, st.iteration)
+    eval_images = p.val_x.shape[0] + p.test_x.shape[0]
+    speed = measure_speed(run.cfg, run.dev)
+    seconds = speed.run_seconds(left, t.batch_size, n_eval, eval_images)
+    lines = [f"plan: {left:,} iterations{' left' if left < total else ''} and {n_eval} evaluation"
+             f"{'s' if n_eval != 1 else ''} of "
+             f"{eval_images:,} images: about {duration(seconds)} here (measured just now: "
+             f"{speed.train_images_per_s:,.0f} img/s training, {speed.eval_images_per_s:,.0f} img/s evaluating)"]
+    if run.dev.type == "cpu" and seconds > CPU_HINT_SECONDS:
+        lines.append("hint: that is long for a CPU; `--config quick` trains a short schedule on an 8k-image subset "
+                     "in minutes, and `reslab study degradation --profile quick` shows the degradation problem in "
+                     "about 15 minutes")
+    return lines
 
 
 def start_trackers(run: Run, resumed: bool) -> Trackers:
@@ -236,6 +271,9 @@ def train_loop(run: Run, stop_after: int | None) -> Path:
     run.model.train()
     try:
         with StopRequest(echo_grace=2.0 if ctx.enabled else 0.0, announce=ctx.main) as stop:
+            if st.pending_eval:  # stopped just before this evaluation: run it first, as the run would have
+                end_interval(run, start_wall)
+                tick = time.perf_counter()
             while st.iteration < total:
                 it = st.iteration
                 epoch, k = divmod(it, spe)
@@ -266,11 +304,12 @@ def train_loop(run: Run, stop_after: int | None) -> Path:
                 if (at_eval or epoch_end) and bar is not None:
                     bar.close()
                     bar = None
-                if at_eval:
+                stop_now = stopping and st.iteration < total
+                if at_eval and not stop_now:  # a stop asked for does not wait for an evaluation (it is kept pending)
                     end_interval(run, start_wall)
                 # ---- maybe stop ----
-                if stopping and st.iteration < total:
-                    return stop_run(run, bar, stop.signum)
+                if stop_now:
+                    return stop_run(run, bar, stop.signum, pending_eval=at_eval)
                 if at_eval or stopping:
                     tick = time.perf_counter()
     except OSError as e:  # disk full, permissions: say so; every checkpoint written so far is complete
@@ -374,6 +413,7 @@ def end_interval(run: Run, start_wall: float) -> None:
         announce(f"evaluating at iteration {st.iteration}: {p.val_x.shape[0]} validation and {p.test_x.shape[0]} "
                  f"test images ...")
     row = eval_row(run)
+    st.pending_eval = False
     row["wall_seconds"] = time.perf_counter() - start_wall
     if not math.isfinite(row["train_loss"]):
         fail_nonfinite(run, row["train_loss"], None)
@@ -391,19 +431,24 @@ def end_interval(run: Run, start_wall: float) -> None:
     w.write_summary(summarize(run, "running" if st.iteration < run.sched.iterations else "finished"))
 
 
-def stop_run(run: Run, bar: EpochBar | PlainProgress | None, signum: int | None) -> Path:
-    """Stopped on request between evaluations: checkpoint where we are and say how to go on. The summary
-    names the signal (a cluster launcher requeues a run stopped by SLURM's SIGUSR2, not one stopped by hand)."""
+def stop_run(run: Run, bar: EpochBar | PlainProgress | None, signum: int | None, pending_eval: bool = False) -> Path:
+    """Stopped on request: checkpoint at this step boundary and say how to go on. At an evaluation point the
+    evaluation is not run but kept pending in the checkpoint (the resume runs it first). The summary names the
+    signal (a cluster launcher requeues a run stopped by SLURM's SIGUSR2, not one stopped by hand)."""
     st, w, ctx = run.state, run.writer, run.ctx
     if bar is not None:
         bar.close()
+    st.pending_eval = pending_eval
     w.write_logs(st)
     save_resumable(run)
-    w.write_summary({**summarize(run, "interrupted"), "stopped_by": signal_name(signum)})
+    w.write_summary({**summarize(run, "interrupted"), "stopped_by": signal_name(signum),
+                     "evaluation_pending": pending_eval})
     how = f"reslab train --resume {w.run_dir}" if not ctx.enabled else (
         f"torchrun --nproc_per_node=N -m reslab train --resume {w.run_dir} "
         f"(or reslab train --nproc N --resume {w.run_dir})")
-    w.log(f"stopped at iteration {st.iteration}/{run.sched.iterations}; resume with: {how}", always=True)
+    w.log(f"stopped at iteration {st.iteration}/{run.sched.iterations}"
+          + (" before its evaluation (the resume runs it first)" if pending_eval else "")
+          + f"; resume with: {how}", always=True)
     run.trackers.close("interrupted")
     return w.run_dir
 
@@ -519,7 +564,8 @@ def describe(run: Run) -> str:
     return (f"{cfg.model.name} (shortcut {cfg.model.shortcut}, {run.n_params:,} parameters) on {where}; "
             f"{p.n_train} train / {p.val_x.shape[0]} val / {p.test_x.shape[0]} test images; "
             f"{total} iterations = {total / spe:.2f} epochs of {spe} at batch {t.batch_size}; "
-            f"lr {cfg.optim.lr} x{cfg.optim.gamma} at {run.sched.milestones}; normalisation {p.normalizer.describe()}")
+            f"lr {cfg.optim.lr} x{cfg.optim.gamma} at {run.sched.milestones}; normalisation {p.normalizer.describe()}; "
+            f"{'fp32' if t.amp == 'none' else t.amp + ' autocast'}")
 
 
 def format_row(r: dict, total: int, spe: int) -> str:

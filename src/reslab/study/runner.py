@@ -83,7 +83,7 @@ def _run_parallel(spec: StudySpec, out: Path, todo, devices: list[str], quiet: b
             if st == "missing":
                 cmd = [sys.executable, "-m", "reslab", "train", "--config", str(cfg_file), "--runs-dir",
                        str(out / "runs"), "--run-name", r.name, "--device", device, "--quiet"]
-                for k, v in r.overrides.items():
+                for k, v in spec.overrides(r).items():
                     cmd += ["--set", f"{k}={_yaml_scalar(v)}"]
             else:
                 cmd = [sys.executable, "-m", "reslab", "train", "--resume", str(out / "runs" / r.name),

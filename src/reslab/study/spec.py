@@ -1,6 +1,7 @@
 """What a study is: its kind, profile, base config and grid of runs (`StudySpec`), and its directory.
 
-Layout:  STUDY/study.json          what was asked (kind, profile, base config, the runs)
+Layout:  STUDY/study.json          what was asked (kind, profile, base config, the runs), and the plan a --budget
+                                   led to (kept on rerun; not part of what makes two studies the same)
          STUDY/base_config.yaml    the base config, readable
          STUDY/runs/<name>/        one ordinary reslab run directory per grid cell (e.g. plain56-s0)
          STUDY/report/             report.md, report.html, figures (written by reslab.report from the runs)
@@ -35,17 +36,25 @@ class StudySpec:
     profile: str
     base_config: dict
     runs: list[RunSpec] = field(default_factory=list)
+    # what study.budget chose on the machine that started the study (reslab.study.budget): "overrides" for every
+    # run, the throughput measured per model, the estimate; None: the profile's schedule as it is
+    plan: dict | None = None
 
     def to_json(self) -> dict:
-        return {"kind": self.kind, "profile": self.profile, "base_config": self.base_config,
-                "runs": [asdict(r) for r in self.runs]}
+        d = {"kind": self.kind, "profile": self.profile, "base_config": self.base_config,
+             "runs": [asdict(r) for r in self.runs]}
+        return {**d, "plan": self.plan} if self.plan is not None else d
 
     @classmethod
     def from_json(cls, d: dict) -> "StudySpec":
-        return cls(d["kind"], d["profile"], d["base_config"], [RunSpec(**r) for r in d["runs"]])
+        return cls(d["kind"], d["profile"], d["base_config"], [RunSpec(**r) for r in d["runs"]], d.get("plan"))
+
+    def overrides(self, run: RunSpec) -> dict:
+        """The flat config keys `run` sets on top of the base config: the plan's, then the grid cell's."""
+        return {**(self.plan or {}).get("overrides", {}), **run.overrides}
 
     def run_config(self, run: RunSpec):
-        return validate(from_flat(run.overrides, from_dict(self.base_config)))
+        return validate(from_flat(self.overrides(run), from_dict(self.base_config)))
 
 
 def run_status(run_dir: Path) -> str:
@@ -62,13 +71,15 @@ def _comparable(spec: StudySpec) -> dict:
     """What makes two studies the same: the spec with its base config completed by today's defaults (a study
     made before a config field existed still matches the same command: the new field at its default changes
     nothing it trained), less what only says where the numbers are shown (train.loggers, the log section) and
-    where the runs train (the launcher section): rerunning a study with another launcher is the same study."""
+    where the runs train (the launcher section), and how it was sized (the study section and the plan it led to:
+    a rerun keeps the stored plan): rerunning a study with another launcher or budget is the same study."""
     d = spec.to_json()
+    d.pop("plan", None)
     try:
         d["base_config"] = to_dict(from_dict(d["base_config"]))
     except ReslabError:  # a field that no longer exists: compare as stored (and so differ)
         pass
-    d["base_config"] = {**d["base_config"], "log": None, "launcher": None,
+    d["base_config"] = {**d["base_config"], "log": None, "launcher": None, "study": None,
                         "train": {k: v for k, v in d["base_config"].get("train", {}).items() if k != "loggers"}}
     return d
 

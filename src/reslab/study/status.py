@@ -11,6 +11,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from reslab.engine import lock, runs
+from reslab.engine.estimate import duration
 from reslab.study.spec import read_spec
 
 
@@ -58,8 +59,10 @@ def study_status(study_dir: Path, jobs: dict[str, dict] | None = None) -> list[R
     states = [run_state(r.name, r.overrides.get("model.name", "?"), study_dir / "runs" / r.name) for r in spec.runs]
     for st in states:
         add_job(st, (jobs or {}).get(st.name))
-    known_total = next((st.total for st in states if st.total), None)
-    speed = {st.model: st.images_per_s for st in states if st.images_per_s}
+    planned = (spec.plan or {}).get("speeds", {})  # a budgeted study: each model's probe, before it trains
+    known_total = next((st.total for st in states if st.total), (spec.plan or {}).get("iterations"))
+    speed = {m: s["train_images_per_s"] for m, s in planned.items()}
+    speed.update({st.model: st.images_per_s for st in states if st.images_per_s})
     typical = sum(speed.values()) / len(speed) if speed else None  # a model not measured yet: a rough guess
     for st in states:
         st.total = st.total or known_total
@@ -88,15 +91,6 @@ def study_eta(states: list[RunState]) -> float | None:
     if any(st.eta_s is None for st in left):
         return None
     return sum(st.eta_s for st in left) / max(1, sum(st.state == "running" for st in states))
-
-
-def duration(seconds: float | None) -> str:
-    if seconds is None:
-        return "?"
-    if seconds < 60:
-        return f"{seconds:.0f}s"
-    m = round(seconds / 60)
-    return f"{m // 60}h{m % 60:02d}m" if m >= 60 else f"{m}m"
 
 
 def overall_line(states: list[RunState]) -> str:
