@@ -1,3 +1,4 @@
+import argparse
 import json
 import subprocess
 import sys
@@ -6,7 +7,7 @@ import urllib.request
 import pytest
 import torch
 
-from reslab.cli import main
+from reslab.cli import COMMANDS, build_parser, main
 from reslab.importers.akamaster import import_akamaster
 from reslab.models import create_model
 
@@ -162,13 +163,27 @@ def test_a_misspelt_option_gets_a_suggestion(capsys):
     assert e.value.code == 2 and "unrecognized arguments: --modle resnet8 (did you mean --model?)" in capsys.readouterr().err
 
 
-def test_help_never_says_default_none(capsys):
-    for argv in (["train"], ["study", "degradation"], ["data", "info"], ["eval"]):
-        with pytest.raises(SystemExit):
-            main([*argv, "--help"])
-        text = capsys.readouterr().out
-        assert "(default: None)" not in text
-        assert argv != ["train"] or "(default: runs)" in text  # real defaults are still shown
+def every_help(parser):
+    """(prog, --help text) of `parser` and of every subcommand below it."""
+    yield parser.prog, parser.format_help()
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            for sub in action.choices.values():
+                yield from every_help(sub)
+
+
+@pytest.mark.parametrize("command", sorted(COMMANDS))
+def test_help_shows_only_informative_defaults(command):
+    helps = dict(every_help(build_parser([command])))  # the command configured, the others bare
+    for prog, text in helps.items():
+        for empty in ("(default: None)", "(default: False)", "(default: True)", "(default: [])", "(default: )"):
+            assert empty not in text, f"{prog} --help says {empty}"
+    # real defaults are still shown, once
+    shown = {"train": ("reslab train", "(default: runs)"), "bench": ("reslab bench train", "(default: 128)"),
+             "eval": ("reslab eval", "(default: test)"), "analyze": ("reslab analyze gradients", "(default: 128)")}
+    if command in shown:
+        prog, needle = shown[command]
+        assert helps[prog].count(needle) == 1, helps[prog]
 
 
 def test_data_info_without_data_writes_nothing(tmp_path, monkeypatch, capsys):
