@@ -8,6 +8,7 @@ import pytest
 import torch
 
 from reslab.cli import COMMANDS, build_parser, main
+from reslab.cli.models import matching_models
 from reslab.importers.akamaster import import_akamaster
 from reslab.models import create_model
 
@@ -36,6 +37,21 @@ def test_models_lists_paper_counts(capsys):
     code, out, _ = run_cli(capsys, "models", "--json", "--filter", "plain2")
     rows = json.loads(out)
     assert rows == [{"name": "plain20", "parameters": 269_722, "macs_32": 40_551_040}]
+
+
+def test_models_filter_matches_name_or_family(capsys):
+    names = matching_models("CIFAR")  # the family, any case (building and counting 16 nets would take a minute)
+    assert {"resnet20", "plain1202", "cifar_resnet50", "cifar_plain152"} <= set(names)
+    assert "resnet50" not in names and "resnet18" not in names  # ImageNet-style nets are not CIFAR ones
+    assert matching_models("_MS") == ["plain18_ms", "resnet18_ms"]
+    code, out, _ = run_cli(capsys, "models", "--json", "--filter", "resnet8")  # a pattern name, shown by name
+    assert code == 0 and [r["name"] for r in json.loads(out)] == ["resnet8"]
+
+
+def test_models_filter_matching_nothing_says_what_exists(capsys):
+    code, out, err = run_cli(capsys, "models", "--filter", "vgg")
+    assert code == 2 and out == "" and err.count("\n") == 1
+    assert "'vgg' matches no model" in err and "families: cifar, imagenet-style" in err and "cifar_resnet50" in err
 
 
 @pytest.mark.parametrize("args, needle", [
