@@ -79,8 +79,11 @@ def test_train_then_eval_json_and_table(capsys, tmp_path, fake_dir):
     assert code == 0, err
     assert "epoch   2" in out and "finished" in out
     run = next(tmp_path.iterdir())
-    code, out, _ = run_cli(capsys, "eval", str(run), "--json", "--data-dir", str(fake_dir))
-    d = json.loads(out)
+    code, out, err = run_cli(capsys, "eval", str(run), "--json", "--data-dir", str(fake_dir))
+    d = json.loads(out)  # the announcement goes to stderr, after the checks: one line
+    assert err.startswith(f"evaluating {run}") and err.endswith(" on the 60 test images ...\n") and err.count("\n") == 1
+    code, out, err = run_cli(capsys, "eval", str(run), "--data-dir", str(tmp_path / "nodata"))
+    assert code == 2 and out == "" and err.count("\n") == 1 and "nodata" in err and "evaluating" not in err
     summary = json.loads((run / "summary.json").read_text())
     assert d["test_error"] == pytest.approx(summary["final"]["test_error"])
     assert set(d["per_class"]) == {"airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse",
