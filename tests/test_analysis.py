@@ -239,7 +239,8 @@ def test_gradient_norms_are_train_mode_and_leave_no_grads():
 def test_cli_writes_figures_and_never_overwrites(two_runs, tmp_path, capsys):
     out = tmp_path / "out"
     assert main(["analyze", "responses", *map(str, two_runs), "--out", str(out), "--max-images", "30"]) == 0
-    text = capsys.readouterr().out
+    text, err = capsys.readouterr()
+    assert err == "measuring the layer responses of 2 model(s) on the test split, at most 30 images ...\n"
     assert "responses are smaller than plain8 in" in text and " of 7 layers" in text
     first = (out / "responses.csv").read_bytes()
     assert (out / "responses.png").stat().st_size > 1000 and first.count(b"\n") == 1 + 2 * 7
@@ -247,9 +248,11 @@ def test_cli_writes_figures_and_never_overwrites(two_runs, tmp_path, capsys):
     assert (out / "responses.csv").read_bytes() == first  # kept; the second run went to responses-2.*
     assert (out / "responses-2.png").is_file() and (out / "responses-2.csv").is_file()
 
+    capsys.readouterr()
     assert main(["analyze", "gradients", *map(str, two_runs), "--out", str(out), "--batch-size", "16"]) == 0
     assert (out / "gradients.png").stat().st_size > 1000
-    text = capsys.readouterr().out
+    text, err = capsys.readouterr()
+    assert err == "measuring gradient norms of 2 run(s) at 8 points of training, on 16 training images each ...\n"
     assert "plain8-s0: gradient norm of the first 3 conv layers over the last 3: " in text
     assert (out / "gradients.csv").read_text().count("\n") == 1 + 2 * 4 * 7  # 2 runs x 4 snapshots x 7 convs
 

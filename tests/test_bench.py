@@ -1,9 +1,11 @@
 import json
+import os
+import sys
 
 import pytest
 import torch
 
-from reslab.bench import bench_eval, bench_train
+from reslab.bench import bench_eval, bench_train, conv_share, kineto_markers_dropped
 from reslab.cli import main
 from reslab.engine import train
 from reslab.engine.runs import read_metrics
@@ -33,6 +35,19 @@ def test_bench_eval_and_cli_json(tmp_path, capsys):
                  str(out)]) == 0
     assert json.loads(out.read_text())["kind"] == "eval"
     assert main(["bench", "train", "--model", "resnet21"]) == 2
+
+
+def test_profiling_drops_only_kinetos_trace_markers(capfd):
+    # torch.profiler's libkineto writes "USDT: ... profiler_start/stop" to fd 2; reslab bench must not show them
+    conv = torch.nn.Conv2d(3, 4, 3)
+    share = conv_share(lambda n: [conv(torch.randn(2, 3, 8, 8)).sum().backward() for _ in range(n)])
+    assert 0 < share <= 1
+    assert "USDT:" not in capfd.readouterr().err
+    with kineto_markers_dropped():  # whatever else reaches fd 2 meanwhile is passed on
+        os.write(2, b"USDT:2026-01-01 1:1 SyncActivityProfilerHandler.cpp:52] profiler_start\n")
+        os.write(2, b"ERROR: a real problem\n")
+        print("a Python warning", file=sys.stderr)
+    assert sorted(capfd.readouterr().err.splitlines()) == ["ERROR: a real problem", "a Python warning"]
 
 
 @pytest.mark.parametrize("shortcut", ["A", "B", "C"])

@@ -1,3 +1,4 @@
+import argparse
 import json
 import subprocess
 import sys
@@ -6,7 +7,8 @@ import urllib.request
 import pytest
 import torch
 
-from reslab.cli import main
+from reslab.cli import COMMANDS, build_parser, main
+from reslab.cli.models import matching_models
 from reslab.importers.akamaster import import_akamaster
 from reslab.models import create_model
 
@@ -37,6 +39,21 @@ def test_models_lists_paper_counts(capsys):
     assert rows == [{"name": "plain20", "parameters": 269_722, "macs_32": 40_551_040}]
 
 
+def test_models_filter_matches_name_or_family(capsys):
+    names = matching_models("CIFAR")  # the family, any case (building and counting 16 nets would take a minute)
+    assert {"resnet20", "plain1202", "cifar_resnet50", "cifar_plain152"} <= set(names)
+    assert "resnet50" not in names and "resnet18" not in names  # ImageNet-style nets are not CIFAR ones
+    assert matching_models("_MS") == ["plain18_ms", "resnet18_ms"]
+    code, out, _ = run_cli(capsys, "models", "--json", "--filter", "resnet8")  # a pattern name, shown by name
+    assert code == 0 and [r["name"] for r in json.loads(out)] == ["resnet8"]
+
+
+def test_models_filter_matching_nothing_says_what_exists(capsys):
+    code, out, err = run_cli(capsys, "models", "--filter", "vgg")
+    assert code == 2 and out == "" and err.count("\n") == 1
+    assert "'vgg' matches no model" in err and "families: cifar, imagenet-style" in err and "cifar_resnet50" in err
+
+
 @pytest.mark.parametrize("args, needle", [
     (["train", "--model", "resnet21"], "6n+2"),
     (["train", "--set", "optim.lrr=0.1"], "did you mean optim.lr"),
@@ -62,8 +79,11 @@ def test_train_then_eval_json_and_table(capsys, tmp_path, fake_dir):
     assert code == 0, err
     assert "epoch   2" in out and "finished" in out
     run = next(tmp_path.iterdir())
-    code, out, _ = run_cli(capsys, "eval", str(run), "--json", "--data-dir", str(fake_dir))
-    d = json.loads(out)
+    code, out, err = run_cli(capsys, "eval", str(run), "--json", "--data-dir", str(fake_dir))
+    d = json.loads(out)  # the announcement goes to stderr, after the checks: one line
+    assert err.startswith(f"evaluating {run}") and err.endswith(" on the 60 test images ...\n") and err.count("\n") == 1
+    code, out, err = run_cli(capsys, "eval", str(run), "--data-dir", str(tmp_path / "nodata"))
+    assert code == 2 and out == "" and err.count("\n") == 1 and "nodata" in err and "evaluating" not in err
     summary = json.loads((run / "summary.json").read_text())
     assert d["test_error"] == pytest.approx(summary["final"]["test_error"])
     assert set(d["per_class"]) == {"airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse",
@@ -162,13 +182,27 @@ def test_a_misspelt_option_gets_a_suggestion(capsys):
     assert e.value.code == 2 and "unrecognized arguments: --modle resnet8 (did you mean --model?)" in capsys.readouterr().err
 
 
-def test_help_never_says_default_none(capsys):
-    for argv in (["train"], ["study", "degradation"], ["data", "info"], ["eval"]):
-        with pytest.raises(SystemExit):
-            main([*argv, "--help"])
-        text = capsys.readouterr().out
-        assert "(default: None)" not in text
-        assert argv != ["train"] or "(default: runs)" in text  # real defaults are still shown
+def every_help(parser):
+    """(prog, --help text) of `parser` and of every subcommand below it."""
+    yield parser.prog, parser.format_help()
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            for sub in action.choices.values():
+                yield from every_help(sub)
+
+
+@pytest.mark.parametrize("command", sorted(COMMANDS))
+def test_help_shows_only_informative_defaults(command):
+    helps = dict(every_help(build_parser([command])))  # the command configured, the others bare
+    for prog, text in helps.items():
+        for empty in ("(default: None)", "(default: False)", "(default: True)", "(default: [])", "(default: )"):
+            assert empty not in text, f"{prog} --help says {empty}"
+    # real defaults are still shown, once
+    shown = {"train": ("reslab train", "(default: runs)"), "bench": ("reslab bench train", "(default: 128)"),
+             "eval": ("reslab eval", "(default: test)"), "analyze": ("reslab analyze gradients", "(default: 128)")}
+    if command in shown:
+        prog, needle = shown[command]
+        assert helps[prog].count(needle) == 1, helps[prog]
 
 
 def test_data_info_without_data_writes_nothing(tmp_path, monkeypatch, capsys):

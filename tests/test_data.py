@@ -1,5 +1,6 @@
 import dataclasses
 import pickle
+import tarfile
 import urllib.request
 
 import numpy as np
@@ -8,6 +9,7 @@ import torch
 
 from reslab.data import DataError, Normalizer, augment, load_cifar10, make_splits, read_cifar10
 from reslab.data import cifar as cifar_mod
+from reslab.data import pipeline as pipeline_mod
 from reslab.data.synthetic import write_fake_cifar
 
 from conftest import REAL_ARCHIVE, requires_real_data
@@ -63,6 +65,28 @@ def test_structural_check_names_the_file(tmp_path, mutate, needle):
     with pytest.raises(DataError, match=needle) as e:
         read_cifar10(folder)
     assert "data_batch_2" in str(e.value)
+
+
+def test_training_batches_of_different_sizes_are_refused(tmp_path):
+    folder = _corrupt(tmp_path, "data_batch_3", lambda d: (d.__setitem__(b"data", d[b"data"][:10]),
+                                                           d.__setitem__(b"labels", d[b"labels"][:10])))
+    with pytest.raises(DataError, match=r"training batches have different sizes \[10, 20\]"):
+        read_cifar10(folder)
+
+
+def test_archive_member_order_does_not_matter(tmp_path):
+    # batches are placed by name as they are read, whatever order the archive stores them in
+    folder = write_fake_cifar(tmp_path / "f", per_batch=20, test=10, seed=3, as_archive=False)
+    archive = tmp_path / "a" / "cifar-10-python.tar.gz"
+    archive.parent.mkdir()
+    with tarfile.open(archive, "w:gz") as tar:
+        for p in sorted(folder.iterdir(), reverse=True):
+            tar.add(p, arcname=f"cifar-10-batches-py/{p.name}")
+    a, b = read_cifar10(archive), read_cifar10(folder)
+    assert torch.equal(a.train_images, b.train_images) and torch.equal(a.train_labels, b.train_labels)
+    with open(folder / "data_batch_2", "rb") as f:
+        second = pickle.load(f, encoding="bytes")
+    assert torch.equal(a.train_images[20].flatten(), torch.from_numpy(second[b"data"][0]))
 
 
 def test_unbalanced_classes_rejected(tmp_path):
@@ -154,6 +178,22 @@ def test_normalizer_statistics_from_training_images():
     assert torch.allclose(px(imgs).mean(0), torch.zeros(3, 32, 32), atol=1e-5)
     rt = Normalizer.from_state_dict(ch.state_dict())
     assert torch.equal(rt(imgs), x)
+
+
+@pytest.mark.parametrize("kind", ["channel", "pixel"])
+def test_normalizer_fit_in_chunks_equals_the_float64_statistics(monkeypatch, kind):
+    # fit sums exact integers a chunk at a time (no float copy of the set); the result is what float64 over the
+    # whole set gives, to the last bit of float32, with or without `rows`, whatever the chunk size
+    monkeypatch.setattr(pipeline_mod, "FIT_CHUNK", 7)
+    imgs = torch.randint(0, 256, (61, 3, 8, 8), dtype=torch.uint8, generator=torch.Generator().manual_seed(1))
+    rows = torch.tensor([60, 3, 5, 8, 13, 21, 34, 55, 0, 1, 2])
+    for sel, fit in ((imgs, Normalizer.fit(imgs, kind)), (imgs[rows], Normalizer.fit(imgs, kind, rows=rows))):
+        x = sel.double() / 255
+        if kind == "pixel":
+            assert torch.equal(fit.mean, x.mean(0).float()) and fit.std is None
+        else:
+            assert torch.equal(fit.mean, x.mean((0, 2, 3)).float())
+            assert torch.equal(fit.std, x.transpose(0, 1).reshape(3, -1).std(1, unbiased=False).float())
 
 
 def test_augment_is_pad_crop_flip():

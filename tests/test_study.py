@@ -171,9 +171,13 @@ def test_cli_study_and_report(tmp_path, fake_dir_module, capsys):
         args += ["--set", o]
     assert main(args) == 0
     assert (tmp_path / "st" / "report" / "report.html").is_file()
+    capsys.readouterr()
     assert main(["report", str(tmp_path / "st")]) == 0
+    err = capsys.readouterr().err  # what it is doing, on stderr, once the study has been checked
+    assert err == f"building the report of {tmp_path / 'st'} (degradation study, 2 runs) ...\n"
     assert main(["report", str(tmp_path)]) == 2
-    assert "not a reslab study" in capsys.readouterr().err
+    err = capsys.readouterr().err  # a bad study: the error alone
+    assert "not a reslab study" in err and err.count("\n") == 1
 
 
 def test_study_on_two_cpu_worker_processes(tmp_path, fake_dir_module):

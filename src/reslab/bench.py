@@ -14,9 +14,13 @@ reslab's training throughput.
 """
 from __future__ import annotations
 
+import contextlib
+import os
 import platform
 import resource
 import statistics
+import sys
+import tempfile
 import time
 
 import torch
@@ -73,12 +77,38 @@ class _PerSampleDataset(torch.utils.data.Dataset):
         return (x.float().div(255) - self.mean) / self.std, int(self.labels[i])
 
 
+# Lines libkineto (under torch.profiler) writes to fd 2 on every profile: "USDT:<time> <pid>:<tid>
+# SyncActivityProfilerHandler.cpp:52] profiler_start" and "... profiler_stop" — trace markers, not messages.
+KINETO_MARKER = "USDT:"
+
+
+@contextlib.contextmanager
+def kineto_markers_dropped():
+    """Capture fd 2 while the profiler runs and pass on every line but libkineto's trace markers. KINETO_LOG_LEVEL
+    cannot do this: the markers rank above ERROR, so the level that hides them (6) hides kineto's errors too."""
+    sys.stderr.flush()
+    saved = os.dup(2)
+    with tempfile.TemporaryFile() as captured:
+        os.dup2(captured.fileno(), 2)
+        try:
+            yield
+        finally:
+            sys.stderr.flush()
+            os.dup2(saved, 2)
+            os.close(saved)
+            captured.seek(0)
+            kept = [line for line in captured.read().decode(errors="replace").splitlines(keepends=True)
+                    if not line.startswith(KINETO_MARKER)]
+            sys.stderr.write("".join(kept))
+            sys.stderr.flush()
+
+
 def conv_share(step_fn, steps: int = 2) -> float:
     """Share of a CPU training step spent inside convolution kernels (forward and backward), from the profiler's
     self times. It bounds what any change outside the convolutions can win: with everything else free, a step
     would still take `share` of its time."""
     from torch.profiler import ProfilerActivity, profile
-    with profile(activities=[ProfilerActivity.CPU]) as prof:
+    with kineto_markers_dropped(), profile(activities=[ProfilerActivity.CPU]) as prof:
         step_fn(steps)
     events = prof.key_averages()
     total = sum(e.self_cpu_time_total for e in events)

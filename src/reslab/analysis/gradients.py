@@ -15,6 +15,7 @@ from __future__ import annotations
 import csv
 import math
 import re
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -115,8 +116,20 @@ def _rebuilt_initialisation(cfg, device) -> nn.Module:
         return model_from_config(cfg).to(device)
 
 
-def profile_gradients(run_dir: Path, label: str, data_cache: DataCache, batch_size: int,
-                      device: torch.device) -> GradientProfile:
+@dataclass
+class GradientInputs:
+    """What measuring one run takes, every check made: its checkpoints along training (iteration, checkpoint,
+    path), the first of them loaded, the fixed batch and the run's length in iterations."""
+
+    label: str
+    points: list[tuple[int, dict, Path]]
+    first: Loaded
+    batch: tuple[torch.Tensor, torch.Tensor]
+    total: int
+
+
+def gradient_inputs(run_dir: Path, label: str, data_cache: DataCache, batch_size: int,
+                    device: torch.device) -> GradientInputs:
     snaps = snapshot_files(run_dir)
     # Where no snapshot was kept (runs from before snapshots existed), fall back to the newest checkpoint.
     points = [(it, load_checkpoint(p, require_checksum=True), p) for it, p in snaps]
@@ -127,21 +140,27 @@ def profile_gradients(run_dir: Path, label: str, data_cache: DataCache, batch_si
     if first.cfg is None:
         raise ReslabError(f"{run_dir}: its checkpoints record no config, so its training images are unknown")
     data = data_cache.get(first.cfg)
-    x, y = fixed_batch(first, data, batch_size)
+    batch = fixed_batch(first, data, batch_size)
     total = resolve_schedule(first.cfg, training_indices(first.cfg, data).numel()).iterations
+    return GradientInputs(label, points, first, batch, total)
 
-    prof = GradientProfile(label, first.model_name, first.group, first.depth, batch_size)
+
+def profile_gradients(inputs: GradientInputs, device: torch.device) -> GradientProfile:
+    first, (x, y), points = inputs.first, inputs.batch, inputs.points
+    prof = GradientProfile(inputs.label, first.model_name, first.group, first.depth, x.shape[0])
     if points[0][0] != 0:
         model = _rebuilt_initialisation(first.cfg, device)
         prof.points.append(GradientPoint(0, 0.0, "rebuilt from seed", *gradient_norms(model, x, y)))
     for i, (it, ckpt, p) in enumerate(points):
-        model = first.model if i == 0 else loaded_from_checkpoint(ckpt, p, label, device).model
-        prof.points.append(GradientPoint(it, it / total, str(p), *gradient_norms(model, x, y)))
+        model = first.model if i == 0 else loaded_from_checkpoint(ckpt, p, inputs.label, device).model
+        prof.points.append(GradientPoint(it, it / inputs.total, str(p), *gradient_norms(model, x, y)))
     return prof
 
 
 def measure_gradients(runs: list[str | Path], *, batch_size: int = 128, data_dir: str | None = None,
-                      device: str = "cpu", data_cache: DataCache | None = None) -> list[GradientProfile]:
+                      device: str = "cpu", data_cache: DataCache | None = None,
+                      announce: Callable[[str], None] | None = None) -> list[GradientProfile]:
+    """`announce` gets one line saying what is measured, once every run has been checked and the data read."""
     check_positive("--batch-size", batch_size)
     dirs = []
     for r in runs:
@@ -153,7 +172,12 @@ def measure_gradients(runs: list[str | Path], *, batch_size: int = 128, data_dir
     cache = data_cache or DataCache(data_dir)
     dev = resolve_device(device)
     labels = unique_labels([d.name for d in dirs])
-    return [profile_gradients(d, lab, cache, batch_size, dev) for d, lab in zip(dirs, labels)]
+    inputs = [gradient_inputs(d, lab, cache, batch_size, dev) for d, lab in zip(dirs, labels)]
+    if announce:
+        points = sum(len(i.points) + (i.points[0][0] != 0) for i in inputs)
+        announce(f"measuring gradient norms of {len(inputs)} run(s) at {points} points of training, on "
+                 f"{batch_size} training images each ...")
+    return [profile_gradients(i, dev) for i in inputs]
 
 
 def first_to_last_ratio(grad_norm: list[float], k: int = 3) -> float:

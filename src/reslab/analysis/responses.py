@@ -19,6 +19,7 @@ the ReLU runs. `capture_responses` (tests, debugging) clones for the same reason
 from __future__ import annotations
 
 import csv
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -207,7 +208,9 @@ def load_targets(targets: list[str | Path], which: str, device: torch.device) ->
 
 def measure_responses(targets: list[str | Path], *, split: str = "test", data_dir: str | None = None,
                       max_images: int | None = None, which: str = "last", device: str = "cpu",
-                      data_cache: DataCache | None = None) -> list[ResponseProfile]:
+                      data_cache: DataCache | None = None,
+                      announce: Callable[[str], None] | None = None) -> list[ResponseProfile]:
+    """`announce` gets one line saying what is measured, once every input has been checked and the data read."""
     if split not in SPLITS:
         raise ReslabError(f"--split {split!r} is not allowed; use {' or '.join(SPLITS)}")
     check_positive("--max-images", max_images)
@@ -215,6 +218,10 @@ def measure_responses(targets: list[str | Path], *, split: str = "test", data_di
     loaded = load_targets(targets, which, resolve_device(device))
     for lo in loaded:
         check_split(lo, split)
+        cache.get(lo.cfg)  # the data each needs, read (and checked) before any measuring
+    if announce:
+        at_most = f", at most {max_images:,} images" if max_images else ""
+        announce(f"measuring the layer responses of {len(loaded)} model(s) on the {split} split{at_most} ...")
     return [profile_responses(lo, cache.get(lo.cfg), split, max_images) for lo in loaded]
 
 

@@ -8,6 +8,7 @@ from reslab.analysis.findings import gradient_verdicts, response_verdicts
 from reslab.analysis.gradients import measure_gradients, plot_gradients, write_gradients_csv
 from reslab.analysis.responses import SPLITS, measure_responses, plot_responses, write_responses_csv
 from reslab.cli.common import HelpFormatter
+from reslab.engine.progress import announce
 
 
 def configure(p) -> None:
@@ -54,7 +55,7 @@ def run(a) -> int:
     if a.analyze_kind == "responses":
         paths = fresh_paths(Path(a.out), "responses", ("png", "csv"))  # a bad --out fails before the work
         profiles = measure_responses(a.targets, split=a.split, max_images=a.max_images, which=a.weights,
-                                     device=a.device, data_cache=cache)
+                                     device=a.device, data_cache=cache, announce=announce)
         paths["png"].parent.mkdir(parents=True, exist_ok=True)
         plot_responses(profiles, paths["png"])
         write_responses_csv(profiles, paths["csv"])
@@ -64,7 +65,8 @@ def run(a) -> int:
         verdicts = response_verdicts(profiles)
     else:
         paths = fresh_paths(Path(a.out), "gradients", ("png", "csv"))
-        profiles = measure_gradients(a.runs, batch_size=a.batch_size, device=a.device, data_cache=cache)
+        profiles = measure_gradients(a.runs, batch_size=a.batch_size, device=a.device, data_cache=cache,
+                                     announce=announce)
         paths["png"].parent.mkdir(parents=True, exist_ok=True)
         plot_gradients(profiles, paths["png"])
         write_gradients_csv(profiles, paths["csv"])

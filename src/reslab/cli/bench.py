@@ -18,7 +18,7 @@ def configure(p) -> None:
     for kind in ("train", "eval"):
         q = bsub.add_parser(kind, formatter_class=fmt, help=f"{kind} throughput")
         q.add_argument("--model", default="resnet20", help="any registered model")
-        q.add_argument("--batch-size", type=int, default=128 if kind == "train" else 250)
+        q.add_argument("--batch-size", type=int, default=128 if kind == "train" else 250, help="images per step")
         q.add_argument("--device", default="cpu", help="cpu | cuda | cuda:N | mps")
         q.add_argument("--json", dest="json_out", default=None, metavar="FILE", help="also write every figure here")
         if kind == "train":

@@ -7,12 +7,22 @@ from pathlib import Path
 from reslab import ReslabError
 
 
+def informative_default(action: argparse.Action) -> bool:
+    """Whether "(default: X)" tells a reader anything: not for flags (store_true/false/const: their help says what
+    giving them does), nor for None, False or an empty list/string (= "not given")."""
+    default = action.default
+    if action.nargs == 0 or default is None or default is False or default is argparse.SUPPRESS:
+        return False
+    return not (isinstance(default, (list, tuple, dict, str)) and len(default) == 0)
+
+
 class HelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
-    """Shows an option's default after its help — unless it is None or the help already says what it is."""
+    """Shows an option's default after its help — only where the default is informative and the help does not
+    already say what it is."""
 
     def _get_help_string(self, action):
         text = action.help or ""
-        if action.default is None or action.default is argparse.SUPPRESS or "default" in text or not text:
+        if not text or "default" in text.lower() or not informative_default(action):
             return text
         return super()._get_help_string(action)
 

@@ -6,6 +6,7 @@ from pathlib import Path
 
 from reslab.cli.common import add_data_dir
 from reslab.engine.eval_run import evaluate_checkpoint, format_eval, write_confusion_csv
+from reslab.engine.progress import announce
 
 
 def configure(p) -> None:
@@ -29,7 +30,7 @@ def confusion_csv_path(target: Path, split: str, weights: str) -> Path:
 
 def run(a) -> int:
     result, ckpt, ckpt_path = evaluate_checkpoint(a.target, split=a.split, data_dir=a.data_dir, which=a.weights,
-                                                  device=a.device)
+                                                  device=a.device, announce=announce)
     csv_path = None
     if not a.no_csv:
         csv_path = write_confusion_csv(confusion_csv_path(Path(a.target), a.split, a.weights), result)

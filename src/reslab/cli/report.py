@@ -3,6 +3,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from reslab.engine.progress import announce
 from reslab.report import share_report, write_report
 
 
@@ -11,7 +12,7 @@ def configure(p) -> None:
 
 
 def run(a) -> int:
-    paths = write_report(Path(a.study_dir))
+    paths = write_report(Path(a.study_dir), announce=announce)
     share_report(Path(a.study_dir))
     print(f"wrote {paths['md']} and {paths['html']}")
     return 0

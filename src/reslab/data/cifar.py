@@ -16,6 +16,7 @@ import io
 import os
 import pickle
 import tarfile
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -128,31 +129,34 @@ def download(data_dir: Path, spec: DatasetSpec = CIFAR10, timeout: float = 30.0)
                         f"{spec.how_to_point()}") from None
 
 
-def _read_members(source: Path, spec: DatasetSpec) -> dict[str, bytes]:
-    """Raw bytes of the batch (and meta) files, from an archive or a folder."""
-    names = spec.train_members + (spec.test_member,) + ((spec.meta_member,) if spec.meta_member else ())
-    found: dict[str, bytes] = {}
+def _member_names(spec: DatasetSpec) -> tuple[str, ...]:
+    return spec.train_members + (spec.test_member,) + ((spec.meta_member,) if spec.meta_member else ())
+
+
+def _members(source: Path, spec: DatasetSpec) -> Iterator[tuple[str, bytes]]:
+    """(name, raw bytes) of each batch (and meta) file of an archive or folder, one file at a time: the whole
+    data set's raw bytes are never held at once."""
+    names = _member_names(spec)
     if source.is_dir():
-        for n in names:
-            p = source / n
-            if p.is_file():
-                found[n] = p.read_bytes()
-    else:
-        try:
-            with tarfile.open(source, "r:*") as tar:
-                for member in tar:
-                    base = member.name.rsplit("/", 1)[-1]
-                    if base in names and member.isfile():
-                        found[base] = tar.extractfile(member).read()
-        except (tarfile.TarError, EOFError, OSError, ValueError) as e:
-            raise DataError(f"{source} is not a readable {spec.title} archive ({type(e).__name__}: "
-                            f"{(str(e).splitlines() or [''])[0]}); "
-                            f"expected the python-version {spec.archive}") from None
-    missing = [n for n in names if n not in found]
+        yield from ((n, (source / n).read_bytes()) for n in names if (source / n).is_file())
+        return
+    try:
+        with tarfile.open(source, "r:*") as tar:
+            for member in tar:
+                base = member.name.rsplit("/", 1)[-1]
+                if base in names and member.isfile():
+                    yield base, tar.extractfile(member).read()
+    except (tarfile.TarError, EOFError, OSError, ValueError) as e:
+        raise DataError(f"{source} is not a readable {spec.title} archive ({type(e).__name__}: "
+                        f"{(str(e).splitlines() or [''])[0]}); "
+                        f"expected the python-version {spec.archive}") from None
+
+
+def _check_complete(source: Path, spec: DatasetSpec, found) -> None:
+    missing = [n for n in _member_names(spec) if n not in found]
     if missing:
         raise DataError(f"{source} lacks {', '.join(missing)}; a {spec.title} python-version copy has "
-                        f"{', '.join(names)}")
-    return found
+                        f"{', '.join(_member_names(spec))}")
 
 
 def _unpickle(raw: bytes, where: str, spec: DatasetSpec) -> dict:
@@ -188,10 +192,8 @@ def _check_balance(labels: np.ndarray, where: str, spec: DatasetSpec = CIFAR10) 
         raise DataError(f"{where}: images per class {shown}; {spec.title} has the same count for every class")
 
 
-def _class_names(raw: dict[str, bytes], source: Path, spec: DatasetSpec) -> tuple[str, ...]:
-    if not spec.meta_member:
-        return spec.classes
-    meta = _unpickle(raw[spec.meta_member], f"{source}:{spec.meta_member}", spec)
+def _class_names(raw: bytes, source: Path, spec: DatasetSpec) -> tuple[str, ...]:
+    meta = _unpickle(raw, f"{source}:{spec.meta_member}", spec)
     names = meta.get(spec.names_key) or meta.get(spec.names_key.decode()) or []
     names = tuple(n.decode() if isinstance(n, bytes) else str(n) for n in names)
     if len(names) != spec.num_classes:
@@ -199,19 +201,42 @@ def _class_names(raw: dict[str, bytes], source: Path, spec: DatasetSpec) -> tupl
     return names
 
 
+class _TrainingSet:
+    """The training batches, copied as each is read into one array of the whole training set (so the set is
+    never held twice, as batches and as their concatenation); every batch must have the same size."""
+
+    def __init__(self, source: Path, spec: DatasetSpec):
+        self.source, self.members = source, spec.train_members
+        self.images = self.labels = None
+
+    def add(self, name: str, x: np.ndarray, y: np.ndarray) -> None:
+        rows = x.shape[0]
+        if self.images is None:
+            self.images = np.empty((len(self.members) * rows, x.shape[1]), np.uint8)
+            self.labels = np.empty(len(self.members) * rows, np.int64)
+        elif rows * len(self.members) != len(self.labels):
+            raise DataError(f"{self.source}: training batches have different sizes "
+                            f"{sorted({rows, len(self.labels) // len(self.members)})}; expected equal batches")
+        i = self.members.index(name) * rows
+        self.images[i:i + rows], self.labels[i:i + rows] = x, y
+
+
 def read_dataset(source: Path, spec: DatasetSpec = CIFAR10) -> CifarData:
     """Read and structurally check a python-version archive or folder of `spec` (CIFAR-10 or CIFAR-100)."""
-    raw = _read_members(source, spec)
-    parts = [_parse_batch(raw[n], f"{source}:{n}", spec) for n in spec.train_members]
-    rows = {p[0].shape[0] for p in parts}
-    if len(rows) != 1:
-        raise DataError(f"{source}: training batches have different sizes {sorted(rows)}; expected equal batches")
-    train_x = np.concatenate([p[0] for p in parts])
-    train_y = np.concatenate([p[1] for p in parts])
-    test_x, test_y = _parse_batch(raw[spec.test_member], f"{source}:{spec.test_member}", spec)
-    _check_balance(train_y, f"{source} (training {'batches' if len(parts) > 1 else 'set'})", spec)
+    train, test, classes, found = _TrainingSet(source, spec), None, spec.classes, set()
+    for name, raw in _members(source, spec):
+        found.add(name)
+        if name == spec.meta_member:
+            classes = _class_names(raw, source, spec)
+        elif name == spec.test_member:
+            test = _parse_batch(raw, f"{source}:{name}", spec)
+        else:
+            train.add(name, *_parse_batch(raw, f"{source}:{name}", spec))
+        del raw  # before the next file is read
+    _check_complete(source, spec, found)
+    (train_x, train_y), (test_x, test_y) = (train.images, train.labels), test
+    _check_balance(train_y, f"{source} (training {'batches' if len(spec.train_members) > 1 else 'set'})", spec)
     _check_balance(test_y, f"{source}:{spec.test_member}", spec)
-    classes = _class_names(raw, source, spec)
     official = source.is_file() and md5sum(source) == spec.md5
 
     def as_tensor(x):

@@ -10,7 +10,7 @@ def data_info(data: CifarData, d, data_dir: str | None) -> dict:
     s = splits_for(data.train_labels, data.test_labels, d)
     splits = {"train": data.train_labels[s.train], "val": data.train_labels[s.val], "test": data.test_labels[s.test]}
     n = len(data.classes)
-    ch = Normalizer.fit(data.train_images[s.train], "channel")
+    ch = Normalizer.fit(data.train_images, "channel", rows=s.train)  # no copy of the training split
     return {"dataset": data.dataset, "classes": list(data.classes), "data_dir": str(resolve_data_dir(data_dir)),
             "source": str(data.source),
             "official_archive_md5": data.official,

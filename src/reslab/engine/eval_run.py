@@ -1,6 +1,7 @@
 """Evaluate a run directory or a checkpoint file on the validation or test split."""
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 
 import torch
@@ -16,8 +17,9 @@ from reslab.weights.files import load_run_checkpoint
 
 def evaluate_checkpoint(path: str | Path, *, split: str = "test", data_dir: str | None = None,
                         which: str = "last", device: str = "auto", batch_size: int = 250,
-                        data=None) -> tuple[EvalResult, dict, Path]:
-    """(result, checkpoint, checkpoint path). The normalisation stored in the checkpoint is used."""
+                        data=None, announce: Callable[[str], None] | None = None) -> tuple[EvalResult, dict, Path]:
+    """(result, checkpoint, checkpoint path). The normalisation stored in the checkpoint is used. `announce`
+    gets one line saying what is evaluated, once every input has been checked and the data read."""
     if split not in ("val", "test"):
         raise ReslabError(f"--split {split!r} is not allowed; use val or test")
     ckpt, ckpt_path = load_run_checkpoint(Path(path), which)
@@ -37,6 +39,8 @@ def evaluate_checkpoint(path: str | Path, *, split: str = "test", data_dir: str 
         if s.val.numel() == 0:
             raise ReslabError(f"{ckpt_path} was trained without a validation split (data.val_size=0); use --split test")
         x, y = data.train_images[s.val], data.train_labels[s.val]
+    if announce:
+        announce(f"evaluating {ckpt_path} on the {y.numel():,} {split} images ...")
     # channels_last: ~20% faster on CPU and GPU; predictions are unchanged (checked against published errors).
     model = model.to(memory_format=torch.channels_last)
     result = evaluate(model, x.to(dev), y.to(dev), norm, batch_size=batch_size, channels_last=True,

@@ -14,6 +14,7 @@ from reslab.models.resnet import BasicBlock, ResNet
 PAPER_DEPTHS = (20, 32, 44, 56, 110, 1202)
 # Names the ImageNet-style family owns; their CIFAR 6n+2 twins keep the cifar_ prefix.
 RESERVED_DEPTHS = (50, 152)
+TWIN_NAMES = tuple(f"cifar_{kind}{d}" for d in RESERVED_DEPTHS for kind in ("resnet", "plain"))  # for listings
 
 
 def cifar_depth_to_n(depth: int) -> int:

@@ -2,6 +2,7 @@
 written as report.md (figures beside it) and a self-contained report.html."""
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 
 from reslab import ReslabError
@@ -16,18 +17,22 @@ from reslab.trackers import TrackedRun, log_study_report
 REPORTS = {m.KIND: m for m in (degradation, imagenet_style)}
 
 
-def build_report(study_dir: Path) -> tuple[Document, dict]:
-    """The report of the study in `study_dir` as a Document (and its figures and verdicts), nothing written."""
-    kind = read_spec(study_dir).kind
-    if kind not in REPORTS:
-        raise ReslabError(f"{study_dir} is a study of kind {kind!r}, which has no report; known: {', '.join(REPORTS)}")
-    return REPORTS[kind].build_report(Path(study_dir))
+def build_report(study_dir: Path, announce: Callable[[str], None] | None = None) -> tuple[Document, dict]:
+    """The report of the study in `study_dir` as a Document (and its figures and verdicts), nothing written.
+    `announce` gets one line saying what is built, once the study has been checked."""
+    spec = read_spec(study_dir)
+    if spec.kind not in REPORTS:
+        raise ReslabError(f"{study_dir} is a study of kind {spec.kind!r}, which has no report; known: "
+                          f"{', '.join(REPORTS)}")
+    if announce:
+        announce(f"building the report of {study_dir} ({spec.kind} study, {len(spec.runs)} runs) ...")
+    return REPORTS[spec.kind].build_report(Path(study_dir))
 
 
-def write_report(study_dir: Path) -> dict:
+def write_report(study_dir: Path, announce: Callable[[str], None] | None = None) -> dict:
     """STUDY/report/report.md and report.html (and figures); returns their paths, the figures and the verdicts."""
     study_dir = Path(study_dir)
-    doc, extra = build_report(study_dir)
+    doc, extra = build_report(study_dir, announce)
     out = study_dir / "report"
     out.mkdir(parents=True, exist_ok=True)
     md, html_path = out / "report.md", out / "report.html"
