@@ -13,7 +13,7 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 
-__all__ = ["plt", "save_figure", "model_color", "line_style"]
+__all__ = ["plt", "save_figure", "model_color", "line_style", "contrast_ratio"]
 
 
 def save_figure(fig, path: Path) -> Path:
@@ -35,3 +35,13 @@ def model_color(group: str, depth: int | None, all_depths) -> tuple:
 
 def line_style(group: str) -> str:
     return "--" if group == "plain" else "-"
+
+
+def contrast_ratio(a, b="white") -> float:
+    """WCAG contrast ratio of two colours (any matplotlib colour spec): 1 (none) to 21 (black on white). Lines
+    and badges are kept at >= 3 on white (WCAG's bar for graphics), text at >= 4.5."""
+    def luminance(c):
+        rgb = [x / 12.92 if x <= 0.04045 else ((x + 0.055) / 1.055) ** 2.4 for x in matplotlib.colors.to_rgb(c)]
+        return 0.2126 * rgb[0] + 0.7152 * rgb[1] + 0.0722 * rgb[2]
+    hi, lo = sorted((luminance(a), luminance(b)), reverse=True)
+    return (hi + 0.05) / (lo + 0.05)

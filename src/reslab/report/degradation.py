@@ -15,7 +15,7 @@ from reslab.models.paper import TABLE6_TEST_ERROR
 from reslab.report import figures
 from reslab.report.document import Bullets, Document, Figure, Heading, Para, Table
 from reslab.report.sections import (analysis_section, confusion_section, fmt, per_class_section,
-                                    protocol_items)
+                                    protocol_items, verdict_blocks)
 from reslab.study.results import ModelResult, load_study, mean_std
 
 KIND = "degradation"
@@ -31,7 +31,8 @@ def degradation(models: list[ModelResult]) -> Verdict:
     c = compare(deep, shallow, "train_error")
     word, ok = judge(c)
     rel = "higher" if c.holds else "lower (or equal)"
-    return Verdict("Degradation", f"Degradation: {deep.model} ends with {rel} training error than {shallow.model} "
+    return Verdict(f"Degradation ({deep.model} vs {shallow.model})",
+                   f"Degradation: {deep.model} ends with {rel} training error than {shallow.model} "
                    f"({c.a:.1f}% vs {c.b:.1f}%) — {word}.", ok)
 
 
@@ -49,14 +50,14 @@ def residual_cure(models: list[ModelResult]) -> list[Verdict]:
         else:
             text = (f"Residual cure at depth {depth}: {res.model} does not end below {plain.model} "
                     f"(training error {c.b:.1f}% vs {c.a:.1f}%; test {te_r:.1f}% vs {te_p:.1f}%) — {word}.")
-        out.append(Verdict("Residual cure", text, ok))
+        out.append(Verdict(f"Residual cure at depth {depth}", text, ok))
     return out
 
 
 def depth_helps_resnets(models: list[ModelResult]) -> Verdict:
     res = sorted((m for m in models if m.group == "resnet" and m.finished), key=lambda m: m.depth)
     if len(res) < 2:
-        return Verdict("Depth helps ResNets", "Deeper ResNets: needs two finished ResNets — not assessed.", None)
+        return not_assessed("Deeper ResNets do better", "two finished ResNets")
     shallow, deep = res[0], res[-1]
     c = compare(shallow, deep, "test_error")
     word, ok = judge(c)
@@ -67,7 +68,7 @@ def depth_helps_resnets(models: list[ModelResult]) -> Verdict:
         text = (f"Deeper ResNets do better: {deep.model} does not beat {shallow.model} on test error "
                 f"({c.b:.1f}% vs {c.a:.1f}%) — {word}" + (" at this budget; the paper's 64k-iteration schedule "
                                                           "is needed for that." if c.separable else "."))
-    return Verdict("Depth helps ResNets", text, ok)
+    return Verdict(f"Deeper ResNets do better ({deep.model} vs {shallow.model})", text, ok)
 
 
 def all_verdicts(models: list[ModelResult]) -> list[Verdict]:
@@ -126,7 +127,8 @@ def build_report(study_dir: Path) -> tuple[Document, dict]:
     doc = Document(f"Degradation study: plain vs residual networks on {dataset} ({study.spec.profile} profile)")
 
     verdicts = all_verdicts(models)
-    doc.add(Heading("Verdicts"), Bullets([v.text for v in verdicts]),
+    analysis, fig7 = analysis_section(study, out, max_images=1000)  # Fig. 7 and gradient flow; empty if none finished
+    doc.add(*verdict_blocks(verdicts, fig7),
             Para("Verdicts are computed from the final numbers below"
                  + (f" (means over {seeds} seeds)" if seeds > 1 else " (one seed per model: no error bars; "
                     "rerun with --seeds 3 to measure seed-to-seed noise)") + "."))
@@ -159,8 +161,8 @@ def build_report(study_dir: Path) -> tuple[Document, dict]:
 
     doc.add(*per_class_section(sorted(finished, key=lambda m: (m.group != "plain", m.depth))))
     doc.add(*confusion_section(ranked[0] if ranked else None, out, figs))
-    doc.add(*analysis_section(study, out, max_images=1000))  # Fig. 7 and gradient flow; empty if none finished
+    doc.add(*analysis)
     doc.add(Heading("Files"), Para("Every run's directory under runs/ holds its config, metrics.csv, summary.json, "
                                    "checkpoints and, with train.loggers: [tensorboard], TensorBoard events: "
                                    f"`tensorboard --logdir {study.path}`."))
-    return doc, {"figures": figs, "verdicts": verdicts}
+    return doc, {"figures": figs, "verdicts": verdicts + fig7}

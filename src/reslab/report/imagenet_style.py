@@ -17,7 +17,7 @@ from reslab.models.paper import TABLE2_TOP1
 from reslab.plotting import plt, save_figure
 from reslab.report import figures
 from reslab.report.document import Bullets, Document, Figure, Heading, Para, Table
-from reslab.report.sections import confusion_section, per_class_section, protocol_items
+from reslab.report.sections import confusion_section, per_class_section, protocol_items, verdict_blocks
 from reslab.study.results import ModelResult, Study, load_study, mean_std
 
 KIND = "imagenet-style"
@@ -60,7 +60,8 @@ def verdicts(study: Study) -> list[Verdict]:
         word, ok = judge(c)
         rel = "higher" if c.holds else "lower (or equal)"
         l34, l18 = p34.stat("train_loss")[0], p18.stat("train_loss")[0]
-        out.append(Verdict("Degradation", f"Degradation (plain34 vs plain18): plain34 ends with {rel} training error "
+        out.append(Verdict("Degradation (plain34 vs plain18)",
+                           f"Degradation (plain34 vs plain18): plain34 ends with {rel} training error "
                            f"than plain18 ({c.a:.1f}% vs {c.b:.1f}%; training loss {l34:.3f} vs {l18:.3f}; "
                            f"test {p34.stat('test_error')[0]:.1f}% vs {p18.stat('test_error')[0]:.1f}%) — {word}.", ok))
     else:
@@ -71,7 +72,8 @@ def verdicts(study: Study) -> list[Verdict]:
         c = compare_models(study, r18, r34, "test_error")
         word, ok = judge(c)
         verb = "beats" if c.holds else "does not beat"
-        out.append(Verdict("Depth helps ResNets", f"Depth helps ResNets (resnet34 vs resnet18): resnet34 {verb} "
+        out.append(Verdict("Depth helps ResNets (resnet34 vs resnet18)",
+                           f"Depth helps ResNets (resnet34 vs resnet18): resnet34 {verb} "
                            f"resnet18 on test error ({c.b:.1f}% vs {c.a:.1f}%; training error "
                            f"{r34.stat('train_error')[0]:.1f}% vs {r18.stat('train_error')[0]:.1f}%) — {word}.", ok))
     else:
@@ -88,7 +90,8 @@ def verdicts(study: Study) -> list[Verdict]:
             extra = (f"; against resnet18 it is {'better' if c18.holds else 'not better'} "
                      f"({c18.b:.1f}% vs {c18.a:.1f}%"
                      + ("" if c18.separable else ", within noise") + ")")
-        out.append(Verdict("Multi-scale", f"Multi-scale (resnet18_ms vs resnet34): resnet18_ms {verb} resnet34 on "
+        out.append(Verdict("Multi-scale (resnet18_ms vs resnet34)",
+                           f"Multi-scale (resnet18_ms vs resnet34): resnet18_ms {verb} resnet34 on "
                            f"test error ({c.b:.1f}% vs {c.a:.1f}%){extra} — {word}.", ok))
     else:
         out.append(not_assessed("Multi-scale (resnet18_ms vs resnet34)", "finished runs of resnet18_ms and resnet34"))
@@ -97,7 +100,7 @@ def verdicts(study: Study) -> list[Verdict]:
         c = compare_models(study, p34, r34, "train_error")
         word, ok = judge(c)
         verb = "ends below" if c.holds else "does not end below"
-        out.append(Verdict("Residual cure", f"Residual cure at depth 34: resnet34 {verb} plain34 in training error "
+        out.append(Verdict("Residual cure at depth 34", f"Residual cure at depth 34: resnet34 {verb} plain34 in training error "
                            f"({c.b:.1f}% vs {c.a:.1f}%) — {word}.", ok))
     return out
 
@@ -213,7 +216,7 @@ def build_report(study_dir: Path) -> tuple[Document, dict]:
                    f"({study.spec.profile} profile)")
 
     vs = verdicts(study)
-    doc.add(Heading("Verdicts"), Bullets([v.text for v in vs]),
+    doc.add(*verdict_blocks(vs),
             Para("Computed from the final numbers below" + (f" (means over {seeds} seeds)." if seeds > 1 else
                  " (one seed per model). A difference is called separable only when it exceeds two standard "
                  "errors of the sampling noise of the images it was measured on; run-to-run noise is not "

@@ -7,13 +7,14 @@ from pathlib import Path
 
 from reslab import ReslabError
 from reslab.analysis.common import DataCache
+from reslab.analysis.verdicts import Verdict
 from reslab.analysis.findings import gradient_verdicts, response_verdicts
 from reslab.analysis.gradients import has_snapshots, measure_gradients, plot_gradients, write_gradients_csv
 from reslab.analysis.responses import measure_responses, plot_responses, write_responses_csv
 from reslab.config import from_dict, resolve_schedule
 from reslab.data import n_train_images
 from reslab.report import figures
-from reslab.report.document import Bullets, Figure, Heading, Para, Table
+from reslab.report.document import Bullets, Figure, Heading, Marks, Para, Table
 from reslab.study.results import ModelResult, Study
 
 
@@ -103,46 +104,61 @@ def protocol_items(study: Study) -> list[str]:
 
 
 def analysis_section(study: Study, out: Path, *, max_images: int = 1000, batch_size: int = 64,
-                    device: str = "cpu") -> list:
+                    device: str = "cpu") -> tuple[list, list[Verdict]]:
     """Report blocks: Fig. 7 responses of every finished run's final weights on `max_images` test images, and
     gradient norms at each snapshot on one batch of `batch_size` training images. Kept cheap because every
     report rebuild pays it: one eval pass over `max_images` per run and one forward/backward of `batch_size`
     images per snapshot (half of `reslab analyze gradients`' less noisy default of 128). A study whose runs kept no snapshots gets the responses
-    only; one whose runs cannot be measured gets a line saying why, never a failed report."""
+    only; one whose runs cannot be measured gets a line saying why, never a failed report. Also returns the Fig. 7
+    verdicts, for the report's summary (the gradient-flow lines are diagnostics, not claims of the paper)."""
     runs = [Path(study.path) / "runs" / r.name for r in study.runs if r.status == "finished"]
     if not runs:
-        return []
+        return [], []
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     cache = DataCache()
     blocks: list = [Heading("Layer responses (the paper's Figure 7)")]
-    blocks += _measured(lambda: measure_responses(runs, max_images=max_images, device=device, data_cache=cache),
-                        plot_responses, write_responses_csv, response_verdicts, out / "responses",
-                        lambda resp: f"Std of each 3x3 layer's response (after BN, before ReLU/addition) of the final "
-                                     f"weights on {resp[0].images} {resp[0].split} images; top: layer order, bottom: "
-                                     f"sorted. Numbers: responses.csv.",
-                        empty="no plainN/resnetN pair to compare")
-    blocks.append(Heading("Gradient flow along training"))
+    found, claims = _measured(
+        lambda: measure_responses(runs, max_images=max_images, device=device, data_cache=cache),
+        plot_responses, write_responses_csv, response_verdicts, out / "responses",
+        lambda resp: f"Std of each 3x3 layer's response (after BN, before ReLU/addition) of the final weights on "
+                     f"{resp[0].images} {resp[0].split} images; top: layer order, bottom: sorted. Numbers: "
+                     f"responses.csv.",
+        empty="no plainN/resnetN pair to compare")
+    blocks += [*found, Heading("Gradient flow along training")]
     snap_runs = [r for r in runs if has_snapshots(r)]
     if not snap_runs:
         blocks.append(Para("Not measured: the runs kept no weight snapshots (train.snapshots)."))
-        return blocks
-    blocks += _measured(lambda: measure_gradients(snap_runs, batch_size=batch_size, device=device, data_cache=cache),
-                        plot_gradients, write_gradients_csv, gradient_verdicts, out / "gradients",
-                        lambda grads: f"Norm of the loss gradient at each conv's weights, by depth, on one fixed batch "
-                                      f"of {batch_size} training images (train-mode BN), at each saved snapshot; log "
-                                      f"scale. Numbers: gradients.csv.")
-    return blocks
+        return blocks, claims
+    found, _ = _measured(
+        lambda: measure_gradients(snap_runs, batch_size=batch_size, device=device, data_cache=cache),
+        plot_gradients, write_gradients_csv, gradient_verdicts, out / "gradients",
+        lambda grads: f"Norm of the loss gradient at each conv's weights, by depth, on one fixed batch of {batch_size} "
+                      f"training images (train-mode BN), at each saved snapshot; log scale. Numbers: gradients.csv.")
+    return blocks + found, claims
 
 
-def _measured(measure, plot, write_csv, verdicts, stem: Path, caption, empty: str | None = None) -> list:
+def _measured(measure, plot, write_csv, verdicts, stem: Path, caption, empty: str | None = None
+              ) -> tuple[list, list[Verdict]]:
     """A measured analysis as report blocks: its figure (stem.png), numbers (stem.csv) and verdicts — or one
-    line saying why it could not be measured (a report never fails on its analysis)."""
+    line saying why it could not be measured (a report never fails on its analysis); and the verdicts."""
     try:
         profiles = measure()
         fig = plot(profiles, stem.with_suffix(".png"))
         write_csv(profiles, stem.with_suffix(".csv"))
-        texts = [v.text for v in verdicts(profiles)]
-        return [Figure(fig, caption(profiles)), Bullets(texts or ([empty] if empty else []))]
+        found = verdicts(profiles)
+        texts = [v.text for v in found]
+        return [Figure(fig, caption(profiles)), Bullets(texts or ([empty] if empty else []))], found
     except ReslabError as e:
-        return [Para(f"Not measured: {e}")]
+        return [Para(f"Not measured: {e}")], []
+
+
+def verdict_blocks(verdicts: list[Verdict], analysis: list[Verdict] = ()) -> list:
+    """A report's first section: one line per claim with its mark (reproduced, not separable, ...) — the study's
+    verdicts, then the analysis' (Fig. 7) ones — and the study's verdicts in words (the analysis' stay in their
+    own section)."""
+    blocks = [Heading("Verdicts"), Marks([(v.mark, v.claim) for v in [*verdicts, *analysis]]),
+              Heading("In detail", 3), Bullets([v.text for v in verdicts])]
+    if analysis:
+        blocks.append(Para("The Fig. 7 lines are measured and worded under *Layer responses* below."))
+    return blocks

@@ -1,0 +1,69 @@
+"""What a study's report shows first and how it shows it: the verdict summary, the ranking against the noise,
+the throughput column, and figures that read on white."""
+import shutil
+
+import pytest
+
+from reslab.analysis.verdicts import MARKS, Comparison, Verdict, judge, not_assessed
+from reslab.plotting import contrast_ratio
+from reslab.report import write_report
+from reslab.report.document import MARK_STYLES, Document, Marks, to_html, to_markdown
+from reslab.report.sections import verdict_blocks
+from reslab.study.results import ModelResult, RunResult
+
+
+@pytest.fixture(scope="module")
+def report(tiny_degradation_study, tmp_path_factory):
+    """The tiny study's report, written into a copy; returns the study dir, report.md and report.html."""
+    study = tmp_path_factory.mktemp("rep") / "s"
+    shutil.copytree(tiny_degradation_study, study)
+    out = write_report(study)
+    return study, out["md"].read_text(), out["html"].read_text(), out["verdicts"]
+
+
+def _model(name, group, depth, finals: list[dict], metrics: list[list[dict]] | None = None) -> ModelResult:
+    runs = [RunResult(f"{name}-s{i}", name, group, depth, i, "finished", {"final": f}, (metrics or [[]] * len(finals))[i],
+                      None, None) for i, f in enumerate(finals)]
+    return ModelResult(name, group, depth, runs)
+
+
+# ---- 1. the verdict summary ------------------------------------------------------------------------------------
+
+def test_each_verdict_gets_one_of_four_marks_from_the_engine():
+    within = Comparison(a=51.0, b=50.0, noise=3.0, why="2 standard errors")
+    assert judge(within)[1] is None and Verdict("x", judge(within)[0], judge(within)[1]).mark == "not separable"
+    assert Verdict("x", "", True).mark == "reproduced" and Verdict("x", "", False).mark == "not reproduced"
+    # not assessed is also reproduced=None, but must not read as "within noise"
+    missing = not_assessed("Degradation", "two plain nets")
+    assert missing.reproduced is None and missing.mark == "not assessed"
+    assert set(MARK_STYLES) == set(MARKS)
+
+
+def test_badges_carry_the_word_and_read_on_their_background():
+    for mark, (symbol, bg, fg) in MARK_STYLES.items():
+        assert contrast_ratio(fg, bg) >= 4.5, mark
+    vs = [Verdict("Claim <A>", "A in words.", True), Verdict("Claim B", "B in words.", None),
+          not_assessed("Claim C", "runs")]
+    doc = Document("t").add(*verdict_blocks(vs))
+    md = to_markdown(doc, ".")
+    assert "- ✔ **reproduced** — Claim <A>\n- ≈ **not separable** — Claim B\n- – **not assessed** — Claim C" in md
+    assert md.index("Claim B\n") < md.index("### In detail") < md.index("- B in words.")
+    html = to_html(doc)
+    assert "<span class='mark mark-not-separable' style='background:#f2c94c;color:#3d2b00'>≈ not separable</span> " \
+           "Claim B" in html
+    assert "Claim &lt;A&gt;" in html  # claims are escaped like any text
+    assert to_html(Document("t").add(Marks([("reproduced", "x")]))).count("class='mark mark-reproduced'") == 1
+
+
+def test_the_report_opens_with_one_marked_line_per_claim(report):
+    _, md, html, verdicts = report
+    lines = md.splitlines()
+    assert lines[2] == "## Verdicts"
+    summary = lines[4:4 + len(verdicts)]
+    assert [(v.mark, v.claim) for v in verdicts] == [(l.split("**")[1], l.split(" — ", 1)[1]) for l in summary]
+    claims = [v.claim for v in verdicts]
+    assert len(set(claims)) == len(claims)  # one distinct line per claim
+    assert {"Degradation (plain14 vs plain8)", "Residual cure at depth 8", "Residual cure at depth 14"} <= set(claims)
+    assert any(c.startswith("Fig. 7: resnet14 responses smaller than plain14") for c in claims)
+    assert html.index("<ul class='marks'>") < html.index("<h2>Protocol</h2>")
+    assert html.count("<span class='mark mark-") == len(verdicts)
