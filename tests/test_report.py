@@ -8,8 +8,8 @@ from reslab.analysis.verdicts import MARKS, Comparison, Verdict, judge, not_asse
 from reslab.plotting import contrast_ratio
 from reslab.report import write_report
 from reslab.report.document import MARK_STYLES, Document, Marks, to_html, to_markdown
-from reslab.report.sections import verdict_blocks
-from reslab.study.results import ModelResult, RunResult
+from reslab.report.sections import ranking_section, verdict_blocks
+from reslab.study.results import ModelResult, RunResult, load_study
 
 
 @pytest.fixture(scope="module")
@@ -67,3 +67,30 @@ def test_the_report_opens_with_one_marked_line_per_claim(report):
     assert any(c.startswith("Fig. 7: resnet14 responses smaller than plain14") for c in claims)
     assert html.index("<ul class='marks'>") < html.index("<h2>Protocol</h2>")
     assert html.count("<span class='mark mark-") == len(verdicts)
+
+
+# ---- 3. the ranking against the noise --------------------------------------------------------------------------
+
+def test_ranking_marks_neighbours_within_noise_and_names_the_yardstick(tiny_degradation_study):
+    study = load_study(tiny_degradation_study)
+    finals = {"resnet14": 10.0, "resnet8": 12.0, "plain8": 50.0, "plain14": 75.0}  # test error, on 40 images
+    models = {m.model: m for m in study.models()}
+    for name, err in finals.items():
+        models[name].runs[0].summary = {**models[name].runs[0].summary, "final": {"test_error": err}}
+    ranked = [models[n] for n in finals]
+    heading, table, note = ranking_section(study, ranked)
+    assert [r[:2] for r in table.rows] == [["1", "resnet14"], ["=1", "resnet8"], ["3", "plain8"], ["4", "plain14"]]
+    assert table.rows[1][-1].startswith("= within noise of resnet14 (+2.00, noise ±")
+    assert table.rows[2][-1].startswith("+38.00 (beyond ±") and table.rows[0][-1] == ""
+    assert "2 standard errors of sampling noise on 40 images" in note.text
+    # the same two models 2 points apart on the full 10k test set are separable: the yardstick follows the images
+    for r in study.runs:
+        r.test_eval = {**(r.test_eval or {}), "n": 10000}
+    assert [r[0] for r in ranking_section(study, ranked)[1].rows] == ["1", "2", "3", "4"]
+
+
+def test_the_written_ranking_states_its_yardstick(report):
+    _, md, _, _ = report
+    ranking = md[md.index("## Ranking"):md.index("## Against the paper")]
+    assert "| rank | model | final test err % | vs the one above |" in ranking
+    assert "Yardstick (the verdicts' own): 2 standard errors of sampling noise on 40 images" in ranking

@@ -2,33 +2,34 @@
 
 Its verdict questions (degradation, the residual cure at each depth, deeper ResNets do better) are answered by
 the one verdict engine (reslab.analysis.verdicts) from the final numbers, with the seed-to-seed spread as the
-yardstick when there are several seeds.
+yardstick when there are several seeds and the sampling noise of the images measured with one (as every report
+kind: report.sections.compare_models).
 """
 from __future__ import annotations
 
 from pathlib import Path
 
-from reslab.analysis.verdicts import Verdict, compare, judge, not_assessed
+from reslab.analysis.verdicts import Verdict, judge, not_assessed
 from reslab.config import from_dict
 from reslab.data import DATASETS
 from reslab.models.paper import TABLE6_TEST_ERROR
 from reslab.report import figures
 from reslab.report.document import Bullets, Document, Figure, Heading, Para, Table
-from reslab.report.sections import (analysis_section, confusion_section, fmt, per_class_section,
-                                    protocol_items, verdict_blocks)
-from reslab.study.results import ModelResult, load_study, mean_std
+from reslab.report.sections import (analysis_section, basis_note, compare_models, confusion_section, fmt,
+                                    per_class_section, protocol_items, ranking_section, verdict_blocks)
+from reslab.study.results import ModelResult, Study, load_study, mean_std
 
 KIND = "degradation"
 
 
 # ---- verdict questions ------------------------------------------------------------------------------------------
 
-def degradation(models: list[ModelResult]) -> Verdict:
+def degradation(study: Study, models: list[ModelResult]) -> Verdict:
     plains = sorted((m for m in models if m.group == "plain" and m.finished), key=lambda m: m.depth)
     if len(plains) < 2:
         return not_assessed("Degradation", "two finished plain nets of different depth")
     shallow, deep = plains[0], plains[-1]
-    c = compare(deep, shallow, "train_error")
+    c = compare_models(study, deep, shallow, "train_error")
     word, ok = judge(c)
     rel = "higher" if c.holds else "lower (or equal)"
     return Verdict(f"Degradation ({deep.model} vs {shallow.model})",
@@ -36,12 +37,12 @@ def degradation(models: list[ModelResult]) -> Verdict:
                    f"({c.a:.1f}% vs {c.b:.1f}%) — {word}.", ok)
 
 
-def residual_cure(models: list[ModelResult]) -> list[Verdict]:
+def residual_cure(study: Study, models: list[ModelResult]) -> list[Verdict]:
     out = []
     by = {(m.group, m.depth): m for m in models if m.finished}
     for depth in sorted({d for g, d in by if g == "plain" and ("resnet", d) in by}):
         plain, res = by[("plain", depth)], by[("resnet", depth)]
-        c = compare(plain, res, "train_error")
+        c = compare_models(study, plain, res, "train_error")
         word, ok = judge(c)
         te_p, te_r = plain.stat("test_error")[0], res.stat("test_error")[0]
         if c.holds:
@@ -54,12 +55,12 @@ def residual_cure(models: list[ModelResult]) -> list[Verdict]:
     return out
 
 
-def depth_helps_resnets(models: list[ModelResult]) -> Verdict:
+def depth_helps_resnets(study: Study, models: list[ModelResult]) -> Verdict:
     res = sorted((m for m in models if m.group == "resnet" and m.finished), key=lambda m: m.depth)
     if len(res) < 2:
         return not_assessed("Deeper ResNets do better", "two finished ResNets")
     shallow, deep = res[0], res[-1]
-    c = compare(shallow, deep, "test_error")
+    c = compare_models(study, shallow, deep, "test_error")
     word, ok = judge(c)
     if c.holds:
         text = (f"Deeper ResNets do better: {deep.model} ends with lower test error than {shallow.model} "
@@ -71,8 +72,9 @@ def depth_helps_resnets(models: list[ModelResult]) -> Verdict:
     return Verdict(f"Deeper ResNets do better ({deep.model} vs {shallow.model})", text, ok)
 
 
-def all_verdicts(models: list[ModelResult]) -> list[Verdict]:
-    return [degradation(models), *residual_cure(models), depth_helps_resnets(models)]
+def all_verdicts(study: Study) -> list[Verdict]:
+    models = study.models()
+    return [degradation(study, models), *residual_cure(study, models), depth_helps_resnets(study, models)]
 
 
 def paper_section(study, finished: list[ModelResult]) -> list:
@@ -126,12 +128,10 @@ def build_report(study_dir: Path) -> tuple[Document, dict]:
     dataset = DATASETS[from_dict(study.spec.base_config).data.dataset].title
     doc = Document(f"Degradation study: plain vs residual networks on {dataset} ({study.spec.profile} profile)")
 
-    verdicts = all_verdicts(models)
+    verdicts = all_verdicts(study)
     analysis, fig7 = analysis_section(study, out, max_images=1000)  # Fig. 7 and gradient flow; empty if none finished
     doc.add(*verdict_blocks(verdicts, fig7),
-            Para("Verdicts are computed from the final numbers below"
-                 + (f" (means over {seeds} seeds)" if seeds > 1 else " (one seed per model: no error bars; "
-                    "rerun with --seeds 3 to measure seed-to-seed noise)") + "."))
+            Para(basis_note(seeds)))
     doc.add(Heading("Protocol"), Bullets(protocol_items(study)))
 
     figs = {}
@@ -153,9 +153,7 @@ def build_report(study_dir: Path) -> tuple[Document, dict]:
                  "selects anything."))
 
     ranked = sorted(finished, key=lambda m: m.stat("test_error")[0])
-    doc.add(Heading("Ranking (best to worst final test error)"),
-            Table(["rank", "model", "final test err %"],
-                  [[str(i), m.model, fmt(*m.stat("test_error"))] for i, m in enumerate(ranked, 1)]))
+    doc.add(*ranking_section(study, ranked))
 
     doc.add(*paper_section(study, finished))
 

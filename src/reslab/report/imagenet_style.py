@@ -10,14 +10,15 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from reslab.analysis.verdicts import Verdict, compare, judge, not_assessed
+from reslab.analysis.verdicts import Verdict, judge, not_assessed
 from reslab.config import from_dict, from_flat, validate
 from reslab.models import count_macs, count_params, create_model, model_kwargs
 from reslab.models.paper import TABLE2_TOP1
 from reslab.plotting import plt, save_figure
 from reslab.report import figures
 from reslab.report.document import Bullets, Document, Figure, Heading, Para, Table
-from reslab.report.sections import confusion_section, per_class_section, protocol_items, verdict_blocks
+from reslab.report.sections import (basis_note, compare_models, confusion_section, per_class_section,
+                                    protocol_items, ranking_section, verdict_blocks)
 from reslab.study.results import ModelResult, Study, load_study, mean_std
 
 KIND = "imagenet-style"
@@ -27,28 +28,6 @@ COLORS = {"plain18": "tab:orange", "plain34": "tab:red", "resnet18": "tab:cyan",
 
 
 # ---------------------------------------------------------------- numbers
-
-def _n_measured(study: Study, m: ModelResult, key: str) -> int | None:
-    """How many images the final `key` of `m` was measured on (for the sampling-noise yardstick)."""
-    cfg = from_dict(study.spec.base_config)
-    if key == "test_error":
-        evals = [r.test_eval for r in m.finished if r.test_eval and r.test_eval.get("n")]
-        return evals[0]["n"] if evals else (cfg.data.test_subset or 10000)
-    if key == "val_error":
-        return cfg.data.val_subset or cfg.data.val_size
-    if key == "train_error":  # the running error over the last evaluation interval
-        rows = next((r.rows for r in m.finished if len(r.rows) >= 1), None)
-        if not rows:
-            return None
-        prev = rows[-2]["iteration"] if len(rows) >= 2 else 0
-        return (rows[-1]["iteration"] - prev) * cfg.train.batch_size
-    return None
-
-
-def compare_models(study: Study, worse: ModelResult, better: ModelResult, key: str):
-    """The engine's comparison, with the one-seed yardstick: sampling noise on the images each was measured on."""
-    return compare(worse, better, key, images=(_n_measured(study, worse, key), _n_measured(study, better, key)))
-
 
 def verdicts(study: Study) -> list[Verdict]:
     by = {m.model: m for m in study.models() if m.finished}
@@ -217,10 +196,7 @@ def build_report(study_dir: Path) -> tuple[Document, dict]:
 
     vs = verdicts(study)
     doc.add(*verdict_blocks(vs),
-            Para("Computed from the final numbers below" + (f" (means over {seeds} seeds)." if seeds > 1 else
-                 " (one seed per model). A difference is called separable only when it exceeds two standard "
-                 "errors of the sampling noise of the images it was measured on; run-to-run noise is not "
-                 "measured with one seed — rerun with --seeds 3 for that.")
+            Para(basis_note(seeds)
                  + (" **This profile is a short, reduced-width CPU run: verdicts marked not separable say that "
                     "it cannot tell these models apart, not that they are equal.**" if study.spec.profile == "quick"
                     else "")))
@@ -250,10 +226,7 @@ def build_report(study_dir: Path) -> tuple[Document, dict]:
                  "are of the nets as trained here (10 classes, this study's shortcut, stem and width)."))
 
     ranked = sorted(finished, key=lambda m: m.stat("test_error")[0])
-    doc.add(Heading("Ranking (best to worst final test error)"),
-            Table(["rank", "model", "final test err %", "final val err %"],
-                  [[str(i), m.model, _fmt(m.stat("test_error")[0]), _fmt(m.stat("val_error")[0])]
-                   for i, m in enumerate(ranked, 1)], align="rlrr"))
+    doc.add(*ranking_section(study, ranked, {"final val err %": lambda m: _fmt(m.stat("val_error")[0])}))
 
     doc.add(*per_class_section(finished))
 

@@ -7,7 +7,7 @@ from pathlib import Path
 
 from reslab import ReslabError
 from reslab.analysis.common import DataCache
-from reslab.analysis.verdicts import Verdict
+from reslab.analysis.verdicts import Comparison, Verdict, compare
 from reslab.analysis.findings import gradient_verdicts, response_verdicts
 from reslab.analysis.gradients import has_snapshots, measure_gradients, plot_gradients, write_gradients_csv
 from reslab.analysis.responses import measure_responses, plot_responses, write_responses_csv
@@ -16,6 +16,69 @@ from reslab.data import n_train_images
 from reslab.report import figures
 from reslab.report.document import Bullets, Figure, Heading, Marks, Para, Table
 from reslab.study.results import ModelResult, Study
+
+
+# ---- the yardstick every verdict and the ranking use ------------------------------------------------------------
+
+def n_measured(study: Study, m: ModelResult, key: str) -> int | None:
+    """How many images the final `key` of `m` was measured on (for the one-seed, sampling-noise yardstick)."""
+    cfg = from_dict(study.spec.base_config)
+    if key == "test_error":
+        evals = [r.test_eval for r in m.finished if r.test_eval and r.test_eval.get("n")]
+        return evals[0]["n"] if evals else (cfg.data.test_subset or 10000)
+    if key == "val_error":
+        return cfg.data.val_subset or cfg.data.val_size
+    if key == "train_error":  # the running error over the last evaluation interval
+        rows = next((r.rows for r in m.finished if len(r.rows) >= 1), None)
+        if not rows:
+            return None
+        prev = rows[-2]["iteration"] if len(rows) >= 2 else 0
+        return (rows[-1]["iteration"] - prev) * cfg.train.batch_size
+    return None
+
+
+def compare_models(study: Study, worse: ModelResult, better: ModelResult, key: str) -> Comparison | None:
+    """The engine's comparison, with the one-seed yardstick: sampling noise on the images each was measured on."""
+    return compare(worse, better, key, images=(n_measured(study, worse, key), n_measured(study, better, key)))
+
+
+def basis_note(seeds: int) -> str:
+    """What every verdict of a report is computed from, and against which noise."""
+    if seeds > 1:
+        return (f"Computed from the final numbers below (means over {seeds} seeds); a difference is called separable "
+                "only when it exceeds two standard errors of the seed-to-seed spread.")
+    return ("Computed from the final numbers below (one seed per model). A difference is called separable only when "
+            "it exceeds two standard errors of the sampling noise of the images it was measured on; run-to-run noise "
+            "is not measured with one seed — rerun with --seeds 3 for that.")
+
+
+def ranking_section(study: Study, ranked: list[ModelResult], extra: dict | None = None) -> list:
+    """`ranked` (finished models, best first) by final test error. Each model is compared with the one above by
+    the verdict engine, on the verdicts' yardstick: within noise it shares that rank, marked "=". `extra`: more
+    columns, {header: function of the model -> cell}."""
+    if not ranked:
+        return []
+    extra = extra or {}
+    rows, whys, rank = [], [], 1
+    for i, m in enumerate(ranked):
+        c = compare_models(study, m, ranked[i - 1], "test_error") if i else None
+        tied = c is not None and not c.separable
+        rank = rank if tied or i == 0 else i + 1
+        if c is None:
+            note = ""
+        elif tied:
+            note = f"= within noise of {ranked[i - 1].model} (+{c.diff:.2f}, noise ±{c.noise:.2f})"
+        else:
+            note = f"+{c.diff:.2f}" + (f" (beyond ±{c.noise:.2f})" if c.noise is not None else "")
+        whys += [c.why or "none: one seed and no image count — every difference counts"] if c else []
+        rows.append([f"={rank}" if tied else str(rank), m.model, fmt(*m.stat("test_error")),
+                     *(f(m) for f in extra.values()), note])
+    table = Table(["rank", "model", "final test err %", *extra, "vs the one above"], rows,
+                  align="rlr" + "r" * len(extra) + "l")
+    yardstick = "; ".join(dict.fromkeys(whys))
+    return [Heading("Ranking (best to worst final test error)"), table] + ([Para(
+        f"Yardstick (the verdicts' own): {yardstick}. A model within it of the one above shares that rank (=): the "
+        "two are not separable at this budget, which is not evidence that they are equal.")] if whys else [])
 
 
 def _test_evals(m: ModelResult) -> list[dict]:
