@@ -8,7 +8,8 @@ from reslab.analysis.verdicts import MARKS, Comparison, Verdict, judge, not_asse
 from reslab.plotting import contrast_ratio
 from reslab.report import write_report
 from reslab.report.document import MARK_STYLES, Document, Marks, to_html, to_markdown
-from reslab.report.sections import ranking_section, verdict_blocks
+from reslab.report.sections import (median_rate, ranking_section, throughput_note, uneven_runs,
+                                    verdict_blocks)
 from reslab.study.results import ModelResult, RunResult, load_study
 
 
@@ -21,10 +22,11 @@ def report(tiny_degradation_study, tmp_path_factory):
     return study, out["md"].read_text(), out["html"].read_text(), out["verdicts"]
 
 
-def _model(name, group, depth, finals: list[dict], metrics: list[list[dict]] | None = None) -> ModelResult:
-    runs = [RunResult(f"{name}-s{i}", name, group, depth, i, "finished", {"final": f}, (metrics or [[]] * len(finals))[i],
-                      None, None) for i, f in enumerate(finals)]
-    return ModelResult(name, group, depth, runs)
+def _timed(name: str, *runs_rates: list[float]) -> ModelResult:
+    """A finished model whose runs (one per list) logged these training img/s, one per evaluation interval."""
+    runs = [RunResult(f"{name}-s{i}", name, "resnet", 8, i, "finished", {}, [{"iteration": 10 * (k + 1),
+                      "images_per_s": x} for k, x in enumerate(rates)], None, None) for i, rates in enumerate(runs_rates)]
+    return ModelResult(name, "resnet", 8, runs)
 
 
 # ---- 1. the verdict summary ------------------------------------------------------------------------------------
@@ -94,3 +96,25 @@ def test_the_written_ranking_states_its_yardstick(report):
     ranking = md[md.index("## Ranking"):md.index("## Against the paper")]
     assert "| rank | model | final test err % | vs the one above |" in ranking
     assert "Yardstick (the verdicts' own): 2 standard errors of sampling noise on 40 images" in ranking
+
+
+# ---- 2. throughput ---------------------------------------------------------------------------------------------
+
+def test_throughput_is_the_median_interval_and_uneven_runs_are_named():
+    steady = _timed("steady", [50.0, 200.0, 210.0, 190.0])   # slow first interval: start-up, not load
+    loaded = _timed("loaded", [200.0, 205.0, 90.0, 210.0])   # a loaded stretch in the middle
+    short = _timed("short", [50.0, 200.0])                   # two intervals: the first one counts
+    assert median_rate(steady) == 195.0 and median_rate(_timed("none", [])) is None
+    assert median_rate(_timed("seeds", [100.0, 300.0], [200.0])) == 200.0  # over every interval of every seed
+    assert uneven_runs([steady, loaded, short]) == [("loaded-s0", 90.0, 210.0), ("short-s0", 50.0, 200.0)]
+    note = throughput_note([steady, loaded])
+    assert "within a run: loaded-s0 (90 to 210 img/s)" in note and "steady" not in note
+    assert "Throughput varied" not in throughput_note([steady])
+
+
+def test_the_results_table_shows_the_median_img_per_s(report):
+    study, md, _, _ = report
+    runs = {m.model: m for m in load_study(study).models()}
+    row = next(line for line in md.splitlines() if line.startswith("| resnet8 |"))
+    assert row.split(" | ")[8] == f"{median_rate(runs['resnet8']):.0f}"
+    assert "| wall s | median img/s | runs |" in md and "img/s: the median over the run's evaluation intervals" in md

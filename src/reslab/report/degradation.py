@@ -16,7 +16,8 @@ from reslab.models.paper import TABLE6_TEST_ERROR
 from reslab.report import figures
 from reslab.report.document import Bullets, Document, Figure, Heading, Para, Table
 from reslab.report.sections import (analysis_section, basis_note, compare_models, confusion_section, fmt,
-                                    per_class_section, protocol_items, ranking_section, verdict_blocks)
+                                    median_rate, per_class_section, protocol_items, ranking_section, throughput_note,
+                                    verdict_blocks)
 from reslab.study.results import ModelResult, Study, load_study, mean_std
 
 KIND = "degradation"
@@ -113,10 +114,10 @@ def _results_table(models: list[ModelResult]) -> Table:
             m.model, str(m.depth), f"{m.finished[0].summary['parameters']:,}",
             fmt(*m.stat("train_loss"), digits=4), fmt(*m.stat("train_error")), f"**{fmt(*m.stat('test_error'))}**",
             f"{fmt(*bv)} ({fmt(*bt)})", fmt(*m.summary_stat("wall_seconds"), digits=0),
-            fmt(*m.summary_stat("train_images_per_s"), digits=0), f"{n} finished"
+            fmt(median_rate(m), digits=0), f"{n} finished"
             + (f", {len(m.runs) - n} not" if len(m.runs) > n else "")])
     return Table(["model", "depth", "params", "final train loss", "final train err %", "final test err %",
-                  "best val err % (test there)", "wall s", "img/s", "runs"], rows)
+                  "best val err % (test there)", "wall s", "median img/s", "runs"], rows)
 
 
 def build_report(study_dir: Path) -> tuple[Document, dict]:
@@ -150,7 +151,7 @@ def build_report(study_dir: Path) -> tuple[Document, dict]:
             Para("Final = at the end of training. Training error is measured during training (augmented images, "
                  "train-mode BN), as in the paper's curves. Best = the evaluation point with the lowest "
                  "**validation** error; the test error at that point is shown beside it — the test set never "
-                 "selects anything."))
+                 "selects anything. " + throughput_note(models)))
 
     ranked = sorted(finished, key=lambda m: m.stat("test_error")[0])
     doc.add(*ranking_section(study, ranked))

@@ -17,8 +17,9 @@ from reslab.models.paper import TABLE2_TOP1
 from reslab.plotting import plt, save_figure
 from reslab.report import figures
 from reslab.report.document import Bullets, Document, Figure, Heading, Para, Table
-from reslab.report.sections import (basis_note, compare_models, confusion_section, per_class_section,
-                                    protocol_items, ranking_section, verdict_blocks)
+from reslab.report.sections import (basis_note, compare_models, confusion_section, median_rate,
+                                    per_class_section, protocol_items, ranking_section, throughput_note,
+                                    verdict_blocks)
 from reslab.study.results import ModelResult, Study, load_study, mean_std
 
 KIND = "imagenet-style"
@@ -167,9 +168,9 @@ def _results(study: Study, models: list[ModelResult]) -> Table:
         rows.append([m.model, params, macs, _fmt(m.stat("train_loss")[0], 4), _fmt(m.stat("train_error")[0]),
                      _fmt(m.stat("val_loss")[0], 4), _fmt(m.stat("val_error")[0]),
                      f"**{_fmt(m.stat('test_error')[0])}**", f"{_fmt(bv[0])} ({_fmt(bt[0])})",
-                     _fmt(m.summary_stat("wall_seconds")[0], 0) + f" / {_fmt(m.summary_stat('train_images_per_s')[0], 0)}"])
+                     _fmt(m.summary_stat("wall_seconds")[0], 0) + f" / {_fmt(median_rate(m), 0)}"])
     return Table(["model", "params", "MACs @32", "train loss", "train err %", "val loss", "val err %",
-                  "test err %", "best val err % (test there)", "wall s / img/s"], rows)
+                  "test err %", "best val err % (test there)", "wall s / median img/s"], rows)
 
 
 def _protocol(study: Study) -> list[str]:
@@ -223,7 +224,8 @@ def build_report(study_dir: Path) -> tuple[Document, dict]:
     doc.add(Heading("Results"), _results(study, models),
             Para("Final = at the end of training. Best = the evaluation point with the lowest **validation** "
                  "error, with the test error there beside it; the test set selects nothing. Parameters and MACs "
-                 "are of the nets as trained here (10 classes, this study's shortcut, stem and width)."))
+                 "are of the nets as trained here (10 classes, this study's shortcut, stem and width). "
+                 + throughput_note(models)))
 
     ranked = sorted(finished, key=lambda m: m.stat("test_error")[0])
     doc.add(*ranking_section(study, ranked, {"final val err %": lambda m: _fmt(m.stat("val_error")[0])}))

@@ -4,6 +4,7 @@ the analysis of why residual learning works (Fig. 7 responses and gradient flow,
 from __future__ import annotations
 
 from pathlib import Path
+from statistics import median
 
 from reslab import ReslabError
 from reslab.analysis.common import DataCache
@@ -15,7 +16,7 @@ from reslab.config import from_dict, resolve_schedule
 from reslab.data import n_train_images
 from reslab.report import figures
 from reslab.report.document import Bullets, Figure, Heading, Marks, Para, Table
-from reslab.study.results import ModelResult, Study
+from reslab.study.results import ModelResult, RunResult, Study
 
 
 # ---- the yardstick every verdict and the ranking use ------------------------------------------------------------
@@ -79,6 +80,49 @@ def ranking_section(study: Study, ranked: list[ModelResult], extra: dict | None 
     return [Heading("Ranking (best to worst final test error)"), table] + ([Para(
         f"Yardstick (the verdicts' own): {yardstick}. A model within it of the one above shares that rank (=): the "
         "two are not separable at this budget, which is not evidence that they are equal.")] if whys else [])
+
+
+# ---- training speed ---------------------------------------------------------------------------------------------
+
+# A run whose per-interval training speed swings by more than this factor shared its machine with changing load:
+# its mean img/s and wall time describe the load as much as the model.
+RATE_SPREAD = 2.0
+
+
+def interval_rates(run: RunResult) -> list[float]:
+    """Training img/s of each evaluation interval of a run (metrics.csv), in order."""
+    return [row["images_per_s"] for row in run.rows if row.get("images_per_s")]
+
+
+def median_rate(m: ModelResult) -> float | None:
+    """Median training img/s over every evaluation interval of the model's finished runs (None: none recorded).
+    The median, not the mean: a loaded or an idle stretch of the machine moves it least."""
+    rates = [x for r in m.finished for x in interval_rates(r)]
+    return median(rates) if rates else None
+
+
+def uneven_runs(models: list[ModelResult]) -> list[tuple[str, float, float]]:
+    """(run, slowest, fastest interval img/s) of each finished run whose speed varied by more than RATE_SPREAD.
+    With three intervals or more the first is left out: it carries the start-up (allocation, warm caches)."""
+    out = []
+    for m in models:
+        for r in m.finished:
+            rates = interval_rates(r)
+            rates = rates[1:] if len(rates) >= 3 else rates
+            if rates and min(rates) > 0 and max(rates) / min(rates) > RATE_SPREAD:
+                out.append((r.name, min(rates), max(rates)))
+    return out
+
+
+def throughput_note(models: list[ModelResult]) -> str:
+    """What the img/s column is, and which runs' speed it cannot be trusted for."""
+    note = "img/s: the median over the run's evaluation intervals of training images per second."
+    uneven = uneven_runs(models)
+    if uneven:
+        runs = ", ".join(f"{name} ({lo:.0f} to {hi:.0f} img/s)" for name, lo, hi in uneven)
+        note += (f" **Throughput varied more than {RATE_SPREAD:g}x within a run: {runs}** — the machine's load changed "
+                 "during the run, so its wall time and speed describe the load as much as the model.")
+    return note
 
 
 def _test_evals(m: ModelResult) -> list[dict]:
