@@ -5,7 +5,8 @@ import shutil
 import pytest
 
 from reslab.analysis.verdicts import MARKS, Comparison, Verdict, judge, not_assessed
-from reslab.plotting import contrast_ratio
+from reslab.analysis.responses import ResponseProfile, responses_figure
+from reslab.plotting import DEPTH_PALETTE, contrast_ratio, depth_colors, model_color, plt
 from reslab.report import write_report
 from reslab.report.document import MARK_STYLES, Document, Marks, to_html, to_markdown
 from reslab.report.sections import (median_rate, ranking_section, throughput_note, uneven_runs,
@@ -118,3 +119,28 @@ def test_the_results_table_shows_the_median_img_per_s(report):
     row = next(line for line in md.splitlines() if line.startswith("| resnet8 |"))
     assert row.split(" | ")[8] == f"{median_rate(runs['resnet8']):.0f}"
     assert "| wall s | median img/s | runs |" in md and "img/s: the median over the run's evaluation intervals" in md
+
+
+# ---- 4. figures that read on white -----------------------------------------------------------------------------
+
+def test_every_line_colour_stands_out_on_white():
+    for n in range(1, len(DEPTH_PALETTE) + 1):
+        colours = depth_colors(range(n))
+        assert len(set(colours.values())) == n  # one distinct colour per depth
+        assert all(contrast_ratio(c) >= 3 for c in colours.values()), colours
+    for n in range(1, 6):
+        for group in ("plain", "resnet"):
+            assert all(contrast_ratio(model_color(group, d, range(n))) >= 3 for d in range(n)), (group, n)
+
+
+def test_both_response_panels_have_a_legend_and_whole_layer_ticks():
+    profiles = [ResponseProfile(f"{g}8-s0", f"{g}8", g, 8, "", 12, "test", 40, ["a", "b", "c"], std, [])
+                for g, std in (("plain", [1.0, 1.2, 0.9]), ("resnet", [0.8, 0.7, 0.6]))]
+    fig = responses_figure(profiles)
+    try:
+        for ax in fig.axes:
+            assert [t.get_text() for t in ax.get_legend().get_texts()] == ["plain8-s0", "resnet8-s0"]
+            ticks = [t for t in ax.xaxis.get_majorticklocs() if 1 <= t <= 3]
+            assert ticks and all(float(t).is_integer() for t in ticks), ticks  # 3 layers: never 1.5, 2.5
+    finally:
+        plt.close(fig)
