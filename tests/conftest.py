@@ -1,3 +1,4 @@
+import shutil
 from pathlib import Path
 
 import pytest
@@ -5,6 +6,7 @@ import torch
 
 from reslab.config import load_config
 from reslab.data.synthetic import write_fake_cifar
+from reslab.report import write_report
 from reslab.study import plan_degradation, run_study
 
 REPO = Path(__file__).resolve().parents[1]
@@ -57,6 +59,15 @@ def tiny_degradation_study(tmp_path_factory, fake_dir) -> Path:
     spec = plan_degradation("quick", (8, 14), seeds=1, overrides=TINY_STUDY, data_dir=str(fake_dir))
     assert run_study(spec, out, quiet=True, log=lambda m: None)
     return out
+
+
+@pytest.fixture(scope="session")
+def tiny_degradation_report(tiny_degradation_study, tmp_path_factory) -> dict:
+    """The report of a copy of tiny_degradation_study: write_report's answer (md, html, verdicts, ...) and the
+    copy's path ("study"). Read it, do not change it."""
+    study = tmp_path_factory.mktemp("tinyreport") / "s"
+    shutil.copytree(tiny_degradation_study, study)
+    return {**write_report(study), "study": study}
 
 
 def real_data_available() -> bool:

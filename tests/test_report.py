@@ -1,13 +1,10 @@
 """What a study's report shows first and how it shows it: the verdict summary, the ranking against the noise,
 the throughput column, and figures that read on white."""
-import shutil
-
 import pytest
 
 from reslab.analysis.verdicts import MARKS, Comparison, Verdict, judge, not_assessed
 from reslab.analysis.responses import ResponseProfile, responses_figure
 from reslab.plotting import DEPTH_PALETTE, contrast_ratio, depth_colors, model_color, plt
-from reslab.report import write_report
 from reslab.report.document import MARK_STYLES, Document, Marks, to_html, to_markdown
 from reslab.report.sections import (median_rate, ranking_section, throughput_note, uneven_runs,
                                     verdict_blocks)
@@ -15,12 +12,10 @@ from reslab.study.results import ModelResult, RunResult, load_study
 
 
 @pytest.fixture(scope="module")
-def report(tiny_degradation_study, tmp_path_factory):
-    """The tiny study's report, written into a copy; returns the study dir, report.md and report.html."""
-    study = tmp_path_factory.mktemp("rep") / "s"
-    shutil.copytree(tiny_degradation_study, study)
-    out = write_report(study)
-    return study, out["md"].read_text(), out["html"].read_text(), out["verdicts"]
+def report(tiny_degradation_report):
+    """The tiny study's report: the study dir, report.md, report.html and the verdicts."""
+    out = tiny_degradation_report
+    return out["study"], out["md"].read_text(), out["html"].read_text(), out["verdicts"]
 
 
 def _timed(name: str, *runs_rates: list[float]) -> ModelResult:

@@ -49,7 +49,7 @@ def model_color(group: str, depth: int | None, all_depths) -> tuple:
 
 def integer_ticks(axis) -> None:
     """Ticks at whole numbers only (layer indices, counts): never "2.5" on an axis of layers."""
-    axis.set_major_locator(MaxNLocator(integer=True))
+    axis.set_major_locator(MaxNLocator(integer=True, steps=[1, 2, 5, 10]))  # 0, 10, 20 — not 0, 6, 12
 
 
 def line_style(group: str) -> str:

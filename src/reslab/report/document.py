@@ -115,7 +115,7 @@ def _html_marks(b: Marks) -> str:
 
 CSS = """body{font-family:-apple-system,Segoe UI,Helvetica,Arial,sans-serif;max-width:1100px;margin:2em auto;
 padding:0 1em;color:#222;line-height:1.45}table{border-collapse:collapse;margin:0.5em 0 1.2em}
-td,th{border:1px solid #ccc;padding:3px 8px}th{background:#f3f3f3}td.r{text-align:right}
+td,th{border:1px solid #ccc;padding:3px 8px}th{background:#f3f3f3}td.r,th.r{text-align:right}th.l{text-align:left}
 figure{margin:1em 0}img{max-width:100%}figcaption{color:#555;font-size:0.92em}
 caption{caption-side:top;text-align:left;color:#555;font-style:italic;padding-bottom:4px}
 ul.marks{list-style:none;padding:0;margin:0.6em 0 1em}ul.marks li{margin:0.3em 0}
@@ -136,7 +136,7 @@ def to_html(doc: Document) -> str:
         elif isinstance(b, Table):
             al = b.align or ("l" + "r" * (len(b.header) - 1))
             cap = f"<caption>{html.escape(b.caption)}</caption>" if b.caption else ""
-            head = "".join(f"<th>{html.escape(h)}</th>" for h in b.header)
+            head = "".join(f"<th class='{a}'>{html.escape(h)}</th>" for h, a in zip(b.header, al))
             rows = "".join("<tr>" + "".join(f"<td class='{a}'>{_html_inline(str(c))}</td>" for c, a in zip(r, al))
                            + "</tr>" for r in b.rows)
             out.append(f"<table>{cap}<tr>{head}</tr>{rows}</table>")

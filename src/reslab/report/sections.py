@@ -267,5 +267,5 @@ def verdict_blocks(verdicts: list[Verdict], analysis: list[Verdict] = ()) -> lis
     blocks = [Heading("Verdicts"), Marks([(v.mark, v.claim) for v in [*verdicts, *analysis]]),
               Heading("In detail", 3), Bullets([v.text for v in verdicts])]
     if analysis:
-        blocks.append(Para("The Fig. 7 lines are measured and worded under *Layer responses* below."))
+        blocks.append(Para("The Fig. 7 lines are measured and worded under Layer responses, below."))
     return blocks
