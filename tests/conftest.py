@@ -1,3 +1,4 @@
+import shutil
 from pathlib import Path
 
 import pytest
@@ -5,6 +6,8 @@ import torch
 
 from reslab.config import load_config
 from reslab.data.synthetic import write_fake_cifar
+from reslab.report import write_report
+from reslab.study import plan_degradation, run_study
 
 REPO = Path(__file__).resolve().parents[1]
 SHARED = REPO.parent / "shared"
@@ -39,6 +42,32 @@ def _no_env_data_dir(monkeypatch, tmp_path):
     # Tests never read the user's cache or env, and never download.
     monkeypatch.delenv("RESLAB_DATA_DIR", raising=False)
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+
+
+# A degradation study that trains in seconds: plain/resnet 8 and 14, one seed, 12 iterations on the tiny data; no
+# weight snapshots, so its report measures Fig. 7 responses but skips the (slower) gradient flow.
+TINY_STUDY = ["data.val_size=50", "data.val_subset=null", "data.test_subset=40", "train.batch_size=25",
+              "train.iterations=12", "train.eval_every=4", "optim.milestones=[0.5, 0.75]",
+              "optim.milestones_unit=fraction", "optim.warmup=none", "data.train_subset=null", "log.progress=false",
+              "train.snapshots=[]"]
+
+
+@pytest.fixture(scope="session")
+def tiny_degradation_study(tmp_path_factory, fake_dir) -> Path:
+    """A trained TINY_STUDY (no report written): copy it before changing anything in it."""
+    out = tmp_path_factory.mktemp("tinystudy") / "s"
+    spec = plan_degradation("quick", (8, 14), seeds=1, overrides=TINY_STUDY, data_dir=str(fake_dir))
+    assert run_study(spec, out, quiet=True, log=lambda m: None)
+    return out
+
+
+@pytest.fixture(scope="session")
+def tiny_degradation_report(tiny_degradation_study, tmp_path_factory) -> dict:
+    """The report of a copy of tiny_degradation_study: write_report's answer (md, html, verdicts, ...) and the
+    copy's path ("study"). Read it, do not change it."""
+    study = tmp_path_factory.mktemp("tinyreport") / "s"
+    shutil.copytree(tiny_degradation_study, study)
+    return {**write_report(study), "study": study}
 
 
 def real_data_available() -> bool:

@@ -309,7 +309,8 @@ def test_study_report_gains_both_figures_and_survives_without_snapshots(study, t
     shutil.copytree(study, copy)
     for p in (copy / "runs").glob("*/checkpoints/snapshot-*"):
         p.unlink()
-    blocks = analysis_section(load_study(copy), tmp_path / "rep")
+    blocks, fig7 = analysis_section(load_study(copy), tmp_path / "rep")
     assert sum(isinstance(b, Figure) for b in blocks) == 1 and (tmp_path / "rep" / "responses.png").is_file()
     assert any(isinstance(b, Para) and "kept no weight snapshots" in b.text for b in blocks)
+    assert [v.claim for v in fig7] == ["Fig. 7: resnet8 responses smaller than plain8's"]  # for the summary
     assert not (tmp_path / "rep" / "gradients.png").exists()

@@ -33,14 +33,16 @@ def _mean_by_model(profiles: list[ResponseProfile]) -> dict[str, ResponseProfile
 
 def response_pair_verdict(plain: ResponseProfile, resnet: ResponseProfile) -> Verdict:
     """The paper: a ResNet's responses are smaller than its plain twin's, layer by layer."""
+    claim = f"Fig. 7: {resnet.model_name} responses smaller than {plain.model_name}'s"
     if len(plain.std) != len(resnet.std):
-        return Verdict("Fig. 7 responses", f"{resnet.model_name} and {plain.model_name} have different numbers of "
-                       f"3x3 layers ({len(resnet.std)} vs {len(plain.std)}); not compared layer by layer", None)
+        return Verdict(claim, f"{resnet.model_name} and {plain.model_name} have different numbers of "
+                       f"3x3 layers ({len(resnet.std)} vs {len(plain.std)}); not compared layer by layer", None,
+                       assessed=False)
     y = len(plain.std)
     x = sum(r < p for r, p in zip(resnet.std, plain.std))
     ratio = median(r / p for r, p in zip(resnet.std, plain.std) if p > 0)
     holds = x > y / 2
-    return Verdict("Fig. 7 responses",
+    return Verdict(claim,
                    f"{resnet.model_name} responses are smaller than {plain.model_name} in {x} of {y} layers "
                    f"(median std ratio {resnet.model_name}/{plain.model_name} {ratio:.2f}) — "
                    + ("as in the paper" if holds else "not as in the paper"), holds)
@@ -50,7 +52,7 @@ def response_depth_verdict(shallow: ResponseProfile, deep: ResponseProfile) -> V
     """The paper: the deeper ResNet has smaller responses. Layer counts differ, so compare the mean over layers."""
     a, b = (sum(p.std) / len(p.std) for p in (shallow, deep))
     holds = b < a
-    return Verdict("Fig. 7 depth",
+    return Verdict(f"Fig. 7: deeper {deep.model_name} responses smaller than {shallow.model_name}'s",
                    f"the deeper {deep.model_name} has {'smaller' if holds else 'larger'} responses than "
                    f"{shallow.model_name} (mean std over layers {b:.3f} vs {a:.3f}) — "
                    + ("as in the paper" if holds else "not as in the paper"), holds)

@@ -30,7 +30,7 @@ from reslab.data import splits_for
 from reslab.weights.files import load_checkpoint, load_run_checkpoint, require_run_dir
 from reslab.engine.device import resolve_device
 from reslab.models import model_from_config
-from reslab.plotting import line_style, model_color, plt, save_figure
+from reslab.plotting import integer_ticks, line_style, model_color, plt, save_figure
 
 SNAPSHOT = re.compile(r"snapshot-(\d+)\.pt$")
 BATCH_SEED = 0  # which training images form the fixed batch; one constant so every run sees the same ones
@@ -216,6 +216,7 @@ def plot_gradients(profiles: list[GradientProfile], path: Path) -> Path:
         axes[0][col].set_title(f"{_point_title(frac)} (iter {', '.join(map(str, its))})", fontsize=9)
         for ax in axes[:, col]:
             ax.set_yscale("log")
+            integer_ticks(ax.xaxis)
             ax.grid(alpha=0.3, which="both")
         axes[1][col].set_xlabel("conv layer (1 = first, by depth)")
     axes[0][0].set_ylabel("||dL/dW||")

@@ -32,7 +32,7 @@ from reslab.config import Config
 from reslab.data import splits_for
 from reslab.weights.files import load_run_checkpoint
 from reslab.engine.device import resolve_device
-from reslab.plotting import line_style, model_color, plt, save_figure
+from reslab.plotting import integer_ticks, line_style, model_color, plt, save_figure
 
 SPLITS = ("test", "val")
 
@@ -228,7 +228,12 @@ def measure_responses(targets: list[str | Path], *, split: str = "test", data_di
 # ---- outputs --------------------------------------------------------------------------------------------------
 
 def plot_responses(profiles: list[ResponseProfile], path: Path, title: str | None = None) -> Path:
-    """Fig. 7 layout: std in layer order (top) and sorted in descending order (bottom)."""
+    """Fig. 7 layout: std in layer order (top) and sorted in descending order (bottom), saved to `path`."""
+    return save_figure(responses_figure(profiles, title), Path(path))
+
+
+def responses_figure(profiles: list[ResponseProfile], title: str | None = None):
+    """The Fig. 7 figure: both panels with a legend (each is read on its own) and whole-number layer ticks."""
     depths = [p.depth for p in profiles]
     fig, (top, bottom) = plt.subplots(2, 1, figsize=(7.5, 7.5))
     # Shallow nets first in the legend, plain before residual at each depth: pairs read side by side.
@@ -239,16 +244,17 @@ def plot_responses(profiles: list[ResponseProfile], path: Path, title: str | Non
         bottom.plot(x, sorted(p.std, reverse=True), **style)
     top.set_xlabel("layer index (original order)")
     bottom.set_xlabel("layer index (sorted by magnitude)")
-    for ax in (top, bottom):
+    for ax, where in ((top, "upper left"), (bottom, "upper right")):
         ax.set_ylabel("std of response")
         ax.set_ylim(bottom=0)
+        integer_ticks(ax.xaxis)
         ax.grid(alpha=0.3)
-    top.legend(fontsize=8, ncol=2, title="dashed: plain, solid: ResNet", title_fontsize=8)
+        ax.legend(fontsize=8, ncol=2, loc=where, title="dashed: plain, solid: ResNet", title_fontsize=8)
     p0 = profiles[0]
     fig.suptitle(title or f"Std of 3x3 layer responses after BN ({p0.split} split, {p0.images} images; "
                           f"cf. He et al. 2016, Fig. 7)", fontsize=10)
     fig.tight_layout()
-    return save_figure(fig, Path(path))
+    return fig
 
 
 CSV_FIELDS = ("label", "model", "group", "depth", "iteration", "split", "images", "layer_index", "layer", "std",

@@ -10,6 +10,7 @@ and words the outcome with `judge`, so the same situation always reads the same 
 * otherwise there is no yardstick and every difference counts.
 
 A difference within the yardstick is "not separable at this budget" (reproduced = None), never "reproduced".
+Every Verdict carries one of four MARKS (`Verdict.mark`), the word a report's summary shows for it.
 """
 from __future__ import annotations
 
@@ -19,11 +20,23 @@ from dataclasses import dataclass
 from reslab.study.results import ModelResult
 
 
+# What a verdict comes to, in one word each: True, False, None within noise, None for want of runs.
+MARKS = ("reproduced", "not reproduced", "not separable", "not assessed")
+
+
 @dataclass
 class Verdict:
-    claim: str                 # "Degradation", "Residual cure", ...
+    claim: str                 # short and distinct within a report: "Degradation (plain56 vs plain20)", ...
     text: str
     reproduced: bool | None    # None: not assessed, or within noise
+    assessed: bool = True      # False: the runs needed to answer it are missing (see not_assessed)
+
+    @property
+    def mark(self) -> str:
+        """One of MARKS."""
+        if not self.assessed:
+            return "not assessed"
+        return {True: "reproduced", False: "not reproduced", None: "not separable"}[self.reproduced]
 
 
 @dataclass
@@ -92,4 +105,4 @@ def judge(c: Comparison) -> tuple[str, bool | None]:
 
 
 def not_assessed(claim: str, needs: str) -> Verdict:
-    return Verdict(claim, f"{claim}: needs {needs} — not assessed.", None)
+    return Verdict(claim, f"{claim}: needs {needs} — not assessed.", None, assessed=False)

@@ -2,45 +2,48 @@
 
 Its verdict questions (degradation, the residual cure at each depth, deeper ResNets do better) are answered by
 the one verdict engine (reslab.analysis.verdicts) from the final numbers, with the seed-to-seed spread as the
-yardstick when there are several seeds.
+yardstick when there are several seeds and the sampling noise of the images measured with one (as every report
+kind: report.sections.compare_models).
 """
 from __future__ import annotations
 
 from pathlib import Path
 
-from reslab.analysis.verdicts import Verdict, compare, judge, not_assessed
+from reslab.analysis.verdicts import Verdict, judge, not_assessed
 from reslab.config import from_dict
 from reslab.data import DATASETS
 from reslab.models.paper import TABLE6_TEST_ERROR
 from reslab.report import figures
 from reslab.report.document import Bullets, Document, Figure, Heading, Para, Table
-from reslab.report.sections import (analysis_section, confusion_section, fmt, per_class_section,
-                                    protocol_items)
-from reslab.study.results import ModelResult, load_study, mean_std
+from reslab.report.sections import (analysis_section, basis_note, compare_models, confusion_section, fmt,
+                                    median_rate, per_class_section, protocol_items, ranking_section, throughput_note,
+                                    verdict_blocks)
+from reslab.study.results import ModelResult, Study, load_study, mean_std
 
 KIND = "degradation"
 
 
 # ---- verdict questions ------------------------------------------------------------------------------------------
 
-def degradation(models: list[ModelResult]) -> Verdict:
+def degradation(study: Study, models: list[ModelResult]) -> Verdict:
     plains = sorted((m for m in models if m.group == "plain" and m.finished), key=lambda m: m.depth)
     if len(plains) < 2:
         return not_assessed("Degradation", "two finished plain nets of different depth")
     shallow, deep = plains[0], plains[-1]
-    c = compare(deep, shallow, "train_error")
+    c = compare_models(study, deep, shallow, "train_error")
     word, ok = judge(c)
     rel = "higher" if c.holds else "lower (or equal)"
-    return Verdict("Degradation", f"Degradation: {deep.model} ends with {rel} training error than {shallow.model} "
+    return Verdict(f"Degradation ({deep.model} vs {shallow.model})",
+                   f"Degradation: {deep.model} ends with {rel} training error than {shallow.model} "
                    f"({c.a:.1f}% vs {c.b:.1f}%) — {word}.", ok)
 
 
-def residual_cure(models: list[ModelResult]) -> list[Verdict]:
+def residual_cure(study: Study, models: list[ModelResult]) -> list[Verdict]:
     out = []
     by = {(m.group, m.depth): m for m in models if m.finished}
     for depth in sorted({d for g, d in by if g == "plain" and ("resnet", d) in by}):
         plain, res = by[("plain", depth)], by[("resnet", depth)]
-        c = compare(plain, res, "train_error")
+        c = compare_models(study, plain, res, "train_error")
         word, ok = judge(c)
         te_p, te_r = plain.stat("test_error")[0], res.stat("test_error")[0]
         if c.holds:
@@ -49,16 +52,16 @@ def residual_cure(models: list[ModelResult]) -> list[Verdict]:
         else:
             text = (f"Residual cure at depth {depth}: {res.model} does not end below {plain.model} "
                     f"(training error {c.b:.1f}% vs {c.a:.1f}%; test {te_r:.1f}% vs {te_p:.1f}%) — {word}.")
-        out.append(Verdict("Residual cure", text, ok))
+        out.append(Verdict(f"Residual cure at depth {depth}", text, ok))
     return out
 
 
-def depth_helps_resnets(models: list[ModelResult]) -> Verdict:
+def depth_helps_resnets(study: Study, models: list[ModelResult]) -> Verdict:
     res = sorted((m for m in models if m.group == "resnet" and m.finished), key=lambda m: m.depth)
     if len(res) < 2:
-        return Verdict("Depth helps ResNets", "Deeper ResNets: needs two finished ResNets — not assessed.", None)
+        return not_assessed("Deeper ResNets do better", "two finished ResNets")
     shallow, deep = res[0], res[-1]
-    c = compare(shallow, deep, "test_error")
+    c = compare_models(study, shallow, deep, "test_error")
     word, ok = judge(c)
     if c.holds:
         text = (f"Deeper ResNets do better: {deep.model} ends with lower test error than {shallow.model} "
@@ -67,11 +70,12 @@ def depth_helps_resnets(models: list[ModelResult]) -> Verdict:
         text = (f"Deeper ResNets do better: {deep.model} does not beat {shallow.model} on test error "
                 f"({c.b:.1f}% vs {c.a:.1f}%) — {word}" + (" at this budget; the paper's 64k-iteration schedule "
                                                           "is needed for that." if c.separable else "."))
-    return Verdict("Depth helps ResNets", text, ok)
+    return Verdict(f"Deeper ResNets do better ({deep.model} vs {shallow.model})", text, ok)
 
 
-def all_verdicts(models: list[ModelResult]) -> list[Verdict]:
-    return [degradation(models), *residual_cure(models), depth_helps_resnets(models)]
+def all_verdicts(study: Study) -> list[Verdict]:
+    models = study.models()
+    return [degradation(study, models), *residual_cure(study, models), depth_helps_resnets(study, models)]
 
 
 def paper_section(study, finished: list[ModelResult]) -> list:
@@ -110,10 +114,10 @@ def _results_table(models: list[ModelResult]) -> Table:
             m.model, str(m.depth), f"{m.finished[0].summary['parameters']:,}",
             fmt(*m.stat("train_loss"), digits=4), fmt(*m.stat("train_error")), f"**{fmt(*m.stat('test_error'))}**",
             f"{fmt(*bv)} ({fmt(*bt)})", fmt(*m.summary_stat("wall_seconds"), digits=0),
-            fmt(*m.summary_stat("train_images_per_s"), digits=0), f"{n} finished"
+            fmt(median_rate(m), digits=0), f"{n} finished"
             + (f", {len(m.runs) - n} not" if len(m.runs) > n else "")])
     return Table(["model", "depth", "params", "final train loss", "final train err %", "final test err %",
-                  "best val err % (test there)", "wall s", "img/s", "runs"], rows)
+                  "best val err % (test there)", "wall s", "median img/s", "runs"], rows)
 
 
 def build_report(study_dir: Path) -> tuple[Document, dict]:
@@ -125,11 +129,10 @@ def build_report(study_dir: Path) -> tuple[Document, dict]:
     dataset = DATASETS[from_dict(study.spec.base_config).data.dataset].title
     doc = Document(f"Degradation study: plain vs residual networks on {dataset} ({study.spec.profile} profile)")
 
-    verdicts = all_verdicts(models)
-    doc.add(Heading("Verdicts"), Bullets([v.text for v in verdicts]),
-            Para("Verdicts are computed from the final numbers below"
-                 + (f" (means over {seeds} seeds)" if seeds > 1 else " (one seed per model: no error bars; "
-                    "rerun with --seeds 3 to measure seed-to-seed noise)") + "."))
+    verdicts = all_verdicts(study)
+    analysis, fig7 = analysis_section(study, out, max_images=1000)  # Fig. 7 and gradient flow; empty if none finished
+    doc.add(*verdict_blocks(verdicts, fig7),
+            Para(basis_note(seeds)))
     doc.add(Heading("Protocol"), Bullets(protocol_items(study)))
 
     figs = {}
@@ -148,19 +151,17 @@ def build_report(study_dir: Path) -> tuple[Document, dict]:
             Para("Final = at the end of training. Training error is measured during training (augmented images, "
                  "train-mode BN), as in the paper's curves. Best = the evaluation point with the lowest "
                  "**validation** error; the test error at that point is shown beside it — the test set never "
-                 "selects anything."))
+                 "selects anything. " + throughput_note(models)))
 
     ranked = sorted(finished, key=lambda m: m.stat("test_error")[0])
-    doc.add(Heading("Ranking (best to worst final test error)"),
-            Table(["rank", "model", "final test err %"],
-                  [[str(i), m.model, fmt(*m.stat("test_error"))] for i, m in enumerate(ranked, 1)]))
+    doc.add(*ranking_section(study, ranked))
 
     doc.add(*paper_section(study, finished))
 
     doc.add(*per_class_section(sorted(finished, key=lambda m: (m.group != "plain", m.depth))))
     doc.add(*confusion_section(ranked[0] if ranked else None, out, figs))
-    doc.add(*analysis_section(study, out, max_images=1000))  # Fig. 7 and gradient flow; empty if none finished
+    doc.add(*analysis)
     doc.add(Heading("Files"), Para("Every run's directory under runs/ holds its config, metrics.csv, summary.json, "
                                    "checkpoints and, with train.loggers: [tensorboard], TensorBoard events: "
                                    f"`tensorboard --logdir {study.path}`."))
-    return doc, {"figures": figs, "verdicts": verdicts}
+    return doc, {"figures": figs, "verdicts": verdicts + fig7}

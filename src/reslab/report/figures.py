@@ -6,17 +6,10 @@ from pathlib import Path
 from reslab.config import from_dict, resolve_schedule
 from reslab.data import n_train_images
 from reslab.engine.schedule import LRSchedule
-from reslab.plotting import plt, save_figure
+from reslab.plotting import depth_colors, plt, save_figure
 from reslab.study.results import ModelResult, Study
 
 GROUP_TITLES = {"plain": "plain networks", "resnet": "residual networks (ResNets)"}
-
-
-def _depth_colors(depths):
-    cmap = plt.get_cmap("viridis")
-    depths = sorted(set(d for d in depths if d is not None))
-    n = max(len(depths) - 1, 1)
-    return {d: cmap(0.85 * i / n) for i, d in enumerate(depths)}
 
 
 def curve(m: ModelResult, key: str):
@@ -39,7 +32,7 @@ def curve(m: ModelResult, key: str):
 def figure6(study: Study, out: Path, groups=("plain", "resnet")) -> Path:
     """The paper's Fig. 6: training error (dashed) and test error (bold) vs iterations, plain | residual."""
     models = study.models()
-    colors = _depth_colors(m.depth for m in models)
+    colors = depth_colors(m.depth for m in models)
     fig, axes = plt.subplots(1, len(groups), figsize=(6 * len(groups), 4.4), sharey=True, squeeze=False)
     ymax = 0
     for ax, group in zip(axes[0], groups):

@@ -10,14 +10,16 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from reslab.analysis.verdicts import Verdict, compare, judge, not_assessed
+from reslab.analysis.verdicts import Verdict, judge, not_assessed
 from reslab.config import from_dict, from_flat, validate
 from reslab.models import count_macs, count_params, create_model, model_kwargs
 from reslab.models.paper import TABLE2_TOP1
 from reslab.plotting import plt, save_figure
 from reslab.report import figures
 from reslab.report.document import Bullets, Document, Figure, Heading, Para, Table
-from reslab.report.sections import confusion_section, per_class_section, protocol_items
+from reslab.report.sections import (basis_note, compare_models, confusion_section, median_rate,
+                                    per_class_section, protocol_items, ranking_section, throughput_note,
+                                    verdict_blocks)
 from reslab.study.results import ModelResult, Study, load_study, mean_std
 
 KIND = "imagenet-style"
@@ -27,28 +29,6 @@ COLORS = {"plain18": "tab:orange", "plain34": "tab:red", "resnet18": "tab:cyan",
 
 
 # ---------------------------------------------------------------- numbers
-
-def _n_measured(study: Study, m: ModelResult, key: str) -> int | None:
-    """How many images the final `key` of `m` was measured on (for the sampling-noise yardstick)."""
-    cfg = from_dict(study.spec.base_config)
-    if key == "test_error":
-        evals = [r.test_eval for r in m.finished if r.test_eval and r.test_eval.get("n")]
-        return evals[0]["n"] if evals else (cfg.data.test_subset or 10000)
-    if key == "val_error":
-        return cfg.data.val_subset or cfg.data.val_size
-    if key == "train_error":  # the running error over the last evaluation interval
-        rows = next((r.rows for r in m.finished if len(r.rows) >= 1), None)
-        if not rows:
-            return None
-        prev = rows[-2]["iteration"] if len(rows) >= 2 else 0
-        return (rows[-1]["iteration"] - prev) * cfg.train.batch_size
-    return None
-
-
-def compare_models(study: Study, worse: ModelResult, better: ModelResult, key: str):
-    """The engine's comparison, with the one-seed yardstick: sampling noise on the images each was measured on."""
-    return compare(worse, better, key, images=(_n_measured(study, worse, key), _n_measured(study, better, key)))
-
 
 def verdicts(study: Study) -> list[Verdict]:
     by = {m.model: m for m in study.models() if m.finished}
@@ -60,7 +40,8 @@ def verdicts(study: Study) -> list[Verdict]:
         word, ok = judge(c)
         rel = "higher" if c.holds else "lower (or equal)"
         l34, l18 = p34.stat("train_loss")[0], p18.stat("train_loss")[0]
-        out.append(Verdict("Degradation", f"Degradation (plain34 vs plain18): plain34 ends with {rel} training error "
+        out.append(Verdict("Degradation (plain34 vs plain18)",
+                           f"Degradation (plain34 vs plain18): plain34 ends with {rel} training error "
                            f"than plain18 ({c.a:.1f}% vs {c.b:.1f}%; training loss {l34:.3f} vs {l18:.3f}; "
                            f"test {p34.stat('test_error')[0]:.1f}% vs {p18.stat('test_error')[0]:.1f}%) — {word}.", ok))
     else:
@@ -71,7 +52,8 @@ def verdicts(study: Study) -> list[Verdict]:
         c = compare_models(study, r18, r34, "test_error")
         word, ok = judge(c)
         verb = "beats" if c.holds else "does not beat"
-        out.append(Verdict("Depth helps ResNets", f"Depth helps ResNets (resnet34 vs resnet18): resnet34 {verb} "
+        out.append(Verdict("Depth helps ResNets (resnet34 vs resnet18)",
+                           f"Depth helps ResNets (resnet34 vs resnet18): resnet34 {verb} "
                            f"resnet18 on test error ({c.b:.1f}% vs {c.a:.1f}%; training error "
                            f"{r34.stat('train_error')[0]:.1f}% vs {r18.stat('train_error')[0]:.1f}%) — {word}.", ok))
     else:
@@ -88,7 +70,8 @@ def verdicts(study: Study) -> list[Verdict]:
             extra = (f"; against resnet18 it is {'better' if c18.holds else 'not better'} "
                      f"({c18.b:.1f}% vs {c18.a:.1f}%"
                      + ("" if c18.separable else ", within noise") + ")")
-        out.append(Verdict("Multi-scale", f"Multi-scale (resnet18_ms vs resnet34): resnet18_ms {verb} resnet34 on "
+        out.append(Verdict("Multi-scale (resnet18_ms vs resnet34)",
+                           f"Multi-scale (resnet18_ms vs resnet34): resnet18_ms {verb} resnet34 on "
                            f"test error ({c.b:.1f}% vs {c.a:.1f}%){extra} — {word}.", ok))
     else:
         out.append(not_assessed("Multi-scale (resnet18_ms vs resnet34)", "finished runs of resnet18_ms and resnet34"))
@@ -97,7 +80,7 @@ def verdicts(study: Study) -> list[Verdict]:
         c = compare_models(study, p34, r34, "train_error")
         word, ok = judge(c)
         verb = "ends below" if c.holds else "does not end below"
-        out.append(Verdict("Residual cure", f"Residual cure at depth 34: resnet34 {verb} plain34 in training error "
+        out.append(Verdict("Residual cure at depth 34", f"Residual cure at depth 34: resnet34 {verb} plain34 in training error "
                            f"({c.b:.1f}% vs {c.a:.1f}%) — {word}.", ok))
     return out
 
@@ -185,9 +168,9 @@ def _results(study: Study, models: list[ModelResult]) -> Table:
         rows.append([m.model, params, macs, _fmt(m.stat("train_loss")[0], 4), _fmt(m.stat("train_error")[0]),
                      _fmt(m.stat("val_loss")[0], 4), _fmt(m.stat("val_error")[0]),
                      f"**{_fmt(m.stat('test_error')[0])}**", f"{_fmt(bv[0])} ({_fmt(bt[0])})",
-                     _fmt(m.summary_stat("wall_seconds")[0], 0) + f" / {_fmt(m.summary_stat('train_images_per_s')[0], 0)}"])
+                     _fmt(m.summary_stat("wall_seconds")[0], 0) + f" / {_fmt(median_rate(m), 0)}"])
     return Table(["model", "params", "MACs @32", "train loss", "train err %", "val loss", "val err %",
-                  "test err %", "best val err % (test there)", "wall s / img/s"], rows)
+                  "test err %", "best val err % (test there)", "wall s / median img/s"], rows)
 
 
 def _protocol(study: Study) -> list[str]:
@@ -213,11 +196,8 @@ def build_report(study_dir: Path) -> tuple[Document, dict]:
                    f"({study.spec.profile} profile)")
 
     vs = verdicts(study)
-    doc.add(Heading("Verdicts"), Bullets([v.text for v in vs]),
-            Para("Computed from the final numbers below" + (f" (means over {seeds} seeds)." if seeds > 1 else
-                 " (one seed per model). A difference is called separable only when it exceeds two standard "
-                 "errors of the sampling noise of the images it was measured on; run-to-run noise is not "
-                 "measured with one seed — rerun with --seeds 3 for that.")
+    doc.add(*verdict_blocks(vs),
+            Para(basis_note(seeds)
                  + (" **This profile is a short, reduced-width CPU run: verdicts marked not separable say that "
                     "it cannot tell these models apart, not that they are equal.**" if study.spec.profile == "quick"
                     else "")))
@@ -244,13 +224,11 @@ def build_report(study_dir: Path) -> tuple[Document, dict]:
     doc.add(Heading("Results"), _results(study, models),
             Para("Final = at the end of training. Best = the evaluation point with the lowest **validation** "
                  "error, with the test error there beside it; the test set selects nothing. Parameters and MACs "
-                 "are of the nets as trained here (10 classes, this study's shortcut, stem and width)."))
+                 "are of the nets as trained here (10 classes, this study's shortcut, stem and width). "
+                 + throughput_note(models)))
 
     ranked = sorted(finished, key=lambda m: m.stat("test_error")[0])
-    doc.add(Heading("Ranking (best to worst final test error)"),
-            Table(["rank", "model", "final test err %", "final val err %"],
-                  [[str(i), m.model, _fmt(m.stat("test_error")[0]), _fmt(m.stat("val_error")[0])]
-                   for i, m in enumerate(ranked, 1)], align="rlrr"))
+    doc.add(*ranking_section(study, ranked, {"final val err %": lambda m: _fmt(m.stat("val_error")[0])}))
 
     doc.add(*per_class_section(finished))
 

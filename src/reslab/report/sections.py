@@ -4,17 +4,125 @@ the analysis of why residual learning works (Fig. 7 responses and gradient flow,
 from __future__ import annotations
 
 from pathlib import Path
+from statistics import median
 
 from reslab import ReslabError
 from reslab.analysis.common import DataCache
+from reslab.analysis.verdicts import Comparison, Verdict, compare
 from reslab.analysis.findings import gradient_verdicts, response_verdicts
 from reslab.analysis.gradients import has_snapshots, measure_gradients, plot_gradients, write_gradients_csv
 from reslab.analysis.responses import measure_responses, plot_responses, write_responses_csv
 from reslab.config import from_dict, resolve_schedule
 from reslab.data import n_train_images
 from reslab.report import figures
-from reslab.report.document import Bullets, Figure, Heading, Para, Table
-from reslab.study.results import ModelResult, Study
+from reslab.report.document import Bullets, Figure, Heading, Marks, Para, Table
+from reslab.study.results import ModelResult, RunResult, Study
+
+
+# ---- the yardstick every verdict and the ranking use ------------------------------------------------------------
+
+def n_measured(study: Study, m: ModelResult, key: str) -> int | None:
+    """How many images the final `key` of `m` was measured on (for the one-seed, sampling-noise yardstick)."""
+    cfg = from_dict(study.spec.base_config)
+    if key == "test_error":
+        evals = [r.test_eval for r in m.finished if r.test_eval and r.test_eval.get("n")]
+        return evals[0]["n"] if evals else (cfg.data.test_subset or 10000)
+    if key == "val_error":
+        return cfg.data.val_subset or cfg.data.val_size
+    if key == "train_error":  # the running error over the last evaluation interval
+        rows = next((r.rows for r in m.finished if len(r.rows) >= 1), None)
+        if not rows:
+            return None
+        prev = rows[-2]["iteration"] if len(rows) >= 2 else 0
+        return (rows[-1]["iteration"] - prev) * cfg.train.batch_size
+    return None
+
+
+def compare_models(study: Study, worse: ModelResult, better: ModelResult, key: str) -> Comparison | None:
+    """The engine's comparison, with the one-seed yardstick: sampling noise on the images each was measured on."""
+    return compare(worse, better, key, images=(n_measured(study, worse, key), n_measured(study, better, key)))
+
+
+def basis_note(seeds: int) -> str:
+    """What every verdict of a report is computed from, and against which noise."""
+    if seeds > 1:
+        return (f"Computed from the final numbers below (means over {seeds} seeds); a difference is called separable "
+                "only when it exceeds two standard errors of the seed-to-seed spread.")
+    return ("Computed from the final numbers below (one seed per model). A difference is called separable only when "
+            "it exceeds two standard errors of the sampling noise of the images it was measured on; run-to-run noise "
+            "is not measured with one seed — rerun with --seeds 3 for that.")
+
+
+def ranking_section(study: Study, ranked: list[ModelResult], extra: dict | None = None) -> list:
+    """`ranked` (finished models, best first) by final test error. Each model is compared with the one above by
+    the verdict engine, on the verdicts' yardstick: within noise it shares that rank, marked "=". `extra`: more
+    columns, {header: function of the model -> cell}."""
+    if not ranked:
+        return []
+    extra = extra or {}
+    rows, whys, rank = [], [], 1
+    for i, m in enumerate(ranked):
+        c = compare_models(study, m, ranked[i - 1], "test_error") if i else None
+        tied = c is not None and not c.separable
+        rank = rank if tied or i == 0 else i + 1
+        if c is None:
+            note = ""
+        elif tied:
+            note = f"= within noise of {ranked[i - 1].model} (+{c.diff:.2f}, noise ±{c.noise:.2f})"
+        else:
+            note = f"+{c.diff:.2f}" + (f" (beyond ±{c.noise:.2f})" if c.noise is not None else "")
+        whys += [c.why or "none: one seed and no image count — every difference counts"] if c else []
+        rows.append([f"={rank}" if tied else str(rank), m.model, fmt(*m.stat("test_error")),
+                     *(f(m) for f in extra.values()), note])
+    table = Table(["rank", "model", "final test err %", *extra, "vs the one above"], rows,
+                  align="rlr" + "r" * len(extra) + "l")
+    yardstick = "; ".join(dict.fromkeys(whys))
+    return [Heading("Ranking (best to worst final test error)"), table] + ([Para(
+        f"Yardstick (the verdicts' own): {yardstick}. A model within it of the one above shares that rank (=): the "
+        "two are not separable at this budget, which is not evidence that they are equal.")] if whys else [])
+
+
+# ---- training speed ---------------------------------------------------------------------------------------------
+
+# A run whose per-interval training speed swings by more than this factor shared its machine with changing load:
+# its mean img/s and wall time describe the load as much as the model.
+RATE_SPREAD = 2.0
+
+
+def interval_rates(run: RunResult) -> list[float]:
+    """Training img/s of each evaluation interval of a run (metrics.csv), in order."""
+    return [row["images_per_s"] for row in run.rows if row.get("images_per_s")]
+
+
+def median_rate(m: ModelResult) -> float | None:
+    """Median training img/s over every evaluation interval of the model's finished runs (None: none recorded).
+    The median, not the mean: a loaded or an idle stretch of the machine moves it least."""
+    rates = [x for r in m.finished for x in interval_rates(r)]
+    return median(rates) if rates else None
+
+
+def uneven_runs(models: list[ModelResult]) -> list[tuple[str, float, float]]:
+    """(run, slowest, fastest interval img/s) of each finished run whose speed varied by more than RATE_SPREAD.
+    With three intervals or more the first is left out: it carries the start-up (allocation, warm caches)."""
+    out = []
+    for m in models:
+        for r in m.finished:
+            rates = interval_rates(r)
+            rates = rates[1:] if len(rates) >= 3 else rates
+            if rates and min(rates) > 0 and max(rates) / min(rates) > RATE_SPREAD:
+                out.append((r.name, min(rates), max(rates)))
+    return out
+
+
+def throughput_note(models: list[ModelResult]) -> str:
+    """What the img/s column is, and which runs' speed it cannot be trusted for."""
+    note = "img/s: the median over the run's evaluation intervals of training images per second."
+    uneven = uneven_runs(models)
+    if uneven:
+        runs = ", ".join(f"{name} ({lo:.0f} to {hi:.0f} img/s)" for name, lo, hi in uneven)
+        note += (f" **Throughput varied more than {RATE_SPREAD:g}x within a run: {runs}** — the machine's load changed "
+                 "during the run, so its wall time and speed describe the load as much as the model.")
+    return note
 
 
 def _test_evals(m: ModelResult) -> list[dict]:
@@ -103,46 +211,61 @@ def protocol_items(study: Study) -> list[str]:
 
 
 def analysis_section(study: Study, out: Path, *, max_images: int = 1000, batch_size: int = 64,
-                    device: str = "cpu") -> list:
+                    device: str = "cpu") -> tuple[list, list[Verdict]]:
     """Report blocks: Fig. 7 responses of every finished run's final weights on `max_images` test images, and
     gradient norms at each snapshot on one batch of `batch_size` training images. Kept cheap because every
     report rebuild pays it: one eval pass over `max_images` per run and one forward/backward of `batch_size`
     images per snapshot (half of `reslab analyze gradients`' less noisy default of 128). A study whose runs kept no snapshots gets the responses
-    only; one whose runs cannot be measured gets a line saying why, never a failed report."""
+    only; one whose runs cannot be measured gets a line saying why, never a failed report. Also returns the Fig. 7
+    verdicts, for the report's summary (the gradient-flow lines are diagnostics, not claims of the paper)."""
     runs = [Path(study.path) / "runs" / r.name for r in study.runs if r.status == "finished"]
     if not runs:
-        return []
+        return [], []
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     cache = DataCache()
     blocks: list = [Heading("Layer responses (the paper's Figure 7)")]
-    blocks += _measured(lambda: measure_responses(runs, max_images=max_images, device=device, data_cache=cache),
-                        plot_responses, write_responses_csv, response_verdicts, out / "responses",
-                        lambda resp: f"Std of each 3x3 layer's response (after BN, before ReLU/addition) of the final "
-                                     f"weights on {resp[0].images} {resp[0].split} images; top: layer order, bottom: "
-                                     f"sorted. Numbers: responses.csv.",
-                        empty="no plainN/resnetN pair to compare")
-    blocks.append(Heading("Gradient flow along training"))
+    found, claims = _measured(
+        lambda: measure_responses(runs, max_images=max_images, device=device, data_cache=cache),
+        plot_responses, write_responses_csv, response_verdicts, out / "responses",
+        lambda resp: f"Std of each 3x3 layer's response (after BN, before ReLU/addition) of the final weights on "
+                     f"{resp[0].images} {resp[0].split} images; top: layer order, bottom: sorted. Numbers: "
+                     f"responses.csv.",
+        empty="no plainN/resnetN pair to compare")
+    blocks += [*found, Heading("Gradient flow along training")]
     snap_runs = [r for r in runs if has_snapshots(r)]
     if not snap_runs:
         blocks.append(Para("Not measured: the runs kept no weight snapshots (train.snapshots)."))
-        return blocks
-    blocks += _measured(lambda: measure_gradients(snap_runs, batch_size=batch_size, device=device, data_cache=cache),
-                        plot_gradients, write_gradients_csv, gradient_verdicts, out / "gradients",
-                        lambda grads: f"Norm of the loss gradient at each conv's weights, by depth, on one fixed batch "
-                                      f"of {batch_size} training images (train-mode BN), at each saved snapshot; log "
-                                      f"scale. Numbers: gradients.csv.")
-    return blocks
+        return blocks, claims
+    found, _ = _measured(
+        lambda: measure_gradients(snap_runs, batch_size=batch_size, device=device, data_cache=cache),
+        plot_gradients, write_gradients_csv, gradient_verdicts, out / "gradients",
+        lambda grads: f"Norm of the loss gradient at each conv's weights, by depth, on one fixed batch of {batch_size} "
+                      f"training images (train-mode BN), at each saved snapshot; log scale. Numbers: gradients.csv.")
+    return blocks + found, claims
 
 
-def _measured(measure, plot, write_csv, verdicts, stem: Path, caption, empty: str | None = None) -> list:
+def _measured(measure, plot, write_csv, verdicts, stem: Path, caption, empty: str | None = None
+              ) -> tuple[list, list[Verdict]]:
     """A measured analysis as report blocks: its figure (stem.png), numbers (stem.csv) and verdicts — or one
-    line saying why it could not be measured (a report never fails on its analysis)."""
+    line saying why it could not be measured (a report never fails on its analysis); and the verdicts."""
     try:
         profiles = measure()
         fig = plot(profiles, stem.with_suffix(".png"))
         write_csv(profiles, stem.with_suffix(".csv"))
-        texts = [v.text for v in verdicts(profiles)]
-        return [Figure(fig, caption(profiles)), Bullets(texts or ([empty] if empty else []))]
+        found = verdicts(profiles)
+        texts = [v.text for v in found]
+        return [Figure(fig, caption(profiles)), Bullets(texts or ([empty] if empty else []))], found
     except ReslabError as e:
-        return [Para(f"Not measured: {e}")]
+        return [Para(f"Not measured: {e}")], []
+
+
+def verdict_blocks(verdicts: list[Verdict], analysis: list[Verdict] = ()) -> list:
+    """A report's first section: one line per claim with its mark (reproduced, not separable, ...) — the study's
+    verdicts, then the analysis' (Fig. 7) ones — and the study's verdicts in words (the analysis' stay in their
+    own section)."""
+    blocks = [Heading("Verdicts"), Marks([(v.mark, v.claim) for v in [*verdicts, *analysis]]),
+              Heading("In detail", 3), Bullets([v.text for v in verdicts])]
+    if analysis:
+        blocks.append(Para("The Fig. 7 lines are measured and worded under Layer responses, below."))
+    return blocks
