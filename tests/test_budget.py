@@ -10,6 +10,7 @@ from reslab.cli import main
 from reslab.config import ConfigError, budget_seconds, load_config
 from reslab.engine import estimate, train
 from reslab.engine.device import choose_amp
+from reslab.report import write_report
 from reslab.engine.estimate import Speed, evaluations, measure_speed
 from reslab.study import budget, plan_degradation
 from reslab.study.budget import plan_budget, plan_study
@@ -172,6 +173,9 @@ def test_budgeted_study_stores_its_plan_and_a_rerun_keeps_it(fake_dir, fake_spee
     for name in ("plain8-s0", "resnet8-s0"):
         s = json.loads((out / "runs" / name / "summary.json").read_text())
         assert s["iterations"] == its and s["status"] == "finished"
+    text = open(write_report(out)["md"]).read()
+    assert f"- {its:,} iterations at batch 25" in text and "sized by `--budget 4m` when the study started" in text
+    assert "precision: " in text
     calls = len(fake_speed)
     # the same study with another budget (or none): the same study, never re-planned
     assert main([*args, "--budget", "6m"]) == 0

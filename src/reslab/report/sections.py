@@ -16,6 +16,7 @@ from reslab.config import from_dict, resolve_schedule
 from reslab.data import n_train_images
 from reslab.report import figures
 from reslab.report.document import Bullets, Figure, Heading, Marks, Para, Table
+from reslab.study.budget import plan_line
 from reslab.study.results import ModelResult, RunResult, Study
 
 
@@ -180,8 +181,8 @@ def fmt(mean, std=None, n=1, digits=2, suffix=""):
 
 def protocol_items(study: Study) -> list[str]:
     """The protocol section's bullets, common to every study kind."""
-    cfg = from_dict(study.spec.base_config)
-    d, o, t = cfg.data, cfg.optim, cfg.train
+    cfg = study.spec.run_config(study.spec.runs[0]) if study.spec.runs else from_dict(study.spec.base_config)
+    d, o, t = cfg.data, cfg.optim, cfg.train  # the runs' own schedule: the profile's, or a --budget plan's
     n_train = n_train_images(d)
     sched = resolve_schedule(cfg, n_train)
     seeds = sorted({r.seed for r in study.runs})
@@ -199,7 +200,13 @@ def protocol_items(study: Study) -> list[str]:
         f"{d.test_subset or 10000:,} {'class-balanced images of the 10k test set' if d.test_subset else 'test images'}",
         f"seeds: {', '.join(map(str, seeds))}",
     ]
+    if study.spec.plan:
+        items.append(f"sized by `--budget {study.spec.plan.get('budget')}` when the study started: "
+                     f"{plan_line(study.spec.plan)}")
     envs = [r.env for r in study.runs if r.env]
+    auto = next((e["amp"] for e in envs if isinstance(e.get("amp"), dict)), None)  # what train.amp=auto chose
+    used = auto["chose"] if auto else t.amp
+    items.append(f"precision: {'fp32' if used == 'none' else used + ' autocast'}" + (f" ({auto['why']})" if auto else ""))
     if envs:
         e = envs[0]
         items.append(f"ran on {e.get('device')} ({e.get('device_name', e.get('machine'))}, {e.get('threads')} threads), "
