@@ -176,6 +176,9 @@ def test_budgeted_study_stores_its_plan_and_a_rerun_keeps_it(fake_dir, fake_spee
     text = open(write_report(out)["md"]).read()
     assert f"- {its:,} iterations at batch 25" in text and "sized by `--budget 4m` when the study started" in text
     assert "precision: " in text
+    assert f"lr x0.1 at iterations {round(its / 2):,}, {round(its * 0.75):,}" in text  # the plan's schedule
+    cfg = read_spec(out).config()  # what every report figure draws from (the lr schedule too), not the profile's
+    assert (cfg.train.iterations, cfg.train.eval_every) == (its, its // 3)
     calls = len(fake_speed)
     # the same study with another budget (or none): the same study, never re-planned
     assert main([*args, "--budget", "6m"]) == 0

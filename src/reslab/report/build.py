@@ -6,7 +6,6 @@ from collections.abc import Callable
 from pathlib import Path
 
 from reslab import ReslabError
-from reslab.config import from_dict
 from reslab.weights.files import atomic_write_text
 from reslab.report import degradation, imagenet_style
 from reslab.report.document import Document, to_html, to_markdown
@@ -45,7 +44,7 @@ def share_report(study_dir: Path, warn=print) -> None:
     """The report's files (report.md, report.html, figures) as artifacts of a tracker run named "report" in the
     study's W&B group / MLflow experiment, for the trackers the study's runs log to (train.loggers)."""
     study_dir = Path(study_dir)
-    cfg = from_dict(read_spec(study_dir).base_config)
+    cfg = read_spec(study_dir).config()
     files = sorted(p for p in (study_dir / "report").iterdir() if p.is_file())
     if not cfg.train.loggers or not files:
         return

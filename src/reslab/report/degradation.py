@@ -10,7 +10,6 @@ from __future__ import annotations
 from pathlib import Path
 
 from reslab.analysis.verdicts import Verdict, judge, not_assessed
-from reslab.config import from_dict
 from reslab.data import DATASETS
 from reslab.models.paper import TABLE6_TEST_ERROR
 from reslab.report import figures
@@ -80,7 +79,7 @@ def all_verdicts(study: Study) -> list[Verdict]:
 
 def paper_section(study, finished: list[ModelResult]) -> list:
     """Our ResNets' test errors beside the paper's Table 6 (CIFAR-10 only: a CIFAR-100 study says so)."""
-    cfg = from_dict(study.spec.base_config)
+    cfg = study.spec.config()
     if cfg.data.dataset != "cifar10":
         return [Heading("Against the paper"), Para(f"The paper reports CIFAR-10 only; there is no {cfg.data.dataset} "
                                                    "number of it to compare with.")]
@@ -126,7 +125,7 @@ def build_report(study_dir: Path) -> tuple[Document, dict]:
     models = study.models()
     finished = [m for m in models if m.finished]
     seeds = max((len(m.runs) for m in models), default=1)
-    dataset = DATASETS[from_dict(study.spec.base_config).data.dataset].title
+    dataset = DATASETS[study.spec.config().data.dataset].title
     doc = Document(f"Degradation study: plain vs residual networks on {dataset} ({study.spec.profile} profile)")
 
     verdicts = all_verdicts(study)

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from reslab.config import from_dict, resolve_schedule
+from reslab.config import resolve_schedule
 from reslab.data import n_train_images
 from reslab.engine.schedule import LRSchedule
 from reslab.plotting import depth_colors, plt, save_figure
@@ -82,7 +82,7 @@ def lr_schedule(study: Study, out: Path) -> Path:
     """The learning rate at every iteration, recomputed from the study's config (the schedule is a pure
     function of the iteration; a constant warm-up that ends on a training-error threshold is drawn from the
     iteration each run recorded)."""
-    cfg = from_dict(study.spec.base_config)
+    cfg = study.spec.config()
     sched = resolve_schedule(cfg, n_train_images(cfg.data))
     fig, ax = plt.subplots(figsize=(6.4, 3))
     curves = {}

@@ -11,7 +11,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from reslab.analysis.verdicts import Verdict, judge, not_assessed
-from reslab.config import from_dict, from_flat, validate
+from reslab.config import from_flat, validate
 from reslab.models import count_macs, count_params, create_model, model_kwargs
 from reslab.models.paper import TABLE2_TOP1
 from reslab.plotting import plt, save_figure
@@ -147,7 +147,7 @@ def _fmt(v, digits=2):
 def _model_cost(study: Study, name: str) -> tuple[int, int] | None:
     """(parameters, MACs at 32x32) of `name` built exactly as the study's runs build it."""
     try:
-        cfg = validate(from_flat({"model.name": name}, from_dict(study.spec.base_config)))
+        cfg = validate(from_flat({"model.name": name}, study.spec.config()))
         m = create_model(name, **model_kwargs(cfg))
         return count_params(m), count_macs(m, (3, 32, 32))
     except Exception:  # a report never fails on a cost column
@@ -174,7 +174,7 @@ def _results(study: Study, models: list[ModelResult]) -> Table:
 
 
 def _protocol(study: Study) -> list[str]:
-    cfg = from_dict(study.spec.base_config)
+    cfg = study.spec.config()
     width, stem = cfg.model.width or 64, cfg.model.stem or "cifar"
     items = protocol_items(study)
     items.insert(1, f"models: the ImageNet-style nets (He et al. 2016, Table 1) with the {stem} stem and stage "
@@ -191,7 +191,7 @@ def build_report(study_dir: Path) -> tuple[Document, dict]:
     models = [by[n] for n in ORDER if n in by] + [m for n, m in by.items() if n not in ORDER]
     finished = [m for m in models if m.finished]
     seeds = max((len(m.runs) for m in models), default=1)
-    cfg = from_dict(study.spec.base_config)
+    cfg = study.spec.config()
     doc = Document(f"ImageNet-style nets on CIFAR-10: plain/ResNet-18/34 and ResNet-18-MS "
                    f"({study.spec.profile} profile)")
 

@@ -12,7 +12,7 @@ from reslab.analysis.verdicts import Comparison, Verdict, compare
 from reslab.analysis.findings import gradient_verdicts, response_verdicts
 from reslab.analysis.gradients import has_snapshots, measure_gradients, plot_gradients, write_gradients_csv
 from reslab.analysis.responses import measure_responses, plot_responses, write_responses_csv
-from reslab.config import from_dict, resolve_schedule
+from reslab.config import resolve_schedule
 from reslab.data import n_train_images
 from reslab.report import figures
 from reslab.report.document import Bullets, Figure, Heading, Marks, Para, Table
@@ -24,7 +24,7 @@ from reslab.study.results import ModelResult, RunResult, Study
 
 def n_measured(study: Study, m: ModelResult, key: str) -> int | None:
     """How many images the final `key` of `m` was measured on (for the one-seed, sampling-noise yardstick)."""
-    cfg = from_dict(study.spec.base_config)
+    cfg = study.spec.config()
     if key == "test_error":
         evals = [r.test_eval for r in m.finished if r.test_eval and r.test_eval.get("n")]
         return evals[0]["n"] if evals else (cfg.data.test_subset or 10000)
@@ -181,7 +181,7 @@ def fmt(mean, std=None, n=1, digits=2, suffix=""):
 
 def protocol_items(study: Study) -> list[str]:
     """The protocol section's bullets, common to every study kind."""
-    cfg = study.spec.run_config(study.spec.runs[0]) if study.spec.runs else from_dict(study.spec.base_config)
+    cfg = study.spec.config()
     d, o, t = cfg.data, cfg.optim, cfg.train  # the runs' own schedule: the profile's, or a --budget plan's
     n_train = n_train_images(d)
     sched = resolve_schedule(cfg, n_train)

@@ -17,7 +17,7 @@ from reslab import ReslabError
 from reslab.config import Config, budget_seconds, from_dict, resolve_schedule
 from reslab.data import n_eval_images, n_train_images
 from reslab.engine.device import choose_amp, resolve_device
-from reslab.engine.estimate import Speed, duration, evaluations, measure_speed
+from reslab.engine.estimate import duration, evaluations, measure_speed
 from reslab.engine.runs import STUDY_FILE
 from reslab.study.spec import StudySpec, check_study, read_spec
 

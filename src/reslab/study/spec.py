@@ -53,6 +53,10 @@ class StudySpec:
         """The flat config keys `run` sets on top of the base config: the plan's, then the grid cell's."""
         return {**(self.plan or {}).get("overrides", {}), **run.overrides}
 
+    def config(self):
+        """The config every run shares: the base config with the plan's keys (a --budget study's schedule)."""
+        return validate(from_flat((self.plan or {}).get("overrides", {}), from_dict(self.base_config)))
+
     def run_config(self, run: RunSpec):
         return validate(from_flat(self.overrides(run), from_dict(self.base_config)))
 
