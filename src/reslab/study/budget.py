@@ -54,7 +54,8 @@ def plan_budget(spec: StudySpec, budget_s: float, device: str | None, log=print)
     base = from_dict(spec.base_config)
     check_plannable(base)
     points, profile_iterations = evaluation_points(base)
-    cfgs = {cfg.model.name: cfg for cfg in (spec.run_config(r) for r in spec.runs)}
+    run_cfgs = [spec.run_config(r) for r in spec.runs]
+    cfgs = {cfg.model.name: cfg for cfg in run_cfgs}
     dev = resolve_device(device or base.train.device)
     amp, _ = choose_amp(base.train.amp, dev)
     log(f"[study] measuring {len(cfgs)} net(s) on {dev} for the budget ...")
@@ -62,7 +63,7 @@ def plan_budget(spec: StudySpec, budget_s: float, device: str | None, log=print)
     for name, cfg in cfgs.items():
         cfg.train.amp = amp
         speeds[name] = measure_speed(cfg, dev)
-    per_run = [speeds[spec.run_config(r).model.name] for r in spec.runs]
+    per_run = [speeds[cfg.model.name] for cfg in run_cfgs]
     t = base.train
     eval_images = sum(n_eval_images(base.data))
     fixed = (START_SECONDS + REPORT_SECONDS + len(spec.runs) * RUN_SECONDS

@@ -58,7 +58,7 @@ class StudySpec:
         return validate(from_flat((self.plan or {}).get("overrides", {}), from_dict(self.base_config)))
 
     def run_config(self, run: RunSpec):
-        return validate(from_flat(self.overrides(run), from_dict(self.base_config)))
+        return validate(from_flat(run.overrides, self.config()))
 
 
 def run_status(run_dir: Path) -> str:
