@@ -5,7 +5,7 @@ import sys
 import pytest
 import torch
 
-from reslab.bench import bench_eval, bench_train, conv_share, kineto_markers_dropped
+from reslab.bench import bench_eval, bench_train, conv_share, kineto_markers_dropped, step_breakdown, step_part
 from reslab.cli import main
 from reslab.engine import train
 from reslab.engine.runs import read_metrics
@@ -25,6 +25,27 @@ def test_bench_train_reports_every_figure():
     # convolutions dominate even a tiny net's step, and the ceiling is consistent with the measured figures
     assert 0.2 < res["conv_share"] < 1
     assert res["ratio_ceiling_if_only_convs"] == pytest.approx(res["ratio"] / res["conv_share"], rel=0.02)
+    parts = res["step_breakdown"]
+    assert list(parts) == ["convolution", "batch-norm", "relu", "other"]
+    assert sum(v["share"] for v in parts.values()) == pytest.approx(1, abs=1e-3)
+    assert parts["convolution"]["share"] == res["conv_share"]
+    assert parts["batch-norm"]["share"] > 0 and parts["relu"]["share"] > 0  # resnet8 has both, forward and back
+
+
+def test_step_parts_name_the_ops_a_training_step_runs():
+    assert step_part("aten::convolution_backward") == step_part("aten::mkldnn_convolution") == "convolution"
+    assert step_part("aten::native_batch_norm_backward") == "batch-norm"
+    assert step_part("aten::threshold_backward") == step_part("aten::clamp_min_") == "relu"
+    assert step_part("aten::add_") == step_part("Optimizer.step#SGD.step") == "other"
+
+
+def test_step_breakdown_finds_batch_norm_where_it_runs():
+    bn, conv = torch.nn.BatchNorm2d(4), torch.nn.Conv2d(4, 4, 1)
+    x = torch.randn(8, 4, 16, 16)
+    only_bn = step_breakdown(lambda n: [bn(x).sum().backward() for _ in range(n)])
+    assert only_bn["batch-norm"] > 0.3 and only_bn["convolution"] == 0
+    only_conv = step_breakdown(lambda n: [conv(x).sum().backward() for _ in range(n)])
+    assert only_conv["convolution"] > 0.3 and only_conv["batch-norm"] == 0
 
 
 def test_bench_eval_and_cli_json(tmp_path, capsys):

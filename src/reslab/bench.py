@@ -103,17 +103,34 @@ def kineto_markers_dropped():
             sys.stderr.flush()
 
 
-def conv_share(step_fn, steps: int = 2) -> float:
-    """Share of a CPU training step spent inside convolution kernels (forward and backward), from the profiler's
-    self times. It bounds what any change outside the convolutions can win: with everything else free, a step
-    would still take `share` of its time."""
+# Where a CPU training step's time goes, by the aten op that spends it (profiler self time). Checked in order; the
+# first match names the part, and whatever matches none is "other" (adds, loss, optimizer, copies, the input).
+STEP_PARTS = (("convolution", ("conv",)), ("batch-norm", ("batch_norm",)),
+              ("relu", ("threshold", "relu", "clamp_min")))
+
+
+def step_part(op: str) -> str:
+    key = op.lower()
+    return next((part for part, keys in STEP_PARTS if any(k in key for k in keys)), "other")
+
+
+def step_breakdown(step_fn, steps: int = 2) -> dict[str, float]:
+    """Share of a CPU training step spent in each part (convolution, batch-norm, relu, other), from the profiler's
+    self times; the shares add up to 1. The convolution share bounds what any change outside the convolutions can
+    win: with everything else free, a step would still take that share of its time."""
     from torch.profiler import ProfilerActivity, profile
     with kineto_markers_dropped(), profile(activities=[ProfilerActivity.CPU]) as prof:
         step_fn(steps)
-    events = prof.key_averages()
-    total = sum(e.self_cpu_time_total for e in events)
-    conv = sum(e.self_cpu_time_total for e in events if "conv" in e.key.lower())
-    return conv / total if total else 0.0
+    times = dict.fromkeys([part for part, _ in STEP_PARTS] + ["other"], 0.0)
+    for e in prof.key_averages():
+        times[step_part(e.key)] += e.self_cpu_time_total
+    total = sum(times.values())
+    return {part: (t / total if total else 0.0) for part, t in times.items()}
+
+
+def conv_share(step_fn, steps: int = 2) -> float:
+    """Share of a CPU training step spent inside convolution kernels (forward and backward)."""
+    return step_breakdown(step_fn, steps)["convolution"]
 
 
 def _peak_memory_mb(device: torch.device) -> float:
@@ -236,9 +253,12 @@ def bench_train(model_name: str = "resnet20", batch_size: int = 128, rounds: int
     # ceiling on any speed-up that does not make the convolutions themselves faster.
     ceiling = {}
     if dev.type == "cpu":
-        share = conv_share(a_side.steps)
+        parts = step_breakdown(a_side.steps)
+        share = parts["convolution"]
         ceiling = {"conv_share": round(share, 4), "conv_ms_per_step": round(share * step_time * 1e3, 1),
-                   "ratio_ceiling_if_only_convs": round((batch_size / b) / (share * step_time), 3) if share else None}
+                   "ratio_ceiling_if_only_convs": round((batch_size / b) / (share * step_time), 3) if share else None,
+                   "step_breakdown": {part: {"share": round(v, 4), "ms_per_step": round(v * step_time * 1e3, 1)}
+                                      for part, v in parts.items()}}
     res = {
         "kind": "train", "model": model_name, "batch_size": batch_size, "device": str(dev),
         "baseline": f"DataLoader({workers} workers) + {b_side.ds.kind}, NCHW fp32, eager, torch.optim.SGD",

@@ -54,6 +54,9 @@ def run(a) -> int:
         if res.get("ratio_ceiling_if_only_convs"):
             print(f"convolutions {res['conv_ms_per_step']:.0f} ms = {100 * res['conv_share']:.0f}% of reslab's step: "
                   f"with every other op free the ratio could reach at most {res['ratio_ceiling_if_only_convs']:.2f}x")
+        if res.get("step_breakdown"):
+            print("step     " + ", ".join(f"{part} {v['ms_per_step']:.0f} ms ({100 * v['share']:.0f}%)"
+                                          for part, v in res["step_breakdown"].items()))
     else:
         res = bench_eval(a.model, a.batch_size, a.images, a.device, a.train_images_per_s)
         print(f"eval {res['plain_eval_images_per_s']:.0f} img/s, with conv-BN folding {res['folded_bn_images_per_s']:.0f} "

@@ -39,13 +39,47 @@ class PadShortcut(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if self.stride > 1:
-            x = x[:, :, :: self.stride, :: self.stride]
+            # Bitwise the same as x[:, :, ::s, ::s] forward and backward, but its gradient keeps the input's
+            # memory format: the slicing form hands back an NCHW gradient that is then added into a
+            # channels_last one, which sends the add and the next ReLU/BN backward to slow mixed-format paths.
+            x = F.avg_pool2d(x, 1, self.stride)
         if self.pad_before or self.pad_after:
             x = F.pad(x, (0, 0, 0, 0, self.pad_before, self.pad_after))
         return x
 
     def extra_repr(self) -> str:
         return f"stride={self.stride}, pad=({self.pad_before}, {self.pad_after})"
+
+
+class _MeanPoolKeepFormat(torch.autograd.Function):
+    """Global average pool whose gradient keeps the input's memory format. The forward is `mean((2, 3))`; the
+    backward divides the broadcast gradient by H*W exactly as mean's own backward does, only into a tensor laid
+    out like the input (mean's backward always returns NCHW)."""
+
+    @staticmethod
+    def forward(ctx, x: torch.Tensor) -> torch.Tensor:
+        ctx.shape, ctx.count = x.shape, x.shape[2] * x.shape[3]
+        ctx.memory_format = torch.channels_last if is_channels_last(x) else torch.contiguous_format
+        return x.mean((2, 3), keepdim=True)
+
+    @staticmethod
+    def backward(ctx, grad: torch.Tensor) -> torch.Tensor:
+        out = torch.empty(ctx.shape, dtype=grad.dtype, device=grad.device, memory_format=ctx.memory_format)
+        return torch.div(grad.expand(ctx.shape), ctx.count, out=out)
+
+
+def is_channels_last(x: torch.Tensor) -> bool:
+    return x.dim() == 4 and x.is_contiguous(memory_format=torch.channels_last) and not x.is_contiguous()
+
+
+class GlobalAvgPool(nn.Module):
+    """`nn.AdaptiveAvgPool2d(1)` with the same numbers; in training its gradient keeps the input's memory
+    format (see _MeanPoolKeepFormat). Eval, export and no-grad use the plain mean."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.training and torch.is_grad_enabled() and x.requires_grad:
+            return _MeanPoolKeepFormat.apply(x)
+        return x.mean((2, 3), keepdim=True)
 
 
 def make_shortcut(cin: int, cout: int, stride: int, option: str) -> nn.Module:
@@ -167,7 +201,7 @@ class ResNet(nn.Module):
         self.num_stages = len(stages)
         for i, stage in enumerate(stages):
             self.add_module(f"layer{i + 1}", stage)
-        self.avgpool = nn.AdaptiveAvgPool2d(1)
+        self.avgpool = GlobalAvgPool()
         self.fc = nn.Linear(cin, num_classes)
         self.num_features = cin
         self._init_weights(zero_init_residual, init_seed)
