@@ -29,7 +29,7 @@ ROOT = Path(__file__).resolve().parents[1]
 CHILD = r"""
 import hashlib, json, sys, time
 import torch
-from reslab.bench import ReslabSide, _images
+from reslab.bench import ReslabSide, _images  # the base commit has no public name for it
 model, amp, batch, steps, warmup = sys.argv[1], sys.argv[2], int(sys.argv[3]), int(sys.argv[4]), int(sys.argv[5])
 images, labels = _images(4 * batch)
 side = ReslabSide(model, images, labels, batch, torch.device("cpu"), amp)

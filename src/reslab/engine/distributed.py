@@ -29,6 +29,7 @@ import torch.nn as nn
 
 from reslab import ReslabError
 from reslab.engine.device import resolve_device
+from reslab.models.resnet import memory_format_of
 
 
 def world_size_from_env() -> int:
@@ -239,8 +240,7 @@ class _SyncBN(torch.autograd.Function):
     @staticmethod
     def backward(ctx, dy):
         x, weight, mean_f, invstd_f = ctx.saved_tensors
-        nhwc = x.dim() == 4 and x.is_contiguous(memory_format=torch.channels_last) and not x.is_contiguous()
-        dy = dy.contiguous(memory_format=torch.channels_last if nhwc else torch.contiguous_format)
+        dy = dy.contiguous(memory_format=memory_format_of(x))
         # local sum(dy * xhat) and sum(dy), one fused pass; they are also the local weight/bias gradients
         # (DDP averages those, as for any parameter)
         _, grad_weight, grad_bias = torch.ops.aten.native_batch_norm_backward(

@@ -59,7 +59,7 @@ class _MeanPoolKeepFormat(torch.autograd.Function):
     @staticmethod
     def forward(ctx, x: torch.Tensor) -> torch.Tensor:
         ctx.shape, ctx.count = x.shape, x.shape[2] * x.shape[3]
-        ctx.memory_format = torch.channels_last if is_channels_last(x) else torch.contiguous_format
+        ctx.memory_format = memory_format_of(x)
         return x.mean((2, 3), keepdim=True)
 
     @staticmethod
@@ -68,8 +68,10 @@ class _MeanPoolKeepFormat(torch.autograd.Function):
         return torch.div(grad.expand(ctx.shape), ctx.count, out=out)
 
 
-def is_channels_last(x: torch.Tensor) -> bool:
-    return x.dim() == 4 and x.is_contiguous(memory_format=torch.channels_last) and not x.is_contiguous()
+def memory_format_of(x: torch.Tensor) -> torch.memory_format:
+    """torch.channels_last for a 4-D tensor laid out NHWC (and not also NCHW), else torch.contiguous_format."""
+    nhwc = x.dim() == 4 and x.is_contiguous(memory_format=torch.channels_last) and not x.is_contiguous()
+    return torch.channels_last if nhwc else torch.contiguous_format
 
 
 class GlobalAvgPool(nn.Module):
