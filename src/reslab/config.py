@@ -86,6 +86,11 @@ class TrainConfig:
                                               # has it natively (bf16 GPUs; CPUs with AVX512_BF16 or AMX), else fp32.
                                               # A run records what auto chose (config.yaml, env.json) and a resume keeps it
     compile: bool = False                     # torch.compile the model
+    tf32: bool = False                        # CUDA: TF32 inside fp32 matmuls/convolutions (Ampere+; faster, 10-bit
+                                              # mantissa); false: fp32 is fp32, as on the CPU. env.json records it
+    cuda_graph: str = "off"                   # off | on | auto: the training step captured as one CUDA graph and
+                                              # replayed (engine/graph.py; CUDA, fp32 or bf16, one process); auto:
+                                              # where it can be, else eager. Not yet run on a GPU: see docs/gpu.md
     eval_batch_size: int = 250                # measured fastest on CPU (cache-sized batches)
     eval_every: int = 0                       # evaluate (and log a metrics row) every N iterations; 0 = every epoch
     log_every: int = 0                        # training loss/error into train_log.csv every N iterations (free: no
@@ -158,6 +163,7 @@ CHOICES = {
     "optim.milestones_unit": ("fraction", "iteration", "epoch"),
     "optim.warmup": ("none", "linear", "constant"),
     "train.amp": ("none", "bf16", "fp16", "auto"),
+    "train.cuda_graph": ("off", "on", "auto"),
     "launcher.name": ("local", "submitit"),
     "launcher.cluster": ("slurm", "local"),
 }

@@ -24,7 +24,7 @@ from reslab.config import Config, Schedule, from_dict, load_yaml, resolve_schedu
 from reslab.data import CifarData, Normalizer, mix_seed
 from reslab.engine import distributed, runs
 from reslab.weights.files import CONFIG_FILE, newest_good_checkpoint, require_run_dir
-from reslab.engine.device import choose_amp, native_bf16, torch_sync
+from reslab.engine.device import choose_amp, kernel_settings, native_bf16, set_determinism, set_tf32, torch_sync
 from reslab.engine.estimate import duration, evaluations, measure_speed
 from reslab.engine.evaluate import evaluate
 from reslab.engine.init import apply_init, load_init
@@ -158,12 +158,8 @@ def build_run(ctx: distributed.DistContext, cfg: Config, data: CifarData | None,
     dev = ctx.device(t.device)
     t.amp, amp_note = choose_amp(t.amp, dev)  # the run records the choice: a resume keeps it on any machine
     shard = ctx.shard(t.batch_size) if ctx.enabled else None
-    if t.deterministic:
-        torch.use_deterministic_algorithms(True, warn_only=dev.type != "cpu")
-        if dev.type == "cuda":
-            torch.backends.cudnn.benchmark = False
-    elif dev.type == "cuda":
-        torch.backends.cudnn.benchmark = True
+    set_determinism(t.deterministic, dev)  # first: before any cuBLAS call (the throughput probe comes later)
+    set_tf32(t.tf32)
     prep = prepare_data(cfg, dev, data, normalizer)
     sched = resolve_schedule(cfg, prep.n_train)
     torch.manual_seed(t.seed)  # the model's initialisation comes from this seed alone
@@ -193,6 +189,7 @@ def start_or_resume(run: Run, found: ResumePoint | None, runs_dir: Path, run_nam
     ctx, st = run.ctx, run.state
     if found is None:
         extra_env = {"init_from": init.origin} if init is not None else {}
+        extra_env["kernels"] = kernel_settings()
         if run.amp_note:
             extra_env["amp"] = {"asked": "auto", "chose": run.cfg.train.amp, "why": run.amp_note}
         run.writer = RunWriter.create(ctx, runs_dir, run.cfg, run.dev, run_name, quiet, extra_env)
