@@ -124,9 +124,106 @@ def test_run_is_deterministic_before_its_probe_and_records_its_kernels(tiny_cfg,
 
     monkeypatch.setattr(trainer, "measure_speed", spy)
     run = trainer.train(tiny_cfg(**{"train.iterations": 4, "train.eval_every": 4, "train.snapshots": [],
-                                  "optim.milestones_unit": "fraction"}),
+                                  "train.batch_size": 10, "train.eval_batch_size": 20, "data.test_subset": 20}),
                         runs_dir=tmp_path)
     assert seen["deterministic_algorithms"] and not seen["deterministic_warn_only"]
     env = json.loads((run / "env.json").read_text())
     assert env["kernels"]["deterministic_algorithms"] is True
     assert env["kernels"]["tf32_matmul"] is False and env["kernels"]["tf32_cudnn"] is False
+
+
+# ---- the graphed step, exercised on the CPU (capture off) -------------------------------------------------------
+
+from reslab.engine.graph import GraphStep, use_graph  # noqa: E402
+from reslab.engine.step import train_step, training_batch  # noqa: E402
+from reslab.data import Normalizer  # noqa: E402
+from reslab.models import create_model  # noqa: E402
+
+LRS = [0.1, 0.1, 0.1, 0.1, 0.01, 0.01, 0.001]  # across two milestones, after the warm-up steps
+
+
+def test_cuda_graph_on_is_refused_with_one_line_where_it_cannot_run():
+    with pytest.raises(ReslabError, match=r"^train.cuda_graph=on: it needs a CUDA device, and this run trains on "
+                                          r"cpu; use train.cuda_graph=auto or off$"):
+        use_graph("on", torch.device("cpu"), "none")
+    with pytest.raises(ReslabError, match="fp16's GradScaler syncs with the host"):
+        use_graph("on", torch.device("cuda"), "fp16")
+    with pytest.raises(ReslabError, match="torchrun"):
+        use_graph("on", torch.device("cuda"), "none", distributed=True)
+    assert not use_graph("auto", torch.device("cpu"), "none")
+    assert not use_graph("auto", torch.device("cuda"), "fp16")
+    assert use_graph("auto", torch.device("cuda"), "bf16")
+    assert not use_graph("off", torch.device("cuda"), "none")
+
+
+def test_train_refuses_cuda_graph_on_a_cpu(tiny_cfg, tmp_path):
+    with pytest.raises(ReslabError, match="train.cuda_graph=on: it needs a CUDA device"):
+        trainer.train(tiny_cfg(**{"train.cuda_graph": "on", "train.device": "cpu"}), runs_dir=tmp_path, quiet=True)
+    assert not list(tmp_path.iterdir())  # refused before a run directory was made
+
+
+def batches(dev, n=len(LRS), batch=8, seed=0):
+    """`n` augmented training batches built as the trainer builds them, on `dev`."""
+    g = torch.Generator().manual_seed(seed)
+    images = torch.randint(0, 256, (64, 3, 32, 32), dtype=torch.uint8, generator=g).to(dev)
+    labels = torch.randint(0, 10, (64,), generator=g).to(dev)
+    norm = Normalizer("channel", torch.full((3,), 0.5), torch.full((3,), 0.25)).to(dev)
+    for i in range(n):
+        idx = torch.randperm(64, generator=g)[:batch].to(dev)
+        yield training_batch(images, labels, idx, norm, augment_seed=i, channels_last=True)
+
+
+def fresh(dev, name="resnet8", seed=0):
+    torch.manual_seed(seed)
+    model = create_model(name).to(dev).to(memory_format=torch.channels_last).train()
+    opt = torch.optim.SGD(model.parameters(), lr=0.1, momentum=0.9, weight_decay=1e-4)
+    return model, opt
+
+
+def state_of(model, opt):
+    """Every number a step changes: weights, BN buffers (running stats, batches tracked), momentum buffers."""
+    s = {f"model.{k}": v.detach().clone() for k, v in model.state_dict().items()}
+    s.update({f"momentum.{i}": opt.state[p]["momentum_buffer"].clone() for i, p in enumerate(model.parameters())})
+    return s
+
+
+def test_graph_step_without_capture_follows_the_eager_step(kernel_flags):
+    """On a CPU the graphed step's code runs eagerly (fused SGD, device lr): it trains as the trainer's step does,
+    to rounding, across lr milestones; the optimizer's groups hold a float lr between steps (for checkpoints)."""
+    dev = torch.device("cpu")
+    m1, o1 = fresh(dev)
+    m2, o2 = fresh(dev)
+    g = GraphStep(m2, o2, dev, capture=False)
+    scaler = torch.amp.GradScaler("cpu", enabled=False)
+    for lr, (x, y) in zip(LRS, batches(dev)):
+        for group in o1.param_groups:
+            group["lr"] = lr
+        l1, out1 = train_step(m1, o1, scaler, x, y)
+        l2, out2 = g.step(x, y, lr)
+        torch.testing.assert_close(l2, l1, rtol=1e-5, atol=1e-6)
+        assert all(type(group["lr"]) is float and group["lr"] == lr for group in o2.param_groups)
+    a, b = state_of(m1, o1), state_of(m2, o2)
+    assert a.keys() == b.keys()
+    for k in a:
+        torch.testing.assert_close(b[k], a[k], rtol=1e-4, atol=1e-5, msg=k)
+    assert g.graph is None and g.eager_steps == len(LRS)
+
+
+def graph_mode_run(monkeypatch, tiny_cfg, tmp_path, name, **over):
+    """A trainer run whose steps go through GraphStep (capture off on a CPU: the trainer's graph wiring, eagerly)."""
+    monkeypatch.setattr(trainer, "use_graph", lambda *a, **k: True)
+    cfg = tiny_cfg(**{"train.iterations": 6, "train.eval_every": 3, "train.snapshots": [], "train.batch_size": 10,
+                      "data.test_subset": 20, **over})
+    return trainer.train(cfg, runs_dir=tmp_path, run_name=name, quiet=True, **({"stop_after": 2} if "stop" in name
+                                                                               else {}))
+
+
+def test_trainer_in_graph_mode_resumes_exactly(monkeypatch, tiny_cfg, tmp_path, kernel_flags):
+    whole = graph_mode_run(monkeypatch, tiny_cfg, tmp_path, "whole")
+    part = graph_mode_run(monkeypatch, tiny_cfg, tmp_path, "stopped")
+    trainer.train(resume=part, quiet=True)
+    rows = [[r.split(",")[:9] for r in (d / "metrics.csv").read_text().splitlines()] for d in (whole, part)]
+    assert len(rows[0]) == 3 and rows[0] == rows[1]  # header + 2 rows: losses and errors to the last digit
+    w1 = torch.load(sorted((whole / "checkpoints").glob("ckpt-*.pt"))[-1], weights_only=True)["model_state"]
+    w2 = torch.load(sorted((part / "checkpoints").glob("ckpt-*.pt"))[-1], weights_only=True)["model_state"]
+    assert all(torch.equal(w1[k], w2[k]) for k in w1)

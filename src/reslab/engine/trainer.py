@@ -27,6 +27,7 @@ from reslab.weights.files import CONFIG_FILE, newest_good_checkpoint, require_ru
 from reslab.engine.device import choose_amp, kernel_settings, native_bf16, set_determinism, set_tf32, torch_sync
 from reslab.engine.estimate import duration, evaluations, measure_speed
 from reslab.engine.evaluate import evaluate
+from reslab.engine.graph import GraphStep, use_graph
 from reslab.engine.init import apply_init, load_init
 from reslab.engine.prepare import Prepared, prepare_data
 from reslab.engine.progress import EpochBar, PlainProgress, announce, epoch_progress, rate, status
@@ -73,6 +74,7 @@ class Run:
     state: TrainState
     init_note: str | None = None  # where the initial weights came from (model.init_from), for the log
     amp_note: str | None = None   # what train.amp=auto chose and why (printed, and kept in env.json)
+    graph: GraphStep | None = None  # train.cuda_graph: the step captured as a CUDA graph (None: eager steps)
     writer: RunWriter | None = None
     trackers: Trackers | None = None
 
@@ -157,6 +159,7 @@ def build_run(ctx: distributed.DistContext, cfg: Config, data: CifarData | None,
     t = cfg.train
     dev = ctx.device(t.device)
     t.amp, amp_note = choose_amp(t.amp, dev)  # the run records the choice: a resume keeps it on any machine
+    graphed = use_graph(t.cuda_graph, dev, t.amp, t.compile, ctx.enabled)  # train.cuda_graph=on here, or one line
     shard = ctx.shard(t.batch_size) if ctx.enabled else None
     set_determinism(t.deterministic, dev)  # first: before any cuBLAS call (the throughput probe comes later)
     set_tf32(t.tf32)
@@ -178,8 +181,9 @@ def build_run(ctx: distributed.DistContext, cfg: Config, data: CifarData | None,
     scaler = torch.amp.GradScaler(dev.type, enabled=t.amp == "fp16")
     wrapped = ctx.wrap(model, dev, t.sync_bn)
     step_model = torch.compile(wrapped) if t.compile else wrapped
+    graph = GraphStep(model, optimizer, dev, t.amp) if graphed else None
     return Run(cfg, ctx, dev, prep, sched, model, step_model, optimizer, scaler, lrs, shard, n_params,
-               TrainState.fresh(dev), init_note, amp_note)
+               TrainState.fresh(dev), init_note, amp_note, graph)
 
 
 def start_or_resume(run: Run, found: ResumePoint | None, runs_dir: Path, run_name: str | None, quiet: bool,
@@ -189,7 +193,7 @@ def start_or_resume(run: Run, found: ResumePoint | None, runs_dir: Path, run_nam
     ctx, st = run.ctx, run.state
     if found is None:
         extra_env = {"init_from": init.origin} if init is not None else {}
-        extra_env["kernels"] = kernel_settings()
+        extra_env["kernels"] = {**kernel_settings(), "cuda_graph": run.graph is not None}
         if run.amp_note:
             extra_env["amp"] = {"asked": "auto", "chose": run.cfg.train.amp, "why": run.amp_note}
         run.writer = RunWriter.create(ctx, runs_dir, run.cfg, run.dev, run_name, quiet, extra_env)
@@ -331,9 +335,12 @@ def step(run: Run, idx: torch.Tensor, it: int):
                           pad=cfg.data.pad, pad_fill=cfg.data.pad_fill, channels_last=cfg.train.channels_last,
                           shard=run.shard)
     lr = run.lrs.lr(it)
-    for group in run.optimizer.param_groups:
-        group["lr"] = lr
-    loss, out = train_step(run.step_model, run.optimizer, run.scaler, x, y, cfg.train.amp)
+    if run.graph is not None:
+        loss, out = run.graph.step(x, y, lr)  # static outputs of the graph: read below, before the next step
+    else:
+        for group in run.optimizer.param_groups:
+            group["lr"] = lr
+        loss, out = train_step(run.step_model, run.optimizer, run.scaler, x, y, cfg.train.amp)
     wrong = (out.argmax(1) != y).sum()
     st.progress.loss_sum += loss.double() * y.shape[0]
     st.progress.wrong += wrong
@@ -562,7 +569,8 @@ def describe(run: Run) -> str:
             f"{p.n_train} train / {p.val_x.shape[0]} val / {p.test_x.shape[0]} test images; "
             f"{total} iterations = {total / spe:.2f} epochs of {spe} at batch {t.batch_size}; "
             f"lr {cfg.optim.lr} x{cfg.optim.gamma} at {run.sched.milestones}; normalisation {p.normalizer.describe()}; "
-            f"{'fp32' if t.amp == 'none' else t.amp + ' autocast'}")
+            f"{'fp32' if t.amp == 'none' else t.amp + ' autocast'}"
+            f"{'; the step replayed as a CUDA graph' if run.graph is not None else ''}")
 
 
 def format_row(r: dict, total: int, spe: int) -> str:
