@@ -12,9 +12,15 @@ import warnings
 import pytest
 import torch
 
+from conftest import TINY_STUDY
 from reslab import ReslabError
+from reslab.data import Normalizer
 from reslab.engine import device as devmod
 from reslab.engine import trainer
+from reslab.engine.graph import GraphStep, use_graph
+from reslab.engine.step import train_step, training_batch
+from reslab.models import create_model
+from reslab.study import plan_degradation, run_study
 
 CUDA = torch.cuda.is_available()
 cuda = pytest.mark.cuda
@@ -134,11 +140,6 @@ def test_run_is_deterministic_before_its_probe_and_records_its_kernels(tiny_cfg,
 
 # ---- the graphed step, exercised on the CPU (capture off) -------------------------------------------------------
 
-from reslab.engine.graph import GraphStep, use_graph  # noqa: E402
-from reslab.engine.step import train_step, training_batch  # noqa: E402
-from reslab.data import Normalizer  # noqa: E402
-from reslab.models import create_model  # noqa: E402
-
 LRS = [0.1, 0.1, 0.1, 0.1, 0.01, 0.01, 0.001]  # across two milestones, after the warm-up steps
 
 
@@ -227,3 +228,127 @@ def test_trainer_in_graph_mode_resumes_exactly(monkeypatch, tiny_cfg, tmp_path, 
     w1 = torch.load(sorted((whole / "checkpoints").glob("ckpt-*.pt"))[-1], weights_only=True)["model_state"]
     w2 = torch.load(sorted((part / "checkpoints").glob("ckpt-*.pt"))[-1], weights_only=True)["model_state"]
     assert all(torch.equal(w1[k], w2[k]) for k in w1)
+
+
+# ---- on a real GPU (marked cuda: gpu_check.sh runs these and fails if any skipped) ------------------------------
+
+def strict_cuda():
+    devmod.set_determinism(True, torch.device("cuda"))
+    devmod.set_tf32(False)
+
+
+@cuda
+@needs_cuda
+def test_cuda_step_equals_the_cpu_step(kernel_flags):
+    """The same batch (built on the CPU), the same initial weights: a CUDA step in fp32 with TF32 off lands
+    where the CPU step lands, to fp32 rounding of a different summation order."""
+    strict_cuda()
+    cpu, gpu = torch.device("cpu"), torch.device("cuda")
+    m_cpu, o_cpu = fresh(cpu)
+    m_gpu, o_gpu = fresh(cpu)
+    m_gpu.to(gpu)
+    o_gpu = torch.optim.SGD(m_gpu.parameters(), lr=0.1, momentum=0.9, weight_decay=1e-4)
+    for x, y in batches(cpu, n=3):
+        l1, _ = train_step(m_cpu, o_cpu, torch.amp.GradScaler("cpu", enabled=False), x, y)
+        l2, _ = train_step(m_gpu, o_gpu, torch.amp.GradScaler("cuda", enabled=False), x.to(gpu), y.to(gpu))
+        torch.testing.assert_close(l2.cpu(), l1, rtol=1e-4, atol=1e-5)
+    a = state_of(m_cpu, o_cpu)
+    b = {k: v.cpu() for k, v in state_of(m_gpu, o_gpu).items()}
+    for k in a:
+        torch.testing.assert_close(b[k], a[k], rtol=1e-3, atol=1e-4, msg=k)
+
+
+@cuda
+@needs_cuda
+@pytest.mark.parametrize("amp", ["none", "bf16"])
+def test_graphed_step_equals_eager_bitwise_across_lr_milestones(kernel_flags, amp):
+    """A captured step replays exactly what the same step computes eagerly: losses, weights, BN buffers (running
+    statistics, batches tracked) and momentum buffers, bit for bit, across two lr milestones after the capture."""
+    strict_cuda()
+    dev = torch.device("cuda")
+    m1, o1 = fresh(dev)
+    m2, o2 = fresh(dev)
+    eager, graphed = GraphStep(m1, o1, dev, amp, capture=False), GraphStep(m2, o2, dev, amp, capture=True)
+    for lr, (x, y) in zip(LRS, batches(dev)):
+        l1, out1 = eager.step(x, y, lr)
+        l2, out2 = graphed.step(x, y, lr)
+        assert torch.equal(l1, l2) and torch.equal(out1, out2)
+    assert graphed.graph is not None and graphed.eager_steps < len(LRS) - 2  # milestones fell in replays
+    a, b = state_of(m1, o1), state_of(m2, o2)
+    for k in a:
+        assert torch.equal(a[k], b[k]), k
+
+
+@cuda
+@needs_cuda
+@pytest.mark.parametrize("graph", ["off", "on"])
+def test_resume_on_cuda_is_exact(tiny_cfg, tmp_path, kernel_flags, graph):
+    over = {"train.device": "cuda", "train.cuda_graph": graph, "train.iterations": 12, "train.eval_every": 4,
+            "train.snapshots": []}
+    whole = trainer.train(tiny_cfg(**over), runs_dir=tmp_path, run_name="whole", quiet=True)
+    part = trainer.train(tiny_cfg(**over), runs_dir=tmp_path, run_name="part", quiet=True, stop_after=6)
+    trainer.train(resume=part, quiet=True)
+    rows = [[r.split(",")[:9] for r in (d / "metrics.csv").read_text().splitlines()] for d in (whole, part)]
+    assert len(rows[0]) == 4 and rows[0] == rows[1]
+    w1, w2 = (torch.load(sorted((d / "checkpoints").glob("ckpt-*.pt"))[-1], weights_only=True)
+              for d in (whole, part))
+    assert all(torch.equal(w1["model_state"][k], w2["model_state"][k]) for k in w1["model_state"])
+    assert w1["iteration"] == w2["iteration"] == 12
+    assert json.loads((whole / "env.json").read_text())["kernels"]["cuda_graph"] is (graph == "on")
+
+
+@cuda
+@needs_cuda
+def test_two_runs_share_one_gpu(fake_dir, tmp_path, kernel_flags):
+    """A study's --devices cuda:0,cuda:0: two runs at a time on one GPU (two processes), the same numbers as the
+    runs trained one after the other (deterministic kernels)."""
+    over = TINY_STUDY + ["train.device=cuda"]
+    together, alone = tmp_path / "together", tmp_path / "alone"
+    for out, devices in ((together, ["cuda:0", "cuda:0"]), (alone, ["cuda:0"])):
+        spec = plan_degradation("quick", (8,), seeds=1, overrides=over, data_dir=str(fake_dir))
+        assert run_study(spec, out, devices=devices, quiet=True, log=lambda m: None)
+    runs = sorted(p.name for p in (alone / "runs").iterdir())
+    assert len(runs) == 2
+    for name in runs:
+        a, b = ((d / "runs" / name / "metrics.csv").read_text().splitlines() for d in (alone, together))
+        assert [r.split(",")[:9] for r in a] == [r.split(",")[:9] for r in b], name
+
+
+@cuda
+@needs_cuda
+def test_bf16_on_this_gpu(tiny_cfg, tmp_path, kernel_flags):
+    """amp=auto picks bf16 exactly where this GPU computes it natively; a bf16 run trains (finite, learning)."""
+    dev = torch.device("cuda")
+    native = torch.cuda.get_device_capability(dev) >= (8, 0)
+    assert (devmod.choose_amp("auto", dev)[0] == "bf16") is native
+    assert native == torch.cuda.is_bf16_supported(including_emulation=False)
+    run = trainer.train(tiny_cfg(**{"train.device": "cuda", "train.amp": "bf16", "train.iterations": 20}),
+                        runs_dir=tmp_path, quiet=True)
+    rows = [r.split(",") for r in (run / "metrics.csv").read_text().splitlines()[1:]]
+    losses = [float(r[2]) for r in rows]
+    assert all(map(lambda v: v == v and v < 1e3, losses)) and losses[-1] < losses[0]
+
+
+@cuda
+@needs_cuda
+def test_deterministic_mode_fails_on_a_nondeterministic_cuda_op(kernel_flags):
+    strict_cuda()
+    with pytest.raises(RuntimeError, match="deterministic"):
+        torch.histc(torch.rand(100, device="cuda"), bins=10)
+
+
+@cuda
+@needs_cuda
+def test_cublas_is_set_before_the_probe_on_cuda(tiny_cfg, tmp_path, monkeypatch, kernel_flags):
+    seen = {}
+    probe = trainer.measure_speed
+
+    def spy(cfg, dev):
+        seen.update(devmod.kernel_settings())
+        return probe(cfg, dev)
+
+    monkeypatch.setattr(trainer, "measure_speed", spy)
+    trainer.train(tiny_cfg(**{"train.device": "cuda", "train.iterations": 4, "train.eval_every": 4,
+                              "train.snapshots": []}), runs_dir=tmp_path)
+    assert seen[devmod.CUBLAS_ENV] in devmod.DETERMINISTIC_CUBLAS
+    assert seen["deterministic_algorithms"] and not seen["deterministic_warn_only"]
