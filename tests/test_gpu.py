@@ -230,6 +230,19 @@ def test_trainer_in_graph_mode_resumes_exactly(monkeypatch, tiny_cfg, tmp_path, 
     assert all(torch.equal(w1[k], w2[k]) for k in w1)
 
 
+def test_bench_reslab_only_and_its_graphed_side_on_a_cpu():
+    from reslab.bench import ReslabSide, bench_train
+    res = bench_train("resnet8", batch_size=8, rounds=1, steps=1, warmup=0, workers=0, n_images=64,
+                      cuda_graph="auto", baseline=False, log=lambda m: None)
+    assert res["cuda_graph"] is False and "baseline_images_per_s" not in res and res["reslab_images_per_s"] > 0
+    images, labels = torch.randint(0, 256, (32, 3, 32, 32), dtype=torch.uint8), torch.randint(0, 10, (32,))
+    side = ReslabSide("resnet8", images, labels, 8, torch.device("cpu"), graph=True)
+    side.steps(2)
+    assert side.graph.eager_steps == 2  # a CPU never captures: the same step, eagerly
+    with pytest.raises(ReslabError, match="train.cuda_graph=on: it needs a CUDA device"):
+        bench_train("resnet8", batch_size=8, rounds=1, steps=1, n_images=64, cuda_graph="on", log=lambda m: None)
+
+
 # ---- on a real GPU (marked cuda: gpu_check.sh runs these and fails if any skipped) ------------------------------
 
 def strict_cuda():
