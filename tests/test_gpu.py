@@ -7,7 +7,10 @@
 """
 import json
 import os
+import subprocess
+import tarfile
 import warnings
+from pathlib import Path
 
 import pytest
 import torch
@@ -241,6 +244,41 @@ def test_bench_reslab_only_and_its_graphed_side_on_a_cpu():
     assert side.graph.eager_steps == 2  # a CPU never captures: the same step, eagerly
     with pytest.raises(ReslabError, match="train.cuda_graph=on: it needs a CUDA device"):
         bench_train("resnet8", batch_size=8, rounds=1, steps=1, n_images=64, cuda_graph="on", log=lambda m: None)
+
+
+
+# ---- benchmarks/gpu_check.sh ------------------------------------------------------------------------------------
+
+GPU_CHECK = Path(__file__).resolve().parents[1] / "benchmarks" / "gpu_check.sh"
+
+
+@pytest.mark.skipif(CUDA, reason="this machine has a GPU: the check would run for real")
+def test_gpu_check_without_a_gpu_says_so_in_one_line(tmp_path):
+    r = subprocess.run(["bash", str(GPU_CHECK), str(tmp_path), str(tmp_path / "out")], capture_output=True,
+                       text=True, timeout=120)
+    assert r.returncode == 2
+    assert r.stdout == "" and len(r.stderr.strip().splitlines()) == 1 and "no CUDA GPU" in r.stderr
+    assert not (tmp_path / "out").exists()
+
+
+def test_gpu_check_dry_run_runs_every_part_on_the_cpu(tmp_path):
+    """The dry run: a few iterations of every part (tests, benches, the study) on synthetic data, packed."""
+    out = tmp_path / "out"
+    r = subprocess.run(["bash", str(GPU_CHECK), "--dry-run", str(tmp_path), str(out)], capture_output=True,
+                       text=True, timeout=900)
+    assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
+    tar = out / "gpu_check.tar.gz"
+    assert 0 < tar.stat().st_size < 16 * 2**20
+    with tarfile.open(tar) as t:
+        names = [n.removeprefix("./") for n in t.getnames()]
+        summary = t.extractfile("./summary.txt").read().decode()
+    for name in ("env.txt", "cuda-tests.xml", "cuda-tests.log", "bench/resnet8-one.json",
+                 "bench/resnet8-x2-graph-auto-1.json", "bench/resnet8-x2-graph-auto-2.json", "study.log"):
+        assert name in names, name
+    assert any(n.startswith("study/runs/") and n.endswith("metrics.csv") for n in names)
+    assert not any(n.endswith(".pt") or "checkpoints/" in n for n in names)
+    assert "all parts passed" in summary and "resnet8 one benchmark" in summary
+    assert "cuda tests: " in r.stdout and " 0 failed" in r.stdout
 
 
 # ---- on a real GPU (marked cuda: gpu_check.sh runs these and fails if any skipped) ------------------------------
