@@ -166,6 +166,17 @@ def test_train_refuses_cuda_graph_on_a_cpu(tiny_cfg, tmp_path):
     assert not list(tmp_path.iterdir())  # refused before a run directory was made
 
 
+def test_cuda_graph_key_reads_yamls_bare_on_and_off():
+    from reslab.config import ConfigError, dump_yaml, load_config
+    assert load_config(None, {"train.cuda_graph": True}).train.cuda_graph == "on"  # `--set train.cuda_graph=on`
+    cfg = load_config(None, {"train.cuda_graph": False})
+    assert cfg.train.cuda_graph == "off" and "cuda_graph: 'off'" in dump_yaml(cfg)
+    with pytest.raises(ConfigError, match="train.cuda_graph='always' is not allowed; allowed: off, on, auto"):
+        load_config(None, {"train.cuda_graph": "always"})
+    with pytest.raises(ConfigError, match="wrong type"):
+        load_config(None, {"train.amp": True})  # only on/off keys read a YAML boolean as a choice
+
+
 def batches(dev, n=len(LRS), batch=8, seed=0):
     """`n` augmented training batches built as the trainer builds them, on `dev`."""
     g = torch.Generator().manual_seed(seed)

@@ -221,6 +221,8 @@ def _coerce(value, tp, key: str):
             raise bad
         return float(value)
     if tp is str:
+        if isinstance(value, bool) and {"on", "off"} <= set(CHOICES.get(key, ())):
+            return "on" if value else "off"  # YAML 1.1 reads a bare on/off as true/false
         if not isinstance(value, str):
             raise bad
         return value
