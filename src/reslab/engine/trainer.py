@@ -111,6 +111,8 @@ def train(cfg: Config | None = None, *, runs_dir: str | Path = "runs", resume: s
             cfg = validate(from_dict(found.ckpt["config"]))
         if device is not None:
             cfg.train.device = device
+            if found is not None and cfg.train.cuda_graph == "on":  # resumed elsewhere: graphed where it can be
+                cfg.train.cuda_graph = "auto"
         init = ctx.on_main(partial(load_init, cfg.model.init_from)) if found is None and cfg.model.init_from else None
         if init is not None and cfg.data.pad_fill == "init":  # config.yaml records what was used
             cfg.data.pad_fill = init.pad_fill or "mean"
