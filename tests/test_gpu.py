@@ -8,6 +8,7 @@
 import json
 import os
 import subprocess
+import sys
 import tarfile
 import warnings
 from pathlib import Path
@@ -266,7 +267,7 @@ GPU_CHECK = Path(__file__).resolve().parents[1] / "benchmarks" / "gpu_check.sh"
 @pytest.mark.skipif(CUDA, reason="this machine has a GPU: the check would run for real")
 def test_gpu_check_without_a_gpu_says_so_in_one_line(tmp_path):
     r = subprocess.run(["bash", str(GPU_CHECK), str(tmp_path), str(tmp_path / "out")], capture_output=True,
-                       text=True, timeout=120)
+                       text=True, timeout=120, env={**os.environ, "PYTHON": sys.executable})
     assert r.returncode == 2
     assert r.stdout == "" and len(r.stderr.strip().splitlines()) == 1 and "no CUDA GPU" in r.stderr
     assert not (tmp_path / "out").exists()
@@ -276,7 +277,7 @@ def test_gpu_check_dry_run_runs_every_part_on_the_cpu(tmp_path):
     """The dry run: a few iterations of every part (tests, benches, the study) on synthetic data, packed."""
     out = tmp_path / "out"
     r = subprocess.run(["bash", str(GPU_CHECK), "--dry-run", str(tmp_path), str(out)], capture_output=True,
-                       text=True, timeout=900)
+                       text=True, timeout=900, env={**os.environ, "PYTHON": sys.executable})
     assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
     tar = out / "gpu_check.tar.gz"
     assert 0 < tar.stat().st_size < 16 * 2**20
