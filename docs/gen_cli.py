@@ -59,10 +59,13 @@ def help_pages() -> list[tuple[list[str], str]]:
 
 
 def reference_markdown() -> str:
-    parts = []
-    for argv, text in help_pages():
-        title = " ".join(["reslab", *argv])
-        parts.append(f"## `{title}`\n\n```text\n$ {title} --help\n{text.rstrip()}\n```\n")
+    """One section per command: its title, then its `--help` text; first a line of links to every section."""
+    pages = help_pages()
+    titles = [" ".join(["reslab", *argv]) for argv, _ in pages]
+    index = " · ".join(f"[`{title}`](#{title.replace(' ', '-')})" for title in titles)
+    parts = [f"{index}\n"]
+    for title, (_, text) in zip(titles, pages):
+        parts.append(f"## `{title}` {{#{title.replace(' ', '-')}}}\n\n```text\n$ {title} --help\n{text.rstrip()}\n```\n")
     return "\n".join(parts)
 
 
