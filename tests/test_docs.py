@@ -115,6 +115,11 @@ def test_site_speed_page_includes_the_benchmark_notes(site):
     assert "benchmarks/results/" in text
 
 
+def test_site_reports_name_their_machine(site):
+    for report in ["quick-study", "quick-study-3seeds", "imagenet-style-quick"]:
+        assert "Measured on AMD EPYC Zen 1, 2 cores" in page_text(site / report / "report" / "index.html"), report
+
+
 def test_site_loads_nothing_from_the_network(site):
     remote = re.compile(r"""<(?:link|script|img)\b[^>]*\b(?:href|src)=["']?(?:https?:)?//""", re.I)
     for page in site.rglob("*.html"):
