@@ -29,7 +29,7 @@ SPLITS = ("test", "val", "train_probe")  # what each split's vector is measured 
 
 
 def split_digest(source: str, indices: torch.Tensor) -> str:
-    """sha256 of a split: the CIFAR set its indices point into ("train" or "test") and the indices, in order."""
+    """sha256 of a split: the set its indices point into (e.g. "cifar10/test") and the indices, in order."""
     h = hashlib.sha256(f"{source}:".encode())
     h.update(indices.to(torch.int64).cpu().contiguous().numpy().astype("<i8").tobytes())
     return h.hexdigest()
