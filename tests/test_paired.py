@@ -116,3 +116,84 @@ def test_paired_claim_reproduced_only_in_its_direction_below_the_family_level():
     assert ok is None and "seed-to-seed" in word
     word, ok = judge(paired_comparison(20.0, 15.0, 80, 30, seeds=3, noise=2.0))
     assert ok is True and "needs seeds" not in word
+
+
+# ---- runs store their per-image correctness -----------------------------------------------------------------
+
+def test_correct_json_survives_a_resume_at_an_evaluation_point_bit_identically(tiny_cfg, tmp_path):
+    from reslab.engine import train
+    from reslab.engine.runs import read_json, read_metrics
+
+    cfg = lambda: tiny_cfg(**{"data.train_probe": 100})  # noqa: E731
+    ref = train(cfg(), runs_dir=tmp_path / "ref", quiet=True)
+    ref_mid = train(cfg(), runs_dir=tmp_path / "mid", quiet=True, stop_after=11)  # latest evaluation: iteration 10
+    run = train(cfg(), runs_dir=tmp_path / "cut", quiet=True, stop_after=10)  # eval_every 5: stopped, eval pending
+    assert read_json(run / "summary.json")["evaluation_pending"] is True
+    assert read_json(run / "correct.json")["iteration"] == 5
+    train(resume=run, quiet=True, stop_after=1)  # the pending evaluation runs first
+    assert (run / "correct.json").read_bytes() == (ref_mid / "correct.json").read_bytes()
+    train(resume=run, quiet=True)
+    assert (run / "correct.json").read_bytes() == (ref / "correct.json").read_bytes()
+
+    doc = read_json(ref / "correct.json")
+    assert doc["format"] == "reslab-correct/1" and doc["iteration"] == 20
+    vectors = read_correct(doc)
+    assert list(vectors) == ["test", "val", "train_probe"]
+    assert (vectors["test"].n, vectors["val"].n, vectors["train_probe"].n) == (60, 50, 100)
+    final = read_metrics(ref / "metrics.csv")[-1]
+    assert vectors["test"].errors == round(final["test_error"] * 60 / 100)
+    assert vectors["val"].errors == round(final["val_error"] * 50 / 100)
+    probe = read_json(ref / "summary.json")["final"]["train_probe_error"]
+    assert vectors["train_probe"].errors == round(probe * 100 / 100)
+    assert "train_probe" not in read_json(ref_mid / "correct.json")["splits"]  # the probe: final point only
+
+
+def test_the_train_probe_is_a_fixed_class_balanced_part_of_the_training_split():
+    from reslab.config import ConfigError, load_config
+    from reslab.data import make_splits
+
+    labels = torch.arange(2000) % 10
+    test_labels = torch.arange(100) % 10
+    s = make_splits(labels, test_labels, val_size=200, split_seed=0, train_probe=500)
+    assert s.probe.numel() == 500 and torch.bincount(labels[s.probe]).tolist() == [50] * 10
+    assert set(s.probe.tolist()) <= set(s.train.tolist()) and not set(s.probe.tolist()) & set(s.val.tolist())
+    again = make_splits(labels, test_labels, val_size=200, split_seed=0, train_probe=500)
+    assert torch.equal(s.probe, again.probe)  # fixed: the same images for every run (and seed) of a study
+    assert torch.equal(make_splits(labels, test_labels, val_size=200, split_seed=0, train_probe=5000).probe, s.train)
+    assert make_splits(labels, test_labels, val_size=200, split_seed=0).probe.numel() == 0
+    with pytest.raises(ConfigError, match=r"data.train_probe=0 is not allowed; must be a positive integer or null"):
+        load_config(None, {"data.train_probe": 0})
+
+
+# ---- the report ------------------------------------------------------------------------------------------------
+
+def test_the_report_of_a_tiny_study_shows_the_paired_tests(tiny_degradation_report):
+    md, verdicts = tiny_degradation_report["md"].read_text(), tiny_degradation_report["verdicts"]
+    section = md[md.index("## Paired tests"):]
+    assert "| claim | measured on | images | difference (points) | b | c | p | Holm p | verdict |" in section
+    assert f"family level {FAMILY_ALPHA:g}" in section and "Fig. 7 claims are not in this family" in section
+    paired = {v.claim: v.comparison.paired for v in verdicts if v.comparison is not None}
+    assert set(paired) == {"Degradation (plain14 vs plain8)", "Residual cure at depth 8", "Residual cure at depth 14",
+                           "Deeper ResNets do better (resnet14 vs resnet8)"}
+    assert paired["Degradation (plain14 vs plain8)"].split == "train_probe"
+    assert paired["Deeper ResNets do better (resnet14 vs resnet8)"].split == "test"
+    assert paired["Deeper ResNets do better (resnet14 vs resnet8)"].images == 40  # data.test_subset=40
+    assert [t.adjusted for t in paired.values()] == pytest.approx(holm([t.p for t in paired.values()]))
+    for claim, t in paired.items():
+        assert f"| {claim} |" in section and f"| {t.b:,} | {t.c:,} |" in section
+    assert "these two trained networks differ" in md  # one seed: worded for what it is
+
+
+def test_runs_without_stored_correctness_report_as_before(tiny_degradation_study, tmp_path):
+    import shutil
+
+    from reslab.report import write_report
+
+    study = tmp_path / "old"
+    shutil.copytree(tiny_degradation_study, study)
+    for f in study.glob("runs/*/correct.json"):
+        f.unlink()  # a study made before runs stored their per-image correctness
+    out = write_report(study)
+    md = out["md"].read_text()
+    assert "## Paired tests" not in md and "sampling noise" in md
+    assert all(v.comparison is None or v.comparison.paired is None for v in out["verdicts"])

@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from typing import Callable
 
 from reslab import ReslabError
 from reslab.engine.correct import Correctness
@@ -46,6 +47,7 @@ class Verdict:
     text: str
     reproduced: bool | None    # None: not assessed, or within noise
     assessed: bool = True      # False: the runs needed to answer it are missing (see not_assessed)
+    comparison: "Comparison | None" = None  # what it was decided on (reports print its paired test)
 
     @property
     def mark(self) -> str:
@@ -256,6 +258,28 @@ def judge_paired(c: Comparison) -> tuple[str, bool | None]:
 
 def fmt_p(p: float) -> str:
     return f"{p:.2g}" if p >= 1e-4 else f"{p:.1e}"
+
+
+@dataclass
+class Claim:
+    """A claim compared but not yet worded: its family's Holm adjustment comes first (`decide`)."""
+
+    name: str                                   # Verdict.claim
+    comparison: Comparison
+    words: Callable[[Comparison, str], str]     # the sentence, from the comparison and the engine's word
+
+
+def decide(items: list["Claim | Verdict"]) -> list[Verdict]:
+    """A report's claims as verdicts, in order: Holm across their paired tests, then `judge` each (the items
+    that are already verdicts, e.g. not assessed, stay as they are)."""
+    holm_family([x.comparison for x in items if isinstance(x, Claim)])
+    out = []
+    for x in items:
+        if isinstance(x, Claim):
+            word, ok = judge(x.comparison)
+            x = Verdict(x.name, x.words(x.comparison, word), ok, comparison=x.comparison)
+        out.append(x)
+    return out
 
 
 def not_assessed(claim: str, needs: str) -> Verdict:
