@@ -197,3 +197,25 @@ def test_runs_without_stored_correctness_report_as_before(tiny_degradation_study
     md = out["md"].read_text()
     assert "## Paired tests" not in md and "sampling noise" in md
     assert all(v.comparison is None or v.comparison.paired is None for v in out["verdicts"])
+
+
+def test_several_seeds_combine_stratified_and_keep_the_seed_spread():
+    from reslab.analysis.verdicts import compare
+    from reslab.study.results import ModelResult, RunResult
+
+    def model(name, per_seed_bits):
+        runs = [RunResult(f"{name}-s{s}", name, "resnet", 8, s, "finished", {"final": {"test_error": 0.0}}, [], None,
+                          None, correct={"test": vector("test", bits)}) for s, bits in enumerate(per_seed_bits)]
+        return ModelResult(name, "resnet", 8, runs)
+
+    worse = model("a", [[0, 0, 1, 1, 1, 1], [0, 1, 1, 1, 1, 1], [0, 0, 0, 1, 1, 1]])
+    better = model("b", [[1, 1, 1, 1, 1, 0], [1, 1, 1, 1, 1, 1], [1, 1, 0, 1, 1, 1]])
+    c = compare(worse, better, "test_error", split="test")
+    # per seed (b, c): (2, 1), (1, 0), (2, 0) -> summed (5, 1), then one exact test
+    assert (c.paired.b, c.paired.c, c.paired.seeds, c.paired.images) == (5, 1, 3, 6)
+    assert c.paired.p == pytest.approx(mcnemar_p(5, 1)) == pytest.approx(7 / 64)
+    assert c.a == pytest.approx(100 * 6 / 18) and c.b == pytest.approx(100 * 2 / 18)  # means over seeds
+    assert c.noise is not None and "seed-to-seed spread (3 seeds)" in c.why  # the spread stays a yardstick
+    # a seed only one side finished is left out of the pairing
+    better.runs.pop()
+    assert compare(worse, better, "test_error", split="test").paired.seeds == 2
