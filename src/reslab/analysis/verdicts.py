@@ -216,8 +216,8 @@ def paired_compare(pairs: list[tuple[Correctness, Correctness]]) -> Comparison:
     (va, sa, n), (vb, sb, _) = mean_std(ea), mean_std(eb)
     test = paired_test(pairs)
     if sa is None or sb is None:
-        return Comparison(va, vb, None, f"McNemar's exact test on {test.images:,} {split_words(test.split)}; "
-                                        f"one seed: {ONE_SEED_CAVEAT}", test)
+        return Comparison(va, vb, None, f"McNemar's exact test on {test.images:,} {split_words(test.split)}, "
+                                        f"one seed", test)
     return Comparison(va, vb, 2 * math.sqrt(sa ** 2 / n + sb ** 2 / n),
                       f"2 standard errors of the seed-to-seed spread ({n} seeds) and McNemar's exact test "
                       f"stratified over the seeds on {test.images:,} {split_words(test.split)}", test)
@@ -247,7 +247,9 @@ def judge_paired(c: Comparison) -> tuple[str, bool | None]:
     if c.separable:
         caveat = f" ({ONE_SEED_CAVEAT})" if t.seeds == 1 else ""
         return f"reproduced{caveat} [{counts}]", True
-    if not c.holds:
+    if c.diff == 0:
+        why = "no difference"
+    elif not c.holds:
         why = "the difference goes the other way"
     elif t.adjusted >= FAMILY_ALPHA:
         why = f"adjusted p {fmt_p(t.adjusted)} is not below the family level {FAMILY_ALPHA:g}"
