@@ -182,6 +182,7 @@ def test_the_report_of_a_tiny_study_shows_the_paired_tests(tiny_degradation_repo
     for claim, t in paired.items():
         assert f"| {claim} |" in section and f"| {t.b:,} | {t.c:,} |" in section
     assert "these two trained networks differ" in md  # one seed: worded for what it is
+    assert "- train probe: 250 training images (data.train_probe" in md  # the protocol names it
 
 
 def test_runs_without_stored_correctness_report_as_before(tiny_degradation_study, tmp_path):

@@ -240,6 +240,12 @@ def protocol_items(study: Study) -> list[str]:
         f"{d.test_subset or 10000:,} {'class-balanced images of the 10k test set' if d.test_subset else 'test images'}",
         f"seeds: {', '.join(map(str, seeds))}",
     ]
+    probed = [r for r in study.runs if "train_probe" in r.correct]
+    if probed:
+        items.append(f"train probe: {probed[0].correct['train_probe'].n:,} training images (data.train_probe: a "
+                     f"fixed class-balanced subset, or the whole training split when that is smaller), evaluated at "
+                     f"the end in eval mode without augmentation; the training-error verdicts are measured on it, "
+                     f"the curves keep the running training error")
     if study.spec.plan:
         items.append(f"sized by `--budget {study.spec.plan.get('budget')}` when the study started: "
                      f"{plan_line(study.spec.plan)}")
