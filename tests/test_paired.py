@@ -108,7 +108,9 @@ def test_paired_claim_reproduced_only_in_its_direction_below_the_family_level():
     word, ok = judge(paired_comparison(20.0, 15.0, 80, 30))
     assert ok is True and word.startswith("reproduced") and "run-to-run variance needs seeds" in word
     assert "b = 80 vs c = 30" in word
-    word, ok = judge(paired_comparison(15.0, 20.0, 30, 80))   # the other way: not separable, never reproduced
+    word, ok = judge(paired_comparison(15.0, 20.0, 30, 80))   # the other way, clearly: contradicted
+    assert ok is False and word.startswith("not reproduced: the opposite holds")
+    word, ok = judge(paired_comparison(19.0, 20.0, 38, 40))   # the other way, within chance: not separable
     assert ok is None and "other way" in word
     word, ok = judge(paired_comparison(20.0, 15.0, 80, 30, adjusted=0.02))  # Holm lifted it above the family level
     assert ok is None and f"family level {FAMILY_ALPHA:g}" in word

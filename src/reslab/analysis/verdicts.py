@@ -101,6 +101,13 @@ class Paired:
     def adjusted(self) -> float:
         return self.p if self.p_adjusted is None else self.p_adjusted
 
+    @property
+    def reverse_adjusted(self) -> float:
+        """The one-sided p of the opposite claim (B errs more than A), scaled by the factor Holm gave this claim:
+        below FAMILY_ALPHA, the claim is contradicted, not merely unseparated."""
+        factor = self.adjusted / self.p if self.p > 0 else 1.0
+        return min(1.0, mcnemar_p(self.c, self.b) * factor)
+
 
 def binomial_tail(k: int, n: int) -> float:
     """P(X >= k) for X ~ Binomial(n, 1/2), exactly: the sum of C(n, j) for j >= k over 2^n, in integers."""
@@ -249,6 +256,9 @@ def judge_paired(c: Comparison) -> tuple[str, bool | None]:
         return f"reproduced{caveat} [{counts}]", True
     if c.diff == 0:
         why = "no difference"
+    elif not c.holds and t.reverse_adjusted < FAMILY_ALPHA and (c.noise is None or abs(c.diff) > c.noise):
+        return (f"not reproduced: the opposite holds, adjusted p {fmt_p(t.reverse_adjusted)} for it "
+                f"[{counts}]"), False
     elif not c.holds:
         why = "the difference goes the other way"
     elif t.adjusted >= FAMILY_ALPHA:
