@@ -51,6 +51,7 @@ class DataConfig:
     train_subset: typing.Optional[int] = None  # class-balanced seeded subset of the training split (short runs)
     val_subset: typing.Optional[int] = None   # evaluate on a class-balanced subset of the validation split
     test_subset: typing.Optional[int] = None  # evaluate on a class-balanced subset of the 10k test set
+    train_probe: typing.Optional[int] = 5000  # at the final evaluation, this many class-balanced training images (at most the whole training split) in eval mode without augmentation: the paired training-error verdicts; null = none
     normalization: str = "channel"            # channel: per-channel mean/std; pixel: the paper's per-pixel mean subtraction; none; init: the one model.init_from's weights were trained with
     augment: bool = True                      # pad 4 + random 32x32 crop + horizontal flip (the paper's)
     pad: int = 4
@@ -443,7 +444,7 @@ def _validate_numbers(cfg: Config) -> None:
             raise _err(key, v, "must be >= 0")
     if o.gamma > 1:
         raise _err("optim.gamma", o.gamma, "must be in (0, 1]")
-    for key in ("train_subset", "val_subset", "test_subset"):
+    for key in ("train_subset", "val_subset", "test_subset", "train_probe"):
         v = getattr(d, key)
         if v is not None and v <= 0:
             raise _err(f"data.{key}", v, "must be a positive integer or null")

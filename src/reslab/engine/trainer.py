@@ -24,6 +24,7 @@ from reslab.config import Config, Schedule, from_dict, load_yaml, resolve_schedu
 from reslab.data import CifarData, Normalizer, mix_seed
 from reslab.engine import distributed, runs
 from reslab.weights.files import CONFIG_FILE, newest_good_checkpoint, require_run_dir
+from reslab.engine.correct import Correctness, correct_document
 from reslab.engine.device import choose_amp, kernel_settings, native_bf16, set_determinism, set_tf32, torch_sync
 from reslab.engine.estimate import duration, evaluations, measure_speed
 from reslab.engine.evaluate import evaluate
@@ -232,7 +233,8 @@ def plan_lines(run: Run) -> list[str]:
     n_eval = evaluations(total, t.eval_every or run.sched.steps_per_epoch, st.iteration)
     eval_images = p.val_x.shape[0] + p.test_x.shape[0]
     speed = measure_speed(run.cfg, run.dev)
-    seconds = speed.run_seconds(left, t.batch_size, n_eval, eval_images)
+    seconds = speed.run_seconds(left, t.batch_size, n_eval, eval_images) + (  # the train probe: once, at the end
+        p.probe_x.shape[0] / speed.eval_images_per_s if n_eval else 0.0)
     lines = [f"plan: {left:,} iterations{' left' if left < total else ''} and {n_eval} evaluation"
              f"{'s' if n_eval != 1 else ''} of "
              f"{eval_images:,} images: about {duration(seconds)} here (measured just now: "
@@ -506,17 +508,27 @@ def eval_row(run: Run) -> dict:
     row = {"epoch": math.ceil(st.iteration / run.sched.steps_per_epoch - 1e-9), "iteration": st.iteration,
            "train_loss": loss_sum / max(seen, 1), "train_error": 100.0 * wrong / max(seen, 1), "lr": lr_now,
            "seconds": acc.seconds, "images_per_s": rate(seen, acc.seconds) if acc.seconds else None}
-    kw = dict(batch_size=t.eval_batch_size, amp=t.amp, channels_last=t.channels_last, classes=p.data.classes)
+    kw = dict(batch_size=t.eval_batch_size, amp=t.amp, channels_last=t.channels_last, classes=p.data.classes,
+              keep_correct=True)
     if ctx.enabled:  # each rank evaluates its share of the batches with rank 0's weights and BN statistics
         ctx.broadcast_buffers(run.model)
         kw["shard"] = (ctx.rank, ctx.world_size)
+    final = st.iteration == run.sched.iterations
+    vectors = []
     if p.val_x.shape[0]:
         v = evaluate(run.model, p.val_x, p.val_y, p.normalizer, **kw)
         row.update(val_loss=v.loss, val_error=v.error)
+        vectors.append(Correctness.from_tensor("val", p.digests["val"], v.correct))
     te = evaluate(run.model, p.test_x, p.test_y, p.normalizer, **kw)
     row.update(test_loss=te.loss, test_error=te.error)
-    if st.iteration == run.sched.iterations:  # the final test evaluation, kept whole for reports
+    vectors.insert(0, Correctness.from_tensor("test", p.digests["test"], te.correct))
+    if final and p.probe_x.shape[0]:  # the train probe, once: training error without augmentation, eval-mode BN
+        pr = evaluate(run.model, p.probe_x, p.probe_y, p.normalizer, **kw)
+        row.update(train_probe_error=pr.error)
+        vectors.append(Correctness.from_tensor("train_probe", p.digests["train_probe"], pr.correct))
+    if final:  # the final test evaluation, kept whole for reports
         run.writer.write_test_eval({"iteration": st.iteration, **te.as_dict()})
+    run.writer.write_correct(correct_document(st.iteration, vectors))
     return row
 
 
