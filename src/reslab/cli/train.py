@@ -22,8 +22,8 @@ def configure(p) -> None:
     p.add_argument("--model", default=None, help="model name (see `reslab models`); sets model.name")
     add_data_dir(p)
     p.add_argument("--runs-dir", default="runs", help="where run directories are created")
-    p.add_argument("--epochs", type=float, default=None, help="train this many epochs (sets train.epochs, "
-                   "which overrides train.iterations)")
+    p.add_argument("--epochs", type=float, default=None, help="train this many epochs (sets train.epochs "
+                   "and clears train.iterations; a --set of either wins over it)")
     p.add_argument("--seed", type=int, default=None, help="training seed (sets train.seed; default 0)")
     p.add_argument("--device", default=None, help="auto | cpu | cuda | cuda:N | mps (sets train.device)")
     p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
