@@ -61,7 +61,7 @@ def test_models_filter_matching_nothing_says_what_exists(capsys):
     (["train", "--set", "optim.lr=-1"], "optim.lr"),
     (["train", "--data-dir", "/nonexistent/dir"], "--data-dir /nonexistent/dir does not exist"),
     (["train", "--device", "cuda:0"] if not torch.cuda.is_available() else ["train", "--device", "tpu"], "cuda"),
-    (["eval", "/nonexistent/run"], "does not exist"),
+    (["eval", "/nonexistent/run"], "neither an existing run directory or checkpoint file"),
     (["train", "--resume", "/tmp", "--epochs", "3"], "drop --epochs"),
 ])
 def test_bad_input_exits_2_with_one_line(capsys, tmp_path, fake_dir, args, needle):
