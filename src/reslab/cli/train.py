@@ -8,8 +8,9 @@ from pathlib import Path
 from reslab import ReslabError
 from reslab.cli.common import add_data_dir
 from reslab.config import dump_yaml, find_config, load_config, load_yaml
-from reslab.engine import distributed, runs
+from reslab.engine import distributed
 from reslab.engine.signals import exit_code
+from reslab.engine.summary import read_summary
 from reslab.engine.trainer import train
 
 DESCRIPTION = ("Train one model under a config (default: the paper's protocol with per-channel normalisation). "
@@ -116,6 +117,5 @@ def run_on_this_rank(fn) -> int:
             print(f"reslab: error (rank {os.environ['RANK']}): {e}", file=sys.stderr)
             return 2
         raise
-    summary = Path(run_dir) / runs.SUMMARY_FILE
-    stopped = runs.read_json(summary) if summary.exists() else {}
-    return exit_code(stopped.get("stopped_by")) if stopped.get("status") == "interrupted" else 0
+    s = read_summary(run_dir)
+    return exit_code(s.stopped_by) if s.status == "interrupted" else 0

@@ -107,10 +107,10 @@ def _results_table(models: list[ModelResult]) -> Table:
         if n == 0:
             rows.append([m.model, str(m.depth), "–", *(["–"] * 7), f"{m.runs[0].status}"])
             continue
-        bv = mean_std([r.summary["best"]["val_error"] for r in m.finished if r.summary.get("best")])
-        bt = mean_std([r.summary["best"]["test_error"] for r in m.finished if r.summary.get("best")])
+        bv = mean_std([r.summary.best["val_error"] for r in m.finished if r.summary.best])
+        bt = mean_std([r.summary.best["test_error"] for r in m.finished if r.summary.best])
         rows.append([
-            m.model, str(m.depth), f"{m.finished[0].summary['parameters']:,}",
+            m.model, str(m.depth), f"{m.finished[0].summary.parameters:,}",
             fmt(*m.stat("train_loss"), digits=4), fmt(*m.stat("train_error")), f"**{fmt(*m.stat('test_error'))}**",
             f"{fmt(*bv)} ({fmt(*bt)})", fmt(*m.summary_stat("wall_seconds"), digits=0),
             fmt(median_rate(m), digits=0), f"{n} finished"

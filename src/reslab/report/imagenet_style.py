@@ -163,8 +163,8 @@ def _results(study: Study, models: list[ModelResult]) -> Table:
         if not m.finished:
             rows.append([m.model, params, macs, *(["–"] * 7), m.runs[0].status])
             continue
-        bv = mean_std([r.summary["best"]["val_error"] for r in m.finished if r.summary.get("best")])
-        bt = mean_std([r.summary["best"]["test_error"] for r in m.finished if r.summary.get("best")])
+        bv = mean_std([r.summary.best["val_error"] for r in m.finished if r.summary.best])
+        bt = mean_std([r.summary.best["test_error"] for r in m.finished if r.summary.best])
         rows.append([m.model, params, macs, _fmt(m.stat("train_loss")[0], 4), _fmt(m.stat("train_error")[0]),
                      _fmt(m.stat("val_loss")[0], 4), _fmt(m.stat("val_error")[0]),
                      f"**{_fmt(m.stat('test_error')[0])}**", f"{_fmt(bv[0])} ({_fmt(bt[0])})",
