@@ -1,20 +1,21 @@
 """The degradation study's report: plain vs residual nets of several depths (the paper's Fig. 6 / Table 6).
 
-Its verdict questions (degradation, the residual cure at each depth, deeper ResNets do better) are answered by
-the one verdict engine (reslab.analysis.verdicts) from the final numbers, with the seed-to-seed spread as the
-yardstick when there are several seeds and the sampling noise of the images measured with one (as every report
-kind: report.sections.compare_models).
+Its verdict questions (degradation, the residual cure at each depth, deeper ResNets do better) are the shared
+claims of reslab.report.claims, asked of its plain/ResNet pairs and answered by the one verdict engine
+(reslab.analysis.verdicts) from the final numbers, with the seed-to-seed spread as the yardstick when there are
+several seeds and the sampling noise of the images measured with one (as every report kind:
+report.sections.compare_models).
 """
 from __future__ import annotations
 
 from pathlib import Path
 
-from reslab.analysis.verdicts import Verdict, judge, not_assessed
+from reslab.analysis.verdicts import Verdict, not_assessed
 from reslab.data import DATASETS
 from reslab.models.paper import TABLE6_TEST_ERROR
-from reslab.report import figures
+from reslab.report import claims, figures
 from reslab.report.document import Bullets, Document, Figure, Heading, Para, Table
-from reslab.report.sections import (analysis_section, basis_note, compare_models, confusion_section, fmt,
+from reslab.report.sections import (analysis_section, basis_note, confusion_section, fmt,
                                     median_rate, per_class_section, protocol_items, ranking_section, throughput_note,
                                     verdict_blocks)
 from reslab.study.results import ModelResult, Study, load_study, mean_std
@@ -28,48 +29,20 @@ def degradation(study: Study, models: list[ModelResult]) -> Verdict:
     plains = sorted((m for m in models if m.group == "plain" and m.finished), key=lambda m: m.depth)
     if len(plains) < 2:
         return not_assessed("Degradation", "two finished plain nets of different depth")
-    shallow, deep = plains[0], plains[-1]
-    c = compare_models(study, deep, shallow, "train_error")
-    word, ok = judge(c)
-    rel = "higher" if c.holds else "lower (or equal)"
-    return Verdict(f"Degradation ({deep.model} vs {shallow.model})",
-                   f"Degradation: {deep.model} ends with {rel} training error than {shallow.model} "
-                   f"({c.a:.1f}% vs {c.b:.1f}%) — {word}.", ok)
+    return claims.degradation(study, plains[0], plains[-1])
 
 
 def residual_cure(study: Study, models: list[ModelResult]) -> list[Verdict]:
-    out = []
     by = {(m.group, m.depth): m for m in models if m.finished}
-    for depth in sorted({d for g, d in by if g == "plain" and ("resnet", d) in by}):
-        plain, res = by[("plain", depth)], by[("resnet", depth)]
-        c = compare_models(study, plain, res, "train_error")
-        word, ok = judge(c)
-        te_p, te_r = plain.stat("test_error")[0], res.stat("test_error")[0]
-        if c.holds:
-            text = (f"Residual cure at depth {depth}: {res.model} ends below {plain.model} by {c.diff:.1f} points of "
-                    f"training error ({c.b:.1f}% vs {c.a:.1f}%; test {te_r:.1f}% vs {te_p:.1f}%) — {word}.")
-        else:
-            text = (f"Residual cure at depth {depth}: {res.model} does not end below {plain.model} "
-                    f"(training error {c.b:.1f}% vs {c.a:.1f}%; test {te_r:.1f}% vs {te_p:.1f}%) — {word}.")
-        out.append(Verdict(f"Residual cure at depth {depth}", text, ok))
-    return out
+    return [claims.residual_cure(study, by[("plain", d)], by[("resnet", d)], d)
+            for d in sorted({d for g, d in by if g == "plain" and ("resnet", d) in by})]
 
 
 def depth_helps_resnets(study: Study, models: list[ModelResult]) -> Verdict:
     res = sorted((m for m in models if m.group == "resnet" and m.finished), key=lambda m: m.depth)
     if len(res) < 2:
         return not_assessed("Deeper ResNets do better", "two finished ResNets")
-    shallow, deep = res[0], res[-1]
-    c = compare_models(study, shallow, deep, "test_error")
-    word, ok = judge(c)
-    if c.holds:
-        text = (f"Deeper ResNets do better: {deep.model} ends with lower test error than {shallow.model} "
-                f"({c.b:.1f}% vs {c.a:.1f}%) — {word}.")
-    else:
-        text = (f"Deeper ResNets do better: {deep.model} does not beat {shallow.model} on test error "
-                f"({c.b:.1f}% vs {c.a:.1f}%) — {word}" + (" at this budget; the paper's 64k-iteration schedule "
-                                                          "is needed for that." if c.separable else "."))
-    return Verdict(f"Deeper ResNets do better ({deep.model} vs {shallow.model})", text, ok)
+    return claims.depth_helps_resnets(study, res[0], res[-1], longer="the paper's 64k-iteration schedule")
 
 
 def all_verdicts(study: Study) -> list[Verdict]:
