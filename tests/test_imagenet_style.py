@@ -230,7 +230,8 @@ def test_study_trains_the_five_models_and_writes_the_report(tiny_study):
         assert needle in md, needle
     assert "Figure 6" not in md  # not the degradation report
     html = (rep / "report.html").read_text()
-    assert html.count("data:image/png;base64,") == 5 and "ImageNet, not comparable" in html
+    # the five figures above and the analysis' Fig. 7 responses
+    assert html.count("data:image/png;base64,") == 6 and "ImageNet, not comparable" in html
 
 
 def test_protocol_is_identical_across_the_five_runs(tiny_study):

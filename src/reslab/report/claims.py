@@ -36,14 +36,14 @@ def residual_cure(study: Study, plain: ModelResult, res: ModelResult, depth: int
 
 def depth_helps_resnets(study: Study, shallow: ModelResult, deep: ModelResult, longer: str = "") -> Verdict:
     """The deeper ResNet ends with lower test error than the shallower one. `longer`: what a separable miss
-    needs (e.g. "the paper's 64k-iteration schedule"), said after "at this budget"."""
+    needs (e.g. "the paper's 64k-iteration schedule"), said after it as "at this budget; ... is needed"."""
     c = compare_models(study, shallow, deep, "test_error")
     word, ok = judge(c)
     if c.holds:
         text = (f"Deeper ResNets do better: {deep.model} ends with lower test error than {shallow.model} "
                 f"({c.b:.1f}% vs {c.a:.1f}%) — {word}.")
     else:
-        tail = (f" at this budget; {longer} is needed for that." if longer else " at this budget.")
+        tail = f" at this budget; {longer} is needed for that." if longer and c.separable else "."
         text = (f"Deeper ResNets do better: {deep.model} does not beat {shallow.model} on test error "
-                f"({c.b:.1f}% vs {c.a:.1f}%) — {word}" + (tail if c.separable else "."))
+                f"({c.b:.1f}% vs {c.a:.1f}%) — {word}" + tail)
     return Verdict(f"Deeper ResNets do better ({deep.model} vs {shallow.model})", text, ok)
