@@ -1,7 +1,8 @@
 """The report of `reslab study imagenet-style`: plain18/34, resnet18/34 and resnet18_ms on CIFAR-10.
 
-Same building blocks as the degradation report (collect -> numbers, document -> md + html, figures), its own
-figures and verdicts. Every verdict is computed from the final numbers and says when a difference is too small
+Same building blocks as the degradation report (collect -> numbers, document -> md + html, figures, the
+analysis section), its own figures; the degradation, residual-cure and depth verdicts are the shared claims of
+reslab.report.claims asked of the 18/34-layer pairs, the multi-scale one its own. Every verdict is computed from the final numbers and says when a difference is too small
 to mean anything: with several seeds against the seed-to-seed spread; with one seed against the sampling noise
 of the images the number was measured on (a binomial standard error — a lower bound on the real noise, since
 it ignores run-to-run variation).
