@@ -5,10 +5,11 @@ import sys
 import pytest
 import torch
 
-from reslab.bench import bench_eval, bench_train, conv_share, kineto_markers_dropped, step_breakdown, step_part
+from reslab.bench import (bench_eval, bench_train, conv_share, kineto_markers_dropped, speed_figures, step_breakdown,
+                          step_part)
 from reslab.cli import main
 from reslab.engine import train
-from reslab.engine.runs import read_metrics
+from reslab.engine.runs import TRAIN_LOG_FILE, read_metrics
 from reslab.models import create_model
 from reslab.models.fuse import fold_batchnorm
 
@@ -19,17 +20,26 @@ def test_bench_train_reports_every_figure():
     for key in ("reslab_images_per_s", "baseline_images_per_s", "ratio", "gflops_reslab", "input_pipeline_share",
                 "peak_memory_mb", "baseline", "torch", "cpu"):
         assert key in res, key
-    assert res["ratio"] == pytest.approx(res["reslab_images_per_s"] / res["baseline_images_per_s"], rel=0.01)
     assert 0 < res["input_pipeline_share"] < 1
     assert len(res["reslab_rounds"]) == len(res["baseline_rounds"]) == 2
     # convolutions dominate even a tiny net's step, and the ceiling is consistent with the measured figures
     assert 0.2 < res["conv_share"] < 1
-    assert res["ratio_ceiling_if_only_convs"] == pytest.approx(res["ratio"] / res["conv_share"], rel=0.02)
+    assert res["ratio_ceiling_if_only_convs"] > res["ratio"]
     parts = res["step_breakdown"]
     assert list(parts) == ["convolution", "batch-norm", "relu", "other"]
     assert sum(v["share"] for v in parts.values()) == pytest.approx(1, abs=1e-3)
     assert parts["convolution"]["share"] == res["conv_share"]
     assert parts["batch-norm"]["share"] > 0 and parts["relu"]["share"] > 0  # resnet8 has both, forward and back
+
+
+def test_speed_figures_are_medians_of_the_rounds_and_their_ratio():
+    # medians, not means: one slow round (a busy machine) moves neither side
+    ips = {"reslab": [300.0, 100.0, 200.0], "baseline": [80.0, 400.0, 100.0], "reslab_fp32": [1.0, 1.0, 1.0]}
+    assert speed_figures(ips) == {"reslab_images_per_s": 200.0, "baseline_images_per_s": 100.0, "ratio": 2.0}
+    # convolutions take a quarter of reslab's step: with the rest free, reslab would be 4x faster, 8x the baseline
+    assert speed_figures(ips, conv_share=0.25)["ratio_ceiling_if_only_convs"] == 8.0
+    assert speed_figures(ips, conv_share=0.0)["ratio_ceiling_if_only_convs"] is None
+    assert speed_figures({"reslab": [150.0], "baseline": [450.0]})["ratio"] == 0.333
 
 
 def test_step_parts_name_the_ops_a_training_step_runs():
@@ -89,10 +99,18 @@ def test_conv_bn_folding_keeps_outputs(shortcut):
     assert any(isinstance(x, torch.nn.BatchNorm2d) for x in m.modules())  # the original is untouched
 
 
-def test_bf16_autocast_path_trains_on_cpu(tiny_cfg, tmp_path):
-    run = train(tiny_cfg(**{"train.amp": "bf16", "train.iterations": 10}), runs_dir=tmp_path, quiet=True)
-    rows = read_metrics(run / "metrics.csv")
-    assert rows and all(r["train_loss"] == r["train_loss"] for r in rows)  # finite
+def test_bf16_autocast_trains_like_fp32_on_cpu(tiny_cfg, tmp_path):
+    # the same seed, data and schedule in fp32 and in bf16 autocast: the loss of every iteration agrees to
+    # bf16's precision (a few parts in a thousand), without being the same numbers (the bf16 path did run),
+    # and both fall over the ten steps
+    losses = {}
+    for amp in ("none", "bf16"):
+        run = train(tiny_cfg(**{"train.amp": amp, "train.iterations": 10}), runs_dir=tmp_path / amp, quiet=True)
+        losses[amp] = [r["train_loss"] for r in read_metrics(run / TRAIN_LOG_FILE)]
+    fp32, bf16 = losses["none"], losses["bf16"]
+    assert len(fp32) == len(bf16) == 10
+    assert bf16 == pytest.approx(fp32, rel=0.02) and bf16 != fp32
+    assert bf16[-1] < bf16[0] - 0.5 and fp32[-1] < fp32[0] - 0.5
 
 
 def test_fp16_on_cpu_is_refused_with_a_clear_line(tiny_cfg):

@@ -5,6 +5,7 @@ import sys
 import urllib.request
 
 import pytest
+import yaml
 import torch
 
 from reslab.cli import COMMANDS, build_parser, main
@@ -60,7 +61,7 @@ def test_models_filter_matching_nothing_says_what_exists(capsys):
     (["train", "--set", "optim.lr=-1"], "optim.lr"),
     (["train", "--data-dir", "/nonexistent/dir"], "--data-dir /nonexistent/dir does not exist"),
     (["train", "--device", "cuda:0"] if not torch.cuda.is_available() else ["train", "--device", "tpu"], "cuda"),
-    (["eval", "/nonexistent/run"], "does not exist"),
+    (["eval", "/nonexistent/run"], "neither an existing run directory or checkpoint file"),
     (["train", "--resume", "/tmp", "--epochs", "3"], "drop --epochs"),
 ])
 def test_bad_input_exits_2_with_one_line(capsys, tmp_path, fake_dir, args, needle):
@@ -234,3 +235,16 @@ def test_progress_without_a_terminal_is_plain_lines(monkeypatch, capsys):
     assert "\r" not in err and err.count("\n") == 3
     assert err.splitlines()[-1] == "epoch 1 step 3/10 | loss 2.300 err 88% lr 0.1 612/s run ETA 1:06:40"
     assert len(progress.status(2.3, 87.5, 0.1, 612.0, 4000.0)) < 50  # leaves an 80-column bar room
+
+
+def test_set_iterations_wins_over_a_config_file_in_epochs(capsys, tmp_path, fake_dir):
+    cfg = tmp_path / "c.yaml"
+    cfg.write_text("train:\n  iterations: null\n  epochs: 2\n  batch_size: 25\n  eval_every: 3\ndata:\n  val_size: 50\n"
+                   "log:\n  progress: false\n")
+    code, out, err = run_cli(capsys, "train", "--config", str(cfg), "--model", "resnet8", "--data-dir", str(fake_dir),
+                             "--runs-dir", str(tmp_path / "runs"), "--set", "train.iterations=3", "--quiet")
+    assert code == 0, err
+    run = next((tmp_path / "runs").iterdir())
+    assert json.loads((run / "summary.json").read_text())["iterations_done"] == 3  # not 2 epochs of 10
+    train = yaml.safe_load((run / "config.yaml").read_text())["train"]
+    assert (train["iterations"], train["epochs"]) == (3, None)

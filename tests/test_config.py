@@ -118,3 +118,29 @@ def test_random_overrides_either_fail_cleanly_or_round_trip(over):
         return
     assert to_dict(from_dict(yaml.safe_load(dump_yaml(c)))) == to_dict(c)
     assert c.optim.lr > 0 and c.train.batch_size > 0
+
+
+def test_the_run_length_set_last_wins():
+    # a --set of train.iterations on a profile that spells its length in epochs trains those iterations
+    c = load_config("quick", ["train.iterations=3000"])
+    assert (c.train.iterations, c.train.epochs) == (3000, None)
+    assert resolve_schedule(c, 8000).iterations == 3000
+    assert "epochs: null" in dump_yaml(c)  # one meaning in the run's config.yaml
+    # and the other way round, and a key given twice counts where it was given last
+    c = load_config("paper", ["train.epochs=2"])
+    assert (c.train.iterations, c.train.epochs) == (None, 2.0)
+    c = load_config(None, ["train.epochs=1", "train.iterations=30", "train.epochs=2"])
+    assert (c.train.iterations, c.train.epochs) == (None, 2.0)
+    c = load_config(None, {"train.epochs": 1, "train.iterations": 30})
+    assert (c.train.iterations, c.train.epochs) == (30, None)
+
+
+def test_a_config_file_wins_over_the_defaults_key_by_key(tmp_path):
+    f = tmp_path / "c.yaml"
+    f.write_text("train:\n  epochs: 3\noptim:\n  lr: 0.02\n")
+    c = load_config(f, ["optim.lr=0.04"])
+    assert (c.train.iterations, c.train.epochs, c.optim.lr) == (None, 3.0, 0.04)
+    # a config.yaml written before the rule held both; its epochs (listed after iterations) still win, as before
+    old = tmp_path / "old.yaml"
+    old.write_text("train:\n  iterations: 64000\n  epochs: 2\n")
+    assert resolve_schedule(load_config(old), 5000).iterations == 78

@@ -221,15 +221,17 @@ def test_study_trains_the_five_models_and_writes_the_report(tiny_study):
     for f in ("report.md", "report.html", "loss_pairs.png", "val_error.png", "ms.png", "lr.png", "confusion.png"):
         assert (rep / f).is_file() and (rep / f).stat().st_size > 1000, f
     md = (rep / "report.md").read_text()
-    for needle in ("## Verdicts", "Degradation (plain34 vs plain18)", "Depth helps ResNets (resnet34 vs resnet18)",
+    for needle in ("## Verdicts", "Degradation (plain34 vs plain18)", "Deeper ResNets do better (resnet34 vs resnet18)",
                    "Multi-scale (resnet18_ms vs resnet34)", "Residual cure at depth 34", "## Protocol",
                    "widths 4/8/16/32", "reduced from the standard", "## Results", "MACs @32", "## Ranking",
                    "## Per-class test accuracy", "airplane", "ImageNet, not comparable", "27.94", "28.54", "27.88",
-                   "25.03", "loss_pairs.png", "ms.png", "cannot tell these models apart"):
+                   "25.03", "loss_pairs.png", "ms.png", "cannot tell these models apart",
+                   "## Layer responses (the paper's Figure 7)", "## Gradient flow along training"):
         assert needle in md, needle
     assert "Figure 6" not in md  # not the degradation report
     html = (rep / "report.html").read_text()
-    assert html.count("data:image/png;base64,") == 5 and "ImageNet, not comparable" in html
+    # the five figures above and the analysis' Fig. 7 responses
+    assert html.count("data:image/png;base64,") == 6 and "ImageNet, not comparable" in html
 
 
 def test_protocol_is_identical_across_the_five_runs(tiny_study):
@@ -258,9 +260,9 @@ def test_verdicts_follow_the_numbers(tiny_study, tmp_path):
                                                 "resnet18": (30.0, 60.0), "resnet34": (10.0, 20.0),
                                                 "resnet18_ms": (5.0, 2.0)})
     texts = [v.text for v in verdicts(load_study(good))]
-    assert texts[0].startswith("Degradation (plain34 vs plain18): plain34 ends with higher training error than "
+    assert texts[0].startswith("Degradation: plain34 ends with higher training error than "
                                "plain18 (60.0% vs 20.0%") and texts[0].endswith("— reproduced.")
-    assert texts[1].startswith("Depth helps ResNets (resnet34 vs resnet18): resnet34 beats resnet18 on test error "
+    assert texts[1].startswith("Deeper ResNets do better: resnet34 ends with lower test error than resnet18 "
                                "(20.0% vs 60.0%") and texts[1].endswith("— reproduced.")
     assert texts[2].startswith("Multi-scale (resnet18_ms vs resnet34): resnet18_ms beats resnet34 on test error "
                                "(2.0% vs 20.0%)") and texts[2].endswith("— reproduced.")
@@ -279,6 +281,21 @@ def test_verdicts_follow_the_numbers(tiny_study, tmp_path):
     assert all(v.reproduced is None and "not separable at this budget" in v.text for v in vs[:3])
     write_report(bad)  # the written report carries the flipped verdicts
     assert "resnet18_ms does not beat resnet34" in (bad / "report" / "report.md").read_text()
+
+
+def test_the_claims_are_the_degradation_reports_and_the_colours_meet_3_to_1(tiny_study, tmp_path):
+    from reslab.plotting import contrast_ratio
+    from reslab.report import claims
+    from reslab.report.imagenet_style import COLORS
+
+    assert all(contrast_ratio(c) >= 3 for c in COLORS.values()), COLORS
+    study = load_study(tiny_study)
+    by = {m.model: m for m in study.models()}
+    shared = [claims.degradation(study, by["plain18"], by["plain34"]),
+              claims.depth_helps_resnets(study, by["resnet18"], by["resnet34"]),
+              claims.residual_cure(study, by["plain34"], by["resnet34"], 34)]
+    vs = verdicts(study)
+    assert [vs[0], vs[1], vs[3]] == shared
 
 
 def test_plan_and_cli(tmp_path, fake_dir_module, capsys):

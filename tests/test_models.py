@@ -3,6 +3,7 @@ import torch
 
 from reslab import ReslabError
 from reslab.models import count_macs, count_params, create_model, list_models
+from reslab.models.paper import TABLE6_PARAMS
 from reslab.models.resnet import BasicBlock, PadShortcut
 
 # The paper's Table 6 parameter counts (0.27M ... 19.4M) as exact integers for the option-A nets.
@@ -16,10 +17,11 @@ def test_parameter_counts_match_the_paper(depth):
     assert count_params(plain) == PAPER_PARAMS[depth]  # option A adds no parameters
 
 
-def test_rounded_counts_as_printed_in_the_paper():
-    printed = {20: 0.27, 32: 0.46, 44: 0.66, 56: 0.85, 110: 1.7, 1202: 19.4}
-    for d, m in printed.items():
-        assert round(PAPER_PARAMS[d] / 1e6, 2 if d < 100 else 1) == m
+@pytest.mark.parametrize("depth", sorted(TABLE6_PARAMS))
+def test_built_nets_round_to_the_counts_printed_in_table6(depth):
+    printed = TABLE6_PARAMS[depth]  # "0.27M" ... "19.4M", as reslab prints them beside its own counts
+    digits = len(printed.rstrip("M").split(".")[1])
+    assert f"{round(count_params(create_model(f'resnet{depth}')) / 1e6, digits)}M" == printed
 
 
 def test_registry_lists_paper_depths_and_resolves_any_6n_plus_2():
@@ -28,7 +30,10 @@ def test_registry_lists_paper_depths_and_resolves_any_6n_plus_2():
         assert f"resnet{d}" in names and f"plain{d}" in names
     assert count_params(create_model("resnet8")) == 75_290
     assert count_params(create_model("plain74")) == count_params(create_model("resnet74"))
-    assert count_params(create_model("cifar_resnet50")) > 0
+    # a CIFAR net's parameters grow by the same amount per n (one block in each of the three stages): 6n+2 = 50
+    # is n = 8, five n past ResNet-20
+    per_n = (PAPER_PARAMS[32] - PAPER_PARAMS[20]) // 2
+    assert count_params(create_model("cifar_resnet50")) == PAPER_PARAMS[20] + 5 * per_n == 755_802
 
 
 # (resnet50 / resnet152 were refused here until the ImageNet-style family took those names: tests/test_imagenet_style.py)
@@ -97,5 +102,5 @@ def test_zero_init_residual_option():
 
 
 def test_bad_shortcut_option():
-    with pytest.raises((ValueError, ReslabError), match="shortcut"):
+    with pytest.raises(ReslabError, match=r"model resnet20: shortcut='D' is not allowed; allowed: A, B, C$"):
         create_model("resnet20", shortcut="D")

@@ -1,5 +1,6 @@
 """What a study's report shows first and how it shows it: the verdict summary, the ranking against the noise,
 the throughput column, and figures that read on white."""
+import dataclasses
 import pytest
 
 from reslab.analysis.verdicts import MARKS, Comparison, Verdict, judge, not_assessed
@@ -74,7 +75,7 @@ def test_ranking_marks_neighbours_within_noise_and_names_the_yardstick(tiny_degr
     finals = {"resnet14": 10.0, "resnet8": 12.0, "plain8": 50.0, "plain14": 75.0}  # test error, on 40 images
     models = {m.model: m for m in study.models()}
     for name, err in finals.items():
-        models[name].runs[0].summary = {**models[name].runs[0].summary, "final": {"test_error": err}}
+        models[name].runs[0].summary = dataclasses.replace(models[name].runs[0].summary, final={"test_error": err})
     ranked = [models[n] for n in finals]
     heading, table, note = ranking_section(study, ranked)
     assert [r[:2] for r in table.rows] == [["1", "resnet14"], ["=1", "resnet8"], ["3", "plain8"], ["4", "plain14"]]

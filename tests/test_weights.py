@@ -285,3 +285,41 @@ def test_init_from_published_weights_takes_their_conventions(fake_dir, tmp_path,
                  "--set", "data.val_size=50", "--set", "train.batch_size=25", "--set", "train.iterations=1",
                  "--set", "optim.milestones=[]"]) == 0
     assert "normalization: channel" in (tmp_path / "ft2" / "config.yaml").read_text()  # an explicit choice wins
+
+
+@pytest.fixture
+def stand_in_resnet20(tmp_path, monkeypatch):
+    """An akamaster-style resnet20 file (DataParallel keys, `linear`, no BN counters) standing in for the published
+    one: the table entry points at it (its sha256), found in $RESLAB_WEIGHTS_DIR."""
+    model = randomise_bn(create_model("resnet20"), seed=3)
+    state = {"module." + k.replace("fc.", "linear."): v for k, v in model.state_dict().items()
+             if not k.endswith("num_batches_tracked")}
+    d = tmp_path / "weights"
+    d.mkdir()
+    f = d / "stand-in-resnet20.th"
+    torch.save({"state_dict": state, "best_prec1": 91.0}, f)
+    entry = pub.PUBLISHED[("resnet20", "akamaster")]
+    monkeypatch.setitem(pub.PUBLISHED, ("resnet20", "akamaster"), dataclasses.replace(
+        entry, filename=f.name, sha256=hashlib.sha256(f.read_bytes()).hexdigest(), url=closed_port_url(f.name)))
+    monkeypatch.setenv("RESLAB_WEIGHTS_DIR", str(d))
+    return f
+
+
+def test_eval_takes_a_published_model_by_name(stand_in_resnet20, fake_dir, tmp_path, capsys, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    assert main(["eval", "resnet20", "--json", "--data-dir", str(fake_dir)]) == 0
+    by_name = json.loads(capsys.readouterr().out)
+    assert by_name["model"] == "resnet20" and by_name["checkpoint"] == str(stand_in_resnet20)
+    assert (tmp_path / "resnet20.confusion-test.csv").is_file()
+    # the same numbers as the file imported by hand and evaluated as a checkpoint
+    assert main(["import", "akamaster", str(stand_in_resnet20), "--out", str(tmp_path / "imported.pt")]) == 0
+    capsys.readouterr()
+    assert main(["eval", str(tmp_path / "imported.pt"), "--json", "--data-dir", str(fake_dir)]) == 0
+    by_file = json.loads(capsys.readouterr().out)
+    assert (by_name["test_error"], by_name["confusion"]) == (by_file["test_error"], by_file["confusion"])
+    assert by_name["normalization"] == "ImageNet mean/std, as these weights were trained by akamaster"
+    # a name that is neither a path nor published: one line naming what is
+    assert main(["eval", "resnet8", "--data-dir", str(fake_dir)]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "'resnet8' is neither an existing run directory or checkpoint file" in err
+    assert "resnet20" in err

@@ -277,22 +277,22 @@ def bench_train(model_name: str = "resnet20", batch_size: int = 128, rounds: int
     if b_side is not None:
         b = statistics.median(ips["baseline"])
         res.update(baseline=f"DataLoader({workers} workers) + {b_side.ds.kind}, NCHW fp32, eager, torch.optim.SGD",
-                   baseline_images_per_s=round(b, 1), ratio=round(a / b, 3),
-                   baseline_rounds=[round(v, 1) for v in ips["baseline"]],
+                   **speed_figures(ips), baseline_rounds=[round(v, 1) for v in ips["baseline"]],
                    gflops_baseline=round(b * macs * 2 * 3 / 1e9, 2))
         if dev.type == "cpu":
-            res.update(cpu_ceiling(a_side, step_time, batch_size / b))
+            res.update(cpu_ceiling(a_side, step_time, ips))
         b_side.close()
     return res
 
 
-def cpu_ceiling(side: ReslabSide, step_time: float, baseline_step_time: float) -> dict:
+def cpu_ceiling(side: ReslabSide, step_time: float, ips: dict[str, list]) -> dict:
     """Where a CPU step's time goes: the convolutions (the same oneDNN kernels on both sides) set a ceiling on any
     speed-up that does not make the convolutions themselves faster."""
     parts = step_breakdown(side.steps)
     share = parts["convolution"]
+    ceiling = speed_figures(ips, share)["ratio_ceiling_if_only_convs"]
     return {"conv_share": round(share, 4), "conv_ms_per_step": round(share * step_time * 1e3, 1),
-            "ratio_ceiling_if_only_convs": round(baseline_step_time / (share * step_time), 3) if share else None,
+            "ratio_ceiling_if_only_convs": ceiling,
             "step_breakdown": {part: {"share": round(v, 4), "ms_per_step": round(v * step_time * 1e3, 1)}
                                for part, v in parts.items()}}
 
@@ -304,6 +304,17 @@ def graph_gain(ips: dict[str, list]) -> dict:
     a, e = statistics.median(ips["reslab"]), statistics.median(ips["reslab_eager"])
     return {"reslab_eager_images_per_s": round(e, 1), "graph_speedup": round(a / e, 3),
             "reslab_eager_rounds": [round(v, 1) for v in ips["reslab_eager"]]}
+
+
+def speed_figures(ips: dict[str, list], conv_share: float | None = None) -> dict:
+    """From the interleaved rounds' images/s: each side's median, reslab's speed over the baseline's (`ratio`)
+    and, given the convolutions' share of reslab's step, the ratio reached if everything but the convolutions
+    took no time (`ratio_ceiling_if_only_convs`; None for a share of 0)."""
+    a, b = statistics.median(ips["reslab"]), statistics.median(ips["baseline"])
+    out = {"reslab_images_per_s": round(a, 1), "baseline_images_per_s": round(b, 1), "ratio": round(a / b, 3)}
+    if conv_share is not None:
+        out["ratio_ceiling_if_only_convs"] = round(a / (b * conv_share), 3) if conv_share else None
+    return out
 
 
 def precision(amp: str) -> str:

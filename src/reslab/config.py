@@ -1,5 +1,9 @@
 """Typed run configuration: dataclass defaults < YAML file < `--set section.key=value` overrides.
 
+The setting given last wins, key by key: a `--set` over the YAML file (a study's profile), the file over the
+defaults. `train.iterations` and `train.epochs` are two spellings of one setting, the run's length: setting
+one to a number clears the other, so a config always holds exactly one of them.
+
 A config is plain data (nested dataclasses of numbers, strings and lists); `to_dict`/`from_dict` round-trip it
 through YAML. Everything is validated before any work starts: unknown keys (with a "did you mean"), wrong
 types and impossible values each give one line that names the key, the bad value and what is allowed.
@@ -78,7 +82,8 @@ class OptimConfig:
 class TrainConfig:
     batch_size: int = 128
     iterations: typing.Optional[int] = 64000   # the paper: 64k iterations
-    epochs: typing.Optional[float] = None     # if set, overrides iterations: epochs x (train images // batch)
+    epochs: typing.Optional[float] = None     # epochs x (train images // batch); setting one of iterations and
+                                              # epochs to a number clears the other (the one set last wins)
     seed: int = 0
     device: str = "auto"                      # auto | cpu | cuda | cuda:N | mps
     deterministic: bool = True                # deterministic kernels (free on CPU; slower cuDNN on GPU)
@@ -169,6 +174,8 @@ CHOICES = {
     "launcher.cluster": ("slurm", "local"),
 }
 DEVICE_RE = re.compile(r"auto|cpu|mps|cuda(:\d+)?")
+# one setting spelled two ways: the run's length; a number in one clears the other
+RUN_LENGTH = {"train.iterations": "epochs", "train.epochs": "iterations"}
 LOGGERS = ("tensorboard", "mlflow", "wandb")  # implemented in reslab.trackers (one module each)
 _told: set[str] = set()  # old keys already explained in this process (one line each, not one per config read)
 
@@ -257,7 +264,7 @@ def flatten(d: dict, prefix: str = "") -> dict[str, typing.Any]:
 
 
 def from_flat(flat: dict[str, typing.Any], base: Config | None = None) -> Config:
-    """Apply {"optim.lr": 0.05, ...} to a copy of `base`."""
+    """Apply {"optim.lr": 0.05, ...} to a copy of `base`, in the dict's order (see RUN_LENGTH)."""
     sections = {name: dataclasses.replace(getattr(base or Config(), name)) for name in SECTIONS}
     classes = _section_classes()
     for key, value in flat.items():
@@ -277,6 +284,8 @@ def from_flat(flat: dict[str, typing.Any], base: Config | None = None) -> Config
         if name not in types:
             raise _unknown(key, list(types))
         setattr(sections[sec], name, _coerce(value, types[name], key))
+        if key in RUN_LENGTH and value is not None:
+            setattr(sections["train"], RUN_LENGTH[key], None)
     return Config(**sections)
 
 
@@ -346,13 +355,18 @@ def load_yaml(path: Path) -> dict:
 
 def load_config(path: str | Path | None = None, overrides: list[str] | dict | None = None,
                 flag: str = "--config") -> Config:
-    """Defaults, then the YAML file (a path or a built-in name), then overrides; validated."""
+    """Defaults, then the YAML file (a path or a built-in name), then overrides, the last given winning;
+    validated."""
     cfg = Config()
     if path:
         cfg = from_dict(load_yaml(find_config(str(path), flag)), cfg)
     if overrides:
         pairs = overrides.items() if isinstance(overrides, dict) else (parse_override(o) for o in overrides)
-        cfg = from_flat(dict(pairs), cfg)
+        flat: dict[str, typing.Any] = {}
+        for key, value in pairs:
+            flat.pop(key, None)  # a key given twice counts where it was given last
+            flat[key] = value
+        cfg = from_flat(flat, cfg)
     validate(cfg)
     return cfg
 

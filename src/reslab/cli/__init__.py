@@ -20,7 +20,7 @@ EPILOG = "Docs: README.md and the site in docs/ (mkdocs serve). Every error that
 # name: (module, one-line help), in the order `reslab --help` lists them
 COMMANDS = {
     "train": ("reslab.cli.train", "train one model (a new run directory), or resume one"),
-    "eval": ("reslab.cli.eval", "evaluate a run or checkpoint: error, per-class accuracy, confusion matrix"),
+    "eval": ("reslab.cli.eval", "error, per-class accuracy, confusion matrix of a run, checkpoint or published model"),
     "models": ("reslab.cli.models", "list every registered model with parameters and MACs"),
     "data": ("reslab.cli.data", "data set commands"),
     "import": ("reslab.cli.importer", "convert other projects' pretrained weights into reslab checkpoints"),

@@ -1,4 +1,5 @@
-"""`reslab eval`: test (or validation) error, per-class accuracy and the confusion matrix of a run or checkpoint."""
+"""`reslab eval`: test (or validation) error, per-class accuracy and the confusion matrix of a run, a checkpoint
+or a published model (by name)."""
 from __future__ import annotations
 
 import json
@@ -10,7 +11,8 @@ from reslab.engine.progress import announce
 
 
 def configure(p) -> None:
-    p.add_argument("target", metavar="RUN_DIR|CKPT")
+    p.add_argument("target", metavar="RUN_DIR|CKPT|NAME", help="a run directory, a checkpoint file, or a model "
+                   "name with published weights (e.g. resnet56)")
     p.add_argument("--split", default="test", choices=("test", "val"), help="which split to evaluate")
     p.add_argument("--weights", default="last", choices=("last", "best"),
                    help="for a run directory: final weights, or best on validation")
@@ -21,7 +23,8 @@ def configure(p) -> None:
 
 
 def confusion_csv_path(target: Path, split: str, weights: str) -> Path:
-    """Beside a checkpoint file, or in RUN_DIR/eval/ (created here) for a run."""
+    """Beside a checkpoint file, in RUN_DIR/eval/ (created here) for a run, or NAME.confusion-SPLIT.csv in the
+    current directory for a published model."""
     if target.is_dir():
         (target / "eval").mkdir(exist_ok=True)
         return target / "eval" / f"confusion-{split}-{weights}.csv"

@@ -8,9 +8,9 @@ from pathlib import Path
 from reslab import ReslabError
 from reslab.cli.common import HelpFormatter, add_data_dir, check_data_dir
 from reslab.config import budget_seconds, from_dict, profile_name
-from reslab.engine import runs
 from reslab.engine.device import resolve_device
 from reslab.engine.signals import exit_code
+from reslab.engine.summary import read_summary
 from reslab.report import share_report, write_report
 from reslab.study import plan_degradation, plan_imagenet_style, run_study
 from reslab.study.budget import plan_study
@@ -135,8 +135,8 @@ def run(a) -> int:
 
 def stopped_exit_code(out: Path) -> int:
     """A study stopped by a signal exits as its interrupted run did (130 for Ctrl-C, 143 for SIGTERM)."""
-    summaries = [runs.read_json(f) for f in (out / "runs").glob(f"*/{runs.SUMMARY_FILE}")]
-    return max((exit_code(s.get("stopped_by")) for s in summaries if s.get("status") == "interrupted"), default=0)
+    summaries = [read_summary(d) for d in sorted((out / "runs").glob("*/"))]
+    return max((exit_code(s.stopped_by) for s in summaries if s.status == "interrupted"), default=0)
 
 
 def submit(a, spec, out: Path) -> int:

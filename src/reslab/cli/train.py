@@ -8,8 +8,9 @@ from pathlib import Path
 from reslab import ReslabError
 from reslab.cli.common import add_data_dir
 from reslab.config import dump_yaml, find_config, load_config, load_yaml
-from reslab.engine import distributed, runs
+from reslab.engine import distributed
 from reslab.engine.signals import exit_code
+from reslab.engine.summary import read_summary
 from reslab.engine.trainer import train
 
 DESCRIPTION = ("Train one model under a config (default: the paper's protocol with per-channel normalisation). "
@@ -22,8 +23,8 @@ def configure(p) -> None:
     p.add_argument("--model", default=None, help="model name (see `reslab models`); sets model.name")
     add_data_dir(p)
     p.add_argument("--runs-dir", default="runs", help="where run directories are created")
-    p.add_argument("--epochs", type=float, default=None, help="train this many epochs (sets train.epochs, "
-                   "which overrides train.iterations)")
+    p.add_argument("--epochs", type=float, default=None, help="train this many epochs (sets train.epochs "
+                   "and clears train.iterations; a --set of either wins over it)")
     p.add_argument("--seed", type=int, default=None, help="training seed (sets train.seed; default 0)")
     p.add_argument("--device", default=None, help="auto | cpu | cuda | cuda:N | mps (sets train.device)")
     p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
@@ -116,6 +117,5 @@ def run_on_this_rank(fn) -> int:
             print(f"reslab: error (rank {os.environ['RANK']}): {e}", file=sys.stderr)
             return 2
         raise
-    summary = Path(run_dir) / runs.SUMMARY_FILE
-    stopped = runs.read_json(summary) if summary.exists() else {}
-    return exit_code(stopped.get("stopped_by")) if stopped.get("status") == "interrupted" else 0
+    s = read_summary(run_dir)
+    return exit_code(s.stopped_by) if s.status == "interrupted" else 0

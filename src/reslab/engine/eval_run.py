@@ -12,17 +12,18 @@ from reslab.data import Normalizer, load_dataset, splits_for
 from reslab.models import model_from_checkpoint
 from reslab.engine.device import resolve_device
 from reslab.engine.evaluate import EvalResult, evaluate
-from reslab.weights.files import load_run_checkpoint
+from reslab.weights import load_checkpoint_source
 
 
 def evaluate_checkpoint(path: str | Path, *, split: str = "test", data_dir: str | None = None,
                         which: str = "last", device: str = "auto", batch_size: int = 250,
                         data=None, announce: Callable[[str], None] | None = None) -> tuple[EvalResult, dict, Path]:
-    """(result, checkpoint, checkpoint path). The normalisation stored in the checkpoint is used. `announce`
+    """(result, checkpoint, checkpoint path) of a run directory, a checkpoint file or a model name with published
+    weights. The normalisation stored in the checkpoint is used. `announce`
     gets one line saying what is evaluated, once every input has been checked and the data read."""
     if split not in ("val", "test"):
         raise ReslabError(f"--split {split!r} is not allowed; use val or test")
-    ckpt, ckpt_path = load_run_checkpoint(Path(path), which)
+    ckpt, ckpt_path = load_checkpoint_source(str(path), which)
     dev = resolve_device(device)
     model = model_from_checkpoint(ckpt, dev, str(ckpt_path))
     norm = Normalizer.from_state_dict(ckpt["normalization"])
@@ -32,7 +33,7 @@ def evaluate_checkpoint(path: str | Path, *, split: str = "test", data_dir: str 
         x, y = data.test_images, data.test_labels
     else:
         if ckpt.get("config") is None:
-            raise ReslabError(f"{ckpt_path} was imported and has no training split recorded; "
+            raise ReslabError(f"{ckpt_path} was {ckpt.get('kind', 'imported')} and has no training split recorded; "
                               f"its validation split is unknown, use --split test")
         s = splits_for(data.train_labels, data.test_labels, cfg.data, train_subset=None, val_subset=None,
                        test_subset=None)

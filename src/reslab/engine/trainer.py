@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import math
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from functools import partial
 from pathlib import Path
 
@@ -36,6 +36,7 @@ from reslab.engine.schedule import LRSchedule
 from reslab.engine.signals import StopRequest, signal_name
 from reslab.engine.state import Progress, TrainState, model_payload, restore, resumable_payload
 from reslab.engine.step import train_step, training_batch
+from reslab.engine.summary import RunSummary, read_summary
 from reslab.engine.writer import RunWriter
 from reslab.models import count_params, model_from_config, model_info
 from reslab.trackers import TrackedRun, Trackers, open_trackers
@@ -133,8 +134,7 @@ def train(cfg: Config | None = None, *, runs_dir: str | Path = "runs", resume: s
 def find_resume_point(run_dir: Path, quiet: bool) -> ResumePoint:
     """The newest good checkpoint of a run (rank 0 reads the run; every rank resumes from what it found)."""
     run_dir = require_run_dir(run_dir)
-    summary_path = run_dir / runs.SUMMARY_FILE
-    if summary_path.exists() and runs.read_json(summary_path).get("status") == "finished":
+    if read_summary(run_dir).status == "finished":
         if not quiet:
             print(f"{run_dir} already finished; nothing to resume")
         return ResumePoint(run_dir)
@@ -449,8 +449,8 @@ def stop_run(run: Run, bar: EpochBar | PlainProgress | None, signum: int | None,
     st.pending_eval = pending_eval
     w.write_logs(st)
     save_resumable(run)
-    w.write_summary({**summarize(run, "interrupted"), "stopped_by": signal_name(signum),
-                     "evaluation_pending": pending_eval})
+    w.write_summary(replace(summarize(run, "interrupted"), stopped_by=signal_name(signum),
+                            evaluation_pending=pending_eval))
     how = f"reslab train --resume {w.run_dir}" if not ctx.enabled else (
         f"torchrun --nproc_per_node=N -m reslab train --resume {w.run_dir} "
         f"(or reslab train --nproc N --resume {w.run_dir})")
@@ -467,12 +467,12 @@ def finish(run: Run, bar: EpochBar | PlainProgress | None) -> Path:
     w = run.writer
     if not w.main:
         return w.run_dir
-    s = runs.read_json(w.run_dir / runs.SUMMARY_FILE)
-    run.trackers.log_summary(s)
+    s = read_summary(w.run_dir)
+    run.trackers.log_summary(s.to_json())
     run.trackers.close("finished")
-    w.log(f"finished {w.run_dir}: final test error {s['final']['test_error']:.2f}%"
-          + (f", best val {s['best']['val_error']:.2f}% (test {s['best']['test_error']:.2f}% there)" if s.get("best") else "")
-          + f", {s['wall_seconds']:.0f}s", always=True)  # --quiet still gives the result
+    w.log(f"finished {w.run_dir}: final test error {s.final['test_error']:.2f}%"
+          + (f", best val {s.best['val_error']:.2f}% (test {s.best['test_error']:.2f}% there)" if s.best else "")
+          + f", {s.wall_seconds:.0f}s", always=True)  # --quiet still gives the result
     return w.run_dir
 
 
@@ -556,20 +556,19 @@ def _resumable(run: Run, progress: dict, per_rank: list | None) -> dict:
                              per_rank)
 
 
-def summarize(run: Run, status: str, error: str | None = None) -> dict:
+def summarize(run: Run, status: str, error: str | None = None) -> RunSummary:
     st, cfg = run.state, run.cfg
     final = st.rows[-1] if st.rows else None
     trained = [r for r in st.rows if r.get("images_per_s")]
     seen_s = sum(r["seconds"] for r in trained)
     ips = (sum(r["images_per_s"] * r["seconds"] for r in trained) / seen_s) if seen_s else None
-    return {
-        "status": status, "error": error, "model": cfg.model.name, "shortcut": cfg.model.shortcut,
-        "parameters": run.n_params, "iterations_done": st.iteration, "iterations": run.sched.iterations,
-        "final": final,
+    return RunSummary(
+        status=status, error=error, model=cfg.model.name, shortcut=cfg.model.shortcut,
+        parameters=run.n_params, iterations_done=st.iteration, iterations=run.sched.iterations,
+        final=final,
         # "best" is chosen on the validation split only; the test error is reported *at* that point.
-        "best": st.best, "best_selected_on": "validation" if st.best else None,
-        "wall_seconds": st.wall_seconds, "train_images_per_s": ips,
-    }
+        best=st.best, best_selected_on="validation" if st.best else None,
+        wall_seconds=st.wall_seconds, train_images_per_s=ips)
 
 
 def describe(run: Run) -> str:

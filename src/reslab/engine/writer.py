@@ -17,6 +17,7 @@ from reslab import ReslabError
 from reslab.config import Config, dump_yaml
 from reslab.engine import lock, runs
 from reslab.engine.correct import CORRECT_FILE
+from reslab.engine.summary import RunSummary, write_summary
 from reslab.weights.files import CONFIG_FILE, prune_checkpoints, save_checkpoint
 
 
@@ -55,9 +56,9 @@ class RunWriter:
             runs.write_metrics(self.run_dir / runs.METRICS_FILE, state.rows)
             runs.write_metrics(self.run_dir / runs.TRAIN_LOG_FILE, state.train_log, runs.TRAIN_LOG_FIELDS)
 
-    def write_summary(self, summary: dict) -> None:
+    def write_summary(self, s: RunSummary) -> None:
         if self.main:
-            runs.write_json(self.run_dir / runs.SUMMARY_FILE, summary)
+            write_summary(self.run_dir, s)
 
     def write_tracker_ids(self, ids: dict) -> None:
         if self.main:

@@ -8,6 +8,7 @@ import yaml
 
 from reslab import __version__
 from reslab.engine import runs
+from reslab.engine.summary import read_summary
 from reslab.models import count_macs, count_params
 from reslab.weights import Pretrained
 from reslab.weights.files import CONFIG_FILE
@@ -22,25 +23,25 @@ def run_of(weights: Pretrained) -> Path | None:
 
 def training_lines(run: Path) -> list[str]:
     cfg = yaml.safe_load((run / CONFIG_FILE).read_text())
-    s = runs.read_json(run / runs.SUMMARY_FILE) if (run / runs.SUMMARY_FILE).exists() else {}
+    s = read_summary(run)
     env = runs.read_json(run / runs.ENV_FILE) if (run / runs.ENV_FILE).exists() else {}
     d, t, o = cfg["data"], cfg["train"], cfg["optim"]
     lines = [f"- trained by reslab {env.get('reslab', '?')} (git {str(env.get('git_commit') or '?')[:10]}), torch "
-             f"{env.get('torch', '?')}, on {env.get('device', '?')}; run `{run.name}`, status {s.get('status', '?')}",
-             f"- protocol: {s.get('iterations_done', '?')} of {s.get('iterations', '?')} iterations at batch "
+             f"{env.get('torch', '?')}, on {env.get('device', '?')}; run `{run.name}`, status {s.status}",
+             f"- protocol: {'?' if s.missing else s.iterations_done} of {s.iterations or '?'} iterations at batch "
              f"{t['batch_size']}, SGD lr {o['lr']} (x{o['gamma']} at {o['milestones']} {o['milestones_unit']}), "
              f"momentum {o['momentum']}, weight decay {o['weight_decay']}, seed {t['seed']}",
              f"- data: CIFAR-10, {d['val_size']} validation images held out (split seed {d['split_seed']}), "
              f"train subset {d['train_subset'] or 'none'}, test subset {d['test_subset'] or 'none (all 10,000)'}, "
              f"normalisation {d['normalization']}, augmentation {'pad-crop-flip' if d['augment'] else 'none'}"]
-    if s.get("final"):
-        lines.append(f"- final test error **{s['final']['test_error']:.2f}%** (training error "
-                     f"{s['final']['train_error']:.2f}%)")
-    if s.get("best"):
-        lines.append(f"- best on validation: {s['best']['val_error']:.2f}% at iteration {s['best']['iteration']} "
-                     f"(test error there {s['best']['test_error']:.2f}%; selected on validation, never on test)")
-    if s.get("wall_seconds"):
-        lines.append(f"- training time {s['wall_seconds'] / 60:.1f} min")
+    if s.final:
+        lines.append(f"- final test error **{s.final['test_error']:.2f}%** (training error "
+                     f"{s.final['train_error']:.2f}%)")
+    if s.best:
+        lines.append(f"- best on validation: {s.best['val_error']:.2f}% at iteration {s.best['iteration']} "
+                     f"(test error there {s.best['test_error']:.2f}%; selected on validation, never on test)")
+    if s.wall_seconds:
+        lines.append(f"- training time {s.wall_seconds / 60:.1f} min")
     return lines
 
 

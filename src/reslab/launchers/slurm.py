@@ -33,6 +33,7 @@ from reslab import ReslabError
 from reslab.config import from_dict, to_dict, validate
 from reslab.engine import runs
 from reslab.engine.lock import pid_alive
+from reslab.engine.summary import read_summary
 from reslab.engine.trainer import train
 from reslab.study.spec import JOBS_FILE, StudySpec, open_study, run_status
 from reslab.study.status import overall_line, study_status
@@ -60,10 +61,10 @@ class TrainJob:
             train(validate(from_dict(cfg)), runs_dir=run_dir.parent, run_name=name, quiet=True)
         else:
             train(resume=run_dir, quiet=True)
-        summary = runs.read_json(run_dir / runs.SUMMARY_FILE)
-        if summary["status"] == "interrupted" and summary.get("stopped_by") == "SIGUSR2":
+        summary = read_summary(run_dir)
+        if summary.status == "interrupted" and summary.stopped_by == "SIGUSR2":
             signal.raise_signal(signal.SIGUSR2)  # submitit's handler again: checkpoint() below, then requeue
-        return summary["status"]
+        return summary.status
 
     def checkpoint(self, *args):
         return import_submitit().helpers.DelayedSubmission(self, *args)

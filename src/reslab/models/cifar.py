@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from reslab import ReslabError
 from reslab.models.registry import ModelInfo, register_model, register_pattern
-from reslab.models.resnet import BasicBlock, ResNet
+from reslab.models.resnet import SHORTCUTS, BasicBlock, ResNet
 
 PAPER_DEPTHS = (20, 32, 44, 56, 110, 1202)
 # Names the ImageNet-style family owns; their CIFAR 6n+2 twins keep the cifar_ prefix.
@@ -28,6 +28,9 @@ def cifar_resnet(depth: int, *, residual: bool = True, shortcut: str = "A", num_
                  zero_init_residual: bool = False, widths=(16, 32, 64)) -> ResNet:
     """CIFAR ResNet (or plain net with residual=False) of depth 6n+2."""
     n = cifar_depth_to_n(depth)
+    if shortcut not in SHORTCUTS:
+        raise ReslabError(f"model {'resnet' if residual else 'plain'}{depth}: shortcut={shortcut!r} is not allowed; "
+                          f"allowed: {', '.join(SHORTCUTS)}")
     return ResNet(BasicBlock, (n, n, n), tuple(widths), num_classes=num_classes, stem="cifar",
                   residual=residual, shortcut=shortcut, zero_init_residual=zero_init_residual)
 

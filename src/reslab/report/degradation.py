@@ -1,9 +1,10 @@
 """The degradation study's report: plain vs residual nets of several depths (the paper's Fig. 6 / Table 6).
 
-Its verdict questions (degradation, the residual cure at each depth, deeper ResNets do better) are answered by
-the one verdict engine (reslab.analysis.verdicts) from the final numbers, with the seed-to-seed spread as the
-yardstick when there are several seeds and the sampling noise of the images measured with one (as every report
-kind: report.sections.compare_models).
+Its verdict questions (degradation, the residual cure at each depth, deeper ResNets do better) are the shared
+claims of reslab.report.claims, asked of its plain/ResNet pairs and answered by the one verdict engine
+(reslab.analysis.verdicts) from the final numbers, with the seed-to-seed spread as the yardstick when there are
+several seeds and the sampling noise of the images measured with one (as every report kind:
+report.sections.compare_models).
 """
 from __future__ import annotations
 
@@ -12,9 +13,9 @@ from pathlib import Path
 from reslab.analysis.verdicts import Claim, Verdict, decide, not_assessed
 from reslab.data import DATASETS
 from reslab.models.paper import TABLE6_TEST_ERROR
-from reslab.report import figures
+from reslab.report import claims, figures
 from reslab.report.document import Bullets, Document, Figure, Heading, Para, Table
-from reslab.report.sections import (analysis_section, basis_note, compare_models, confusion_section, fmt,
+from reslab.report.sections import (analysis_section, basis_note, confusion_section, fmt,
                                     median_rate, paired_section, per_class_section, protocol_items, ranking_section,
                                     throughput_note, verdict_blocks)
 from reslab.study.results import ModelResult, Study, load_study, mean_std
@@ -31,49 +32,20 @@ def degradation(study: Study, models: list[ModelResult]) -> Claim | Verdict:
     plains = sorted((m for m in models if m.group == "plain" and m.finished), key=lambda m: m.depth)
     if len(plains) < 2:
         return not_assessed("Degradation", "two finished plain nets of different depth")
-    shallow, deep = plains[0], plains[-1]
-
-    def words(c, word):
-        rel = "higher" if c.holds else "lower (or equal)"
-        return (f"Degradation: {deep.model} ends with {rel} training error than {shallow.model} "
-                f"({c.a:.1f}% vs {c.b:.1f}%) — {word}.")
-    return Claim(f"Degradation ({deep.model} vs {shallow.model})",
-                 compare_models(study, deep, shallow, "train_error", split="train_probe"), words)
+    return claims.degradation(study, plains[0], plains[-1])
 
 
 def residual_cure(study: Study, models: list[ModelResult]) -> list[Claim]:
-    out = []
     by = {(m.group, m.depth): m for m in models if m.finished}
-    for depth in sorted({d for g, d in by if g == "plain" and ("resnet", d) in by}):
-        plain, res = by[("plain", depth)], by[("resnet", depth)]
-        te_p, te_r = plain.stat("test_error")[0], res.stat("test_error")[0]
-
-        def words(c, word, depth=depth, plain=plain, res=res, te_p=te_p, te_r=te_r):
-            if c.holds:
-                return (f"Residual cure at depth {depth}: {res.model} ends below {plain.model} by {c.diff:.1f} points "
-                        f"of training error ({c.b:.1f}% vs {c.a:.1f}%; test {te_r:.1f}% vs {te_p:.1f}%) — {word}.")
-            return (f"Residual cure at depth {depth}: {res.model} does not end below {plain.model} "
-                    f"(training error {c.b:.1f}% vs {c.a:.1f}%; test {te_r:.1f}% vs {te_p:.1f}%) — {word}.")
-        out.append(Claim(f"Residual cure at depth {depth}",
-                         compare_models(study, plain, res, "train_error", split="train_probe"), words))
-    return out
+    return [claims.residual_cure(study, by[("plain", d)], by[("resnet", d)], d)
+            for d in sorted({d for g, d in by if g == "plain" and ("resnet", d) in by})]
 
 
 def depth_helps_resnets(study: Study, models: list[ModelResult]) -> Claim | Verdict:
     res = sorted((m for m in models if m.group == "resnet" and m.finished), key=lambda m: m.depth)
     if len(res) < 2:
         return not_assessed("Deeper ResNets do better", "two finished ResNets")
-    shallow, deep = res[0], res[-1]
-
-    def words(c, word):
-        if c.holds:
-            return (f"Deeper ResNets do better: {deep.model} ends with lower test error than {shallow.model} "
-                    f"({c.b:.1f}% vs {c.a:.1f}%) — {word}.")
-        return (f"Deeper ResNets do better: {deep.model} does not beat {shallow.model} on test error "
-                f"({c.b:.1f}% vs {c.a:.1f}%) — {word}" + (" at this budget; the paper's 64k-iteration schedule "
-                                                          "is needed for that." if c.separable else "."))
-    return Claim(f"Deeper ResNets do better ({deep.model} vs {shallow.model})",
-                 compare_models(study, shallow, deep, "test_error", split="test"), words)
+    return claims.depth_helps_resnets(study, res[0], res[-1], longer="the paper's 64k-iteration schedule")
 
 
 def all_verdicts(study: Study) -> list[Verdict]:
@@ -112,10 +84,10 @@ def _results_table(models: list[ModelResult]) -> Table:
         if n == 0:
             rows.append([m.model, str(m.depth), "–", *(["–"] * 7), f"{m.runs[0].status}"])
             continue
-        bv = mean_std([r.summary["best"]["val_error"] for r in m.finished if r.summary.get("best")])
-        bt = mean_std([r.summary["best"]["test_error"] for r in m.finished if r.summary.get("best")])
+        bv = mean_std([r.summary.best["val_error"] for r in m.finished if r.summary.best])
+        bt = mean_std([r.summary.best["test_error"] for r in m.finished if r.summary.best])
         rows.append([
-            m.model, str(m.depth), f"{m.finished[0].summary['parameters']:,}",
+            m.model, str(m.depth), f"{m.finished[0].summary.parameters:,}",
             fmt(*m.stat("train_loss"), digits=4), fmt(*m.stat("train_error")), f"**{fmt(*m.stat('test_error'))}**",
             f"{fmt(*bv)} ({fmt(*bt)})", fmt(*m.summary_stat("wall_seconds"), digits=0),
             fmt(median_rate(m), digits=0), f"{n} finished"

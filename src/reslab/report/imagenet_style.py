@@ -1,7 +1,8 @@
 """The report of `reslab study imagenet-style`: plain18/34, resnet18/34 and resnet18_ms on CIFAR-10.
 
-Same building blocks as the degradation report (collect -> numbers, document -> md + html, figures), its own
-figures and verdicts. Every verdict is computed from the final numbers and says when a difference is too small
+Same building blocks as the degradation report (collect -> numbers, document -> md + html, figures, the
+analysis section), its own figures; the degradation, residual-cure and depth verdicts are the shared claims of
+reslab.report.claims asked of the 18/34-layer pairs, the multi-scale one its own. Every verdict is computed from the final numbers and says when a difference is too small
 to mean anything: with several seeds against the seed-to-seed spread; with one seed against the sampling noise
 of the images the number was measured on (a binomial standard error — a lower bound on the real noise, since
 it ignores run-to-run variation).
@@ -10,79 +11,60 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from reslab.analysis.verdicts import Verdict, judge, not_assessed
+from reslab.analysis.verdicts import Verdict, decide, judge, not_assessed
 from reslab.config import from_flat, validate
 from reslab.models import count_macs, count_params, create_model, model_kwargs
 from reslab.models.paper import TABLE2_TOP1
-from reslab.plotting import plt, save_figure
-from reslab.report import figures
+from reslab.plotting import DEPTH_PALETTE, model_color, plt, save_figure
+from reslab.report import claims, figures
 from reslab.report.document import Bullets, Document, Figure, Heading, Para, Table
-from reslab.report.sections import (basis_note, compare_models, confusion_section, median_rate,
+from reslab.report.sections import (analysis_section, basis_note, compare_models, confusion_section, median_rate,
                                     per_class_section, protocol_items, ranking_section, throughput_note,
                                     verdict_blocks)
 from reslab.study.results import ModelResult, Study, load_study, mean_std
 
 KIND = "imagenet-style"
 ORDER = ("plain18", "plain34", "resnet18", "resnet34", "resnet18_ms")
-COLORS = {"plain18": "tab:orange", "plain34": "tab:red", "resnet18": "tab:cyan", "resnet34": "tab:blue",
-          "resnet18_ms": "tab:green"}
+# plotting's palette, as every figure: plain nets red, ResNets blue, darker for deeper; resnet18_ms green (each
+# >= 3:1 on white)
+COLORS = {**{f"{group}{depth}": model_color(group, depth, (18, 34))
+             for group in ("plain", "resnet") for depth in (18, 34)},
+          "resnet18_ms": DEPTH_PALETTE[1]}
 
 
 # ---------------------------------------------------------------- numbers
 
 def verdicts(study: Study) -> list[Verdict]:
+    """The shared claims (reslab.report.claims) of the 18/34-layer pairs, and the multi-scale question, decided
+    together by the one engine (Holm across their paired tests)."""
     by = {m.model: m for m in study.models() if m.finished}
-    out = []
-
-    p18, p34 = by.get("plain18"), by.get("plain34")
-    if p18 and p34:
-        c = compare_models(study, p34, p18, "train_error")
-        word, ok = judge(c)
-        rel = "higher" if c.holds else "lower (or equal)"
-        l34, l18 = p34.stat("train_loss")[0], p18.stat("train_loss")[0]
-        out.append(Verdict("Degradation (plain34 vs plain18)",
-                           f"Degradation (plain34 vs plain18): plain34 ends with {rel} training error "
-                           f"than plain18 ({c.a:.1f}% vs {c.b:.1f}%; training loss {l34:.3f} vs {l18:.3f}; "
-                           f"test {p34.stat('test_error')[0]:.1f}% vs {p18.stat('test_error')[0]:.1f}%) — {word}.", ok))
-    else:
-        out.append(not_assessed("Degradation (plain34 vs plain18)", "finished runs of plain18 and plain34"))
-
-    r18, r34 = by.get("resnet18"), by.get("resnet34")
-    if r18 and r34:
-        c = compare_models(study, r18, r34, "test_error")
-        word, ok = judge(c)
-        verb = "beats" if c.holds else "does not beat"
-        out.append(Verdict("Depth helps ResNets (resnet34 vs resnet18)",
-                           f"Depth helps ResNets (resnet34 vs resnet18): resnet34 {verb} "
-                           f"resnet18 on test error ({c.b:.1f}% vs {c.a:.1f}%; training error "
-                           f"{r34.stat('train_error')[0]:.1f}% vs {r18.stat('train_error')[0]:.1f}%) — {word}.", ok))
-    else:
-        out.append(not_assessed("Depth helps ResNets (resnet34 vs resnet18)", "finished runs of resnet18 and resnet34"))
-
-    ms = by.get("resnet18_ms")
-    if ms and r34:
-        c = compare_models(study, r34, ms, "test_error")
-        word, ok = judge(c)
-        verb = "beats" if c.holds else "does not beat"
-        extra = ""
-        if r18:
-            c18 = compare_models(study, r18, ms, "test_error")
-            extra = (f"; against resnet18 it is {'better' if c18.holds else 'not better'} "
-                     f"({c18.b:.1f}% vs {c18.a:.1f}%"
-                     + ("" if c18.separable else ", within noise") + ")")
-        out.append(Verdict("Multi-scale (resnet18_ms vs resnet34)",
-                           f"Multi-scale (resnet18_ms vs resnet34): resnet18_ms {verb} resnet34 on "
-                           f"test error ({c.b:.1f}% vs {c.a:.1f}%){extra} — {word}.", ok))
-    else:
-        out.append(not_assessed("Multi-scale (resnet18_ms vs resnet34)", "finished runs of resnet18_ms and resnet34"))
-
+    p18, p34, r18, r34 = (by.get(n) for n in ("plain18", "plain34", "resnet18", "resnet34"))
+    out = [claims.degradation(study, p18, p34) if p18 and p34 else
+           not_assessed("Degradation (plain34 vs plain18)", "finished runs of plain18 and plain34"),
+           claims.depth_helps_resnets(study, r18, r34) if r18 and r34 else
+           not_assessed("Deeper ResNets do better (resnet34 vs resnet18)", "finished runs of resnet18 and resnet34"),
+           multi_scale(study, by)]
     if p34 and r34:
-        c = compare_models(study, p34, r34, "train_error")
-        word, ok = judge(c)
-        verb = "ends below" if c.holds else "does not end below"
-        out.append(Verdict("Residual cure at depth 34", f"Residual cure at depth 34: resnet34 {verb} plain34 in training error "
-                           f"({c.b:.1f}% vs {c.a:.1f}%) — {word}.", ok))
-    return out
+        out.append(claims.residual_cure(study, p34, r34, 34))
+    return decide(out)
+
+
+def multi_scale(study: Study, by: dict[str, ModelResult]) -> Verdict:
+    """resnet18_ms against resnet34 on test error (and, said beside it, against resnet18)."""
+    ms, r18, r34 = by.get("resnet18_ms"), by.get("resnet18"), by.get("resnet34")
+    if not (ms and r34):
+        return not_assessed("Multi-scale (resnet18_ms vs resnet34)", "finished runs of resnet18_ms and resnet34")
+    c = compare_models(study, r34, ms, "test_error")
+    word, ok = judge(c)
+    verb = "beats" if c.holds else "does not beat"
+    extra = ""
+    if r18:
+        c18 = compare_models(study, r18, ms, "test_error")
+        extra = (f"; against resnet18 it is {'better' if c18.holds else 'not better'} "
+                 f"({c18.b:.1f}% vs {c18.a:.1f}%" + ("" if c18.separable else ", within noise") + ")")
+    return Verdict("Multi-scale (resnet18_ms vs resnet34)",
+                   f"Multi-scale (resnet18_ms vs resnet34): resnet18_ms {verb} resnet34 on "
+                   f"test error ({c.b:.1f}% vs {c.a:.1f}%){extra} — {word}.", ok)
 
 
 # ---------------------------------------------------------------- figures
@@ -163,8 +145,8 @@ def _results(study: Study, models: list[ModelResult]) -> Table:
         if not m.finished:
             rows.append([m.model, params, macs, *(["–"] * 7), m.runs[0].status])
             continue
-        bv = mean_std([r.summary["best"]["val_error"] for r in m.finished if r.summary.get("best")])
-        bt = mean_std([r.summary["best"]["test_error"] for r in m.finished if r.summary.get("best")])
+        bv = mean_std([r.summary.best["val_error"] for r in m.finished if r.summary.best])
+        bt = mean_std([r.summary.best["test_error"] for r in m.finished if r.summary.best])
         rows.append([m.model, params, macs, _fmt(m.stat("train_loss")[0], 4), _fmt(m.stat("train_error")[0]),
                      _fmt(m.stat("val_loss")[0], 4), _fmt(m.stat("val_error")[0]),
                      f"**{_fmt(m.stat('test_error')[0])}**", f"{_fmt(bv[0])} ({_fmt(bt[0])})",
@@ -196,7 +178,8 @@ def build_report(study_dir: Path) -> tuple[Document, dict]:
                    f"({study.spec.profile} profile)")
 
     vs = verdicts(study)
-    doc.add(*verdict_blocks(vs),
+    analysis, fig7 = analysis_section(study, out, max_images=1000)  # Fig. 7 and gradient flow; empty if none finished
+    doc.add(*verdict_blocks(vs, fig7),
             Para(basis_note(seeds)
                  + (" **This profile is a short, reduced-width CPU run: verdicts marked not separable say that "
                     "it cannot tell these models apart, not that they are equal.**" if study.spec.profile == "quick"
@@ -250,8 +233,9 @@ def build_report(study_dir: Path) -> tuple[Document, dict]:
                  "paper plain-34 is worse than plain-18 (degradation) and ResNet-34 is better than ResNet-18."))
 
     doc.add(*confusion_section(ranked[0] if ranked else None, out, figs))
+    doc.add(*analysis)
     doc.add(Heading("Files"), Para("Every run's directory under runs/ holds its config, metrics.csv, summary.json and "
                                    "checkpoints. Models: docs/multiscale.md (resnet18_ms), `reslab models`."
                                    + (f" Test set: {cfg.data.test_subset:,} class-balanced images of the 10k."
                                       if cfg.data.test_subset else "")))
-    return doc, {"figures": figs, "verdicts": vs}
+    return doc, {"figures": figs, "verdicts": vs + fig7}

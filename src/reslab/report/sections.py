@@ -258,7 +258,7 @@ def protocol_items(study: Study) -> list[str]:
         items.append(f"ran on {e.get('device')} ({e.get('device_name', e.get('machine'))}, {e.get('threads')} threads), "
                      f"torch {e.get('torch')}, reslab {e.get('reslab')}"
                      + (f", git {e['git_commit'][:10]}" if e.get("git_commit") else ""))
-    wall = sum(r.summary.get("wall_seconds") or 0 for r in study.runs)
+    wall = sum(r.summary.wall_seconds or 0 for r in study.runs)
     items.append(f"total training wall time {wall / 60:.1f} min (sum over runs)")
     return items
 

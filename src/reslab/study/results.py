@@ -7,7 +7,8 @@ from pathlib import Path
 
 from reslab.engine import runs as runfiles
 from reslab.engine.correct import CORRECT_FILE, Correctness, read_correct
-from reslab.study.spec import StudySpec, read_spec
+from reslab.engine.summary import RunSummary, read_summary
+from reslab.study.spec import StudySpec, read_spec, run_status
 
 
 @dataclass
@@ -17,8 +18,8 @@ class RunResult:
     group: str
     depth: int | None
     seed: int
-    status: str
-    summary: dict
+    status: str                   # spec.run_status: missing (not started), running/interrupted, finished, failed
+    summary: RunSummary
     rows: list[dict]
     test_eval: dict | None
     env: dict | None
@@ -41,13 +42,14 @@ class ModelResult:
         return [r for r in self.runs if r.status == "finished"]
 
     def stat(self, key: str, where: str = "final") -> tuple[float | None, float | None, int]:
-        """(mean, sample std or None, n) of summary[where][key] over finished runs."""
-        vals = [r.summary[where][key] for r in self.finished
-                if r.summary.get(where) and r.summary[where].get(key) is not None]
+        """(mean, sample std or None, n) of the summary's `where` row's `key` over finished runs."""
+        rows = [getattr(r.summary, where) for r in self.finished]
+        vals = [row[key] for row in rows if row and row.get(key) is not None]
         return mean_std(vals)
 
     def summary_stat(self, key: str) -> tuple[float | None, float | None, int]:
-        return mean_std([r.summary[key] for r in self.finished if r.summary.get(key) is not None])
+        vals = [getattr(r.summary, key) for r in self.finished]
+        return mean_std([v for v in vals if v is not None])
 
 
 def mean_std(vals: list[float]) -> tuple[float | None, float | None, int]:
@@ -81,7 +83,7 @@ def load_study(path: Path) -> Study:
     results = []
     for r in spec.runs:
         d = path / "runs" / r.name
-        summary = runfiles.read_json(d / runfiles.SUMMARY_FILE) if (d / runfiles.SUMMARY_FILE).exists() else {}
+        summary = read_summary(d)
         rows = runfiles.read_metrics(d / runfiles.METRICS_FILE) if (d / runfiles.METRICS_FILE).exists() else []
         te = d / runfiles.TEST_EVAL_FILE
         env = d / runfiles.ENV_FILE
@@ -89,7 +91,7 @@ def load_study(path: Path) -> Study:
         correct = d / CORRECT_FILE
         results.append(RunResult(
             name=r.name, model=r.overrides["model.name"], group=r.group, depth=r.depth,
-            seed=int(r.overrides.get("train.seed", 0)), status=summary.get("status", "missing"), summary=summary,
+            seed=int(r.overrides.get("train.seed", 0)), status=run_status(d), summary=summary,
             rows=rows, test_eval=runfiles.read_json(te) if te.exists() else None,
             env=runfiles.read_json(env) if env.exists() else None,
             train_log=runfiles.read_metrics(dense) if dense.exists() else [],

@@ -17,6 +17,7 @@ from reslab import ReslabError
 from reslab.config import dump_yaml, flatten, from_dict, from_flat, to_dict, validate
 from reslab.engine import lock, runs
 from reslab.engine.runs import STUDY_FILE
+from reslab.engine.summary import MISSING, read_summary
 from reslab.weights.files import atomic_write_text
 
 JOBS_FILE = "jobs.json"  # written by a cluster launcher (reslab.launchers), read by `reslab study status`
@@ -62,13 +63,12 @@ class StudySpec:
 
 
 def run_status(run_dir: Path) -> str:
-    """missing | running/interrupted (resumable) | finished | failed"""
-    if not run_dir.exists():
-        return "missing"
-    s = run_dir / runs.SUMMARY_FILE
-    if not s.exists():
-        return "interrupted"
-    return runs.read_json(s).get("status", "interrupted")
+    """missing (no run directory: train it) | running/interrupted (resumable) | finished | failed. A directory
+    without a summary yet is a run that was started and stopped: resumable, as an interrupted one."""
+    s = read_summary(run_dir)
+    if s.missing:
+        return MISSING if not Path(run_dir).exists() else "interrupted"
+    return s.status
 
 
 def _comparable(spec: StudySpec) -> dict:

@@ -10,8 +10,9 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-from reslab.engine import lock, runs
+from reslab.engine import lock
 from reslab.engine.estimate import duration
+from reslab.engine.summary import read_summary
 from reslab.study.spec import read_spec
 
 
@@ -33,11 +34,11 @@ class RunState:
 
 def run_state(name: str, model: str, run_dir: Path) -> RunState:
     """One run's state from its files (summary.json, the lock's record)."""
-    if not (run_dir / runs.SUMMARY_FILE).exists():
+    s = read_summary(run_dir)
+    if s.missing:  # started and stopped before its first summary: resumable, as run_status says
         return RunState(name, model, "pending" if not run_dir.exists() else "interrupted")
-    s = runs.read_json(run_dir / runs.SUMMARY_FILE)
-    out = RunState(name, model, s.get("status", "interrupted"), done=s.get("iterations_done", 0),
-                   total=s.get("iterations"), images_per_s=s.get("train_images_per_s"), error=s.get("error"))
+    out = RunState(name, model, s.status, done=s.iterations_done, total=s.iterations,
+                   images_per_s=s.train_images_per_s, error=s.error)
     held = lock.holder(run_dir)
     if out.state == "running" and held.get("alive") is False:
         out.state, out.error = "interrupted", f"its process (pid {held.get('pid')}) died without stopping"
@@ -45,8 +46,8 @@ def run_state(name: str, model: str, run_dir: Path) -> RunState:
         out.where = f"{held.get('host')} pid {held.get('pid')}"
     elif out.state == "running":
         out.state = "interrupted"
-    elif out.state == "interrupted" and s.get("stopped_by"):
-        out.where = f"stopped by {s['stopped_by']}"
+    elif out.state == "interrupted" and s.stopped_by:
+        out.where = f"stopped by {s.stopped_by}"
     return out
 
 

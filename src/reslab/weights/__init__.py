@@ -44,15 +44,43 @@ def load_pretrained(model: str, pretrained) -> Pretrained:
     return load_path(path)
 
 
+def published_name(source: str) -> bool:
+    """Whether `source` names a model with published weights (an existing path of that name comes first)."""
+    return not Path(source).exists() and any(m == source for m, _ in PUBLISHED)
+
+
+def unknown_source(source: str, paths: str) -> ReslabError:
+    """The one line for a source that is neither an existing path (`paths` says which kinds) nor a published name."""
+    return ReslabError(f"{source!r} is neither an existing {paths} nor a model with published weights "
+                       f"({', '.join(sorted({m for m, _ in PUBLISHED}))})")
+
+
 def load_source(source: str) -> Pretrained:
     """What `--init-from` and `reslab export` take: a run directory, a checkpoint file, an exported folder or file,
     or the name of a model with published weights."""
+    if published_name(source):
+        return load_published(published(source))
     if Path(source).exists():
         return load_path(Path(source))
-    if any(m == source for m, _ in PUBLISHED):
-        return load_published(published(source))
-    raise ReslabError(f"{source!r} is neither an existing run directory, checkpoint file or exported folder nor a "
-                      f"model with published weights ({', '.join(sorted({m for m, _ in PUBLISHED}))})")
+    raise unknown_source(source, "run directory, checkpoint file or exported folder")
+
+
+def load_checkpoint_source(source: str, which: str = "last") -> tuple[dict, Path]:
+    """What `reslab eval` takes, as a reslab checkpoint and the file it was read from: a run directory (`which`:
+    its last or best weights), a checkpoint file, or the name of a model with published weights (a checkpoint of
+    kind "published", with no training config)."""
+    if published_name(source):
+        entry = published(source)
+        return published_checkpoint(load_published(entry)), fetch(entry)
+    if not Path(source).exists():
+        raise unknown_source(source, "run directory or checkpoint file")
+    return load_run_checkpoint(Path(source), which)
+
+
+def published_checkpoint(w: Pretrained) -> dict:
+    """Published weights in the checkpoint layout `reslab import` writes (no training config, so no val split)."""
+    return {"kind": "published", "model": {"name": w.model, "kwargs": dict(w.kwargs)}, "model_state": w.state,
+            "normalization": w.normalizer.state_dict(), "config": None, "source": dict(w.origin)}
 
 
 def load_path(path: Path) -> Pretrained:
