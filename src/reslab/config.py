@@ -26,6 +26,7 @@ from reslab.models import family_members, model_info
 from reslab.models.resnet import SHORTCUTS, STEMS
 
 CONFIG_DIR = Path(__file__).parent / "configs"
+SCHEDULES = ("step", "linear")  # the lr schedule shapes (optim.schedule), implemented in reslab.engine.schedule
 
 
 class ConfigError(ReslabError):
@@ -60,6 +61,9 @@ class DataConfig:
 @dataclass
 class OptimConfig:
     lr: float = 0.1
+    schedule: str = "step"                    # step: lr *= gamma at each milestone (the paper's); linear: after any
+                                              # warm-up, lr decays linearly from lr to 0 at the end of training
+                                              # (milestones and gamma unused; Li et al. 2020, "Budgeted Training")
     momentum: float = 0.9
     weight_decay: float = 1e-4
     nesterov: bool = False
@@ -155,6 +159,7 @@ CHOICES = {
     "data.normalization": (*NORMALIZATIONS, "init"),
     "data.pad_fill": (*PAD_FILLS, "init"),
     "data.dataset": tuple(DATASETS),
+    "optim.schedule": SCHEDULES,
     "optim.milestones_unit": ("fraction", "iteration", "epoch"),
     "optim.warmup": ("none", "linear", "constant"),
     "train.amp": ("none", "bf16", "fp16", "auto"),
@@ -447,7 +452,8 @@ def _validate_numbers(cfg: Config) -> None:
     if o.milestones_unit == "fraction" and any(m >= 1 for m in ms):
         raise _err("optim.milestones", ms, "fractions of training must lie in (0, 1); "
                    "or set optim.milestones_unit=iteration")
-    if o.milestones_unit == "iteration" and t.epochs is None and t.iterations and any(m >= t.iterations for m in ms):
+    if (o.schedule == "step" and o.milestones_unit == "iteration" and t.epochs is None and t.iterations
+            and any(m >= t.iterations for m in ms)):
         raise _err("optim.milestones", ms, f"every milestone must be before the end of training "
                    f"(train.iterations={t.iterations})")
     if any(not 0 <= s <= 1 for s in t.snapshots):
@@ -471,7 +477,7 @@ class Schedule:
 
     steps_per_epoch: int
     iterations: int
-    milestones: list[int]
+    milestones: list[int]                     # where a step schedule divides the lr ([] for optim.schedule=linear)
     snapshots: list[int]
 
 
@@ -481,7 +487,9 @@ def resolve_schedule(cfg: Config, n_train: int) -> Schedule:
         raise _err("train.batch_size", t.batch_size, f"must be at most the {n_train} training images")
     spe = n_train // t.batch_size  # the last partial batch of each epoch is dropped (equal batches for BN)
     total = max(1, round(t.epochs * spe)) if t.epochs is not None else t.iterations
-    if o.milestones_unit == "fraction":
+    if o.schedule == "linear":  # no steps: the lr decays to 0 at `total`
+        ms = []
+    elif o.milestones_unit == "fraction":
         ms = [round(m * total) for m in o.milestones]
     elif o.milestones_unit == "epoch":
         ms = [round(m * spe) for m in o.milestones]

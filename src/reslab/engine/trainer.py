@@ -561,10 +561,12 @@ def describe(run: Run) -> str:
     where = str(run.dev) if not ctx.enabled else (
         f"{ctx.world_size} processes x {run.dev} (DDP, {'nccl' if run.dev.type == 'cuda' else 'gloo'}, "
         f"{t.batch_size // ctx.world_size} images each, {'sync' if t.sync_bn else 'per-process'} BN)")
+    steps = (f"x{cfg.optim.gamma} at {run.sched.milestones}" if cfg.optim.schedule == "step"
+             else "decaying linearly to 0")
     return (f"{cfg.model.name} (shortcut {cfg.model.shortcut}, {run.n_params:,} parameters) on {where}; "
             f"{p.n_train} train / {p.val_x.shape[0]} val / {p.test_x.shape[0]} test images; "
             f"{total} iterations = {total / spe:.2f} epochs of {spe} at batch {t.batch_size}; "
-            f"lr {cfg.optim.lr} x{cfg.optim.gamma} at {run.sched.milestones}; normalisation {p.normalizer.describe()}; "
+            f"lr {cfg.optim.lr} {steps}; normalisation {p.normalizer.describe()}; "
             f"{'fp32' if t.amp == 'none' else t.amp + ' autocast'}")
 
 
