@@ -51,7 +51,8 @@ class DataConfig:
     split_seed: int = 0                       # the validation split (and subsets) depend on this, not on train.seed
     train_subset: typing.Optional[int] = None  # class-balanced seeded subset of the training split (short runs)
     val_subset: typing.Optional[int] = None   # evaluate on a class-balanced subset of the validation split
-    test_subset: typing.Optional[int] = None  # evaluate on a class-balanced subset of the 10k test set
+    test_subset: typing.Optional[int] = None  # evaluate on a class-balanced subset of the 10k test set; 0 = no test
+                                              # evaluation at all (validation-only trials: nothing to fish on test)
     normalization: str = "channel"            # channel: per-channel mean/std; pixel: the paper's per-pixel mean subtraction; none; init: the one model.init_from's weights were trained with
     augment: bool = True                      # pad 4 + random 32x32 crop + horizontal flip (the paper's)
     pad: int = 4
@@ -440,10 +441,15 @@ def _validate_numbers(cfg: Config) -> None:
             raise _err(key, v, "must be >= 0")
     if o.gamma > 1:
         raise _err("optim.gamma", o.gamma, "must be in (0, 1]")
-    for key in ("train_subset", "val_subset", "test_subset"):
+    for key in ("train_subset", "val_subset"):
         v = getattr(d, key)
         if v is not None and v <= 0:
             raise _err(f"data.{key}", v, "must be a positive integer or null")
+    if d.test_subset is not None and d.test_subset < 0:
+        raise _err("data.test_subset", d.test_subset, "must be a positive integer, 0 (no test evaluation) or null")
+    if d.test_subset == 0 and not d.val_size:
+        raise _err("data.test_subset", 0, "a run without test evaluation needs a validation split "
+                   "(data.val_size > 0)")
     ms = o.milestones
     if any(b <= a for a, b in zip(ms, ms[1:])):
         raise _err("optim.milestones", ms, "must be strictly increasing")

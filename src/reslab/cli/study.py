@@ -77,10 +77,10 @@ def configure(p) -> None:
                         help="plain vs residual nets of several depths (the paper's Fig. 6 / Table 6)",
                         description="Trains {plain, resnet} x depths under one protocol; only the shortcut differs "
                                     "within a pair. Rerunning the same command resumes the study.")
-    q.add_argument("--profile", default="quick", help="quick (CPU, ~15 min), paper (the full protocol, for a GPU), "
-                   "or a YAML config file")
-    q.add_argument("--depths", default=None, help="comma-separated CIFAR depths (6n+2); default 20,56 for quick, "
-                   "20,32,44,56 otherwise")
+    q.add_argument("--profile", default="quick", help="quick (CPU, ~15 min), hour (CPU with native bf16, ~1 h, "
+                   "the full split), paper (the full protocol, for a GPU), or a YAML config file")
+    q.add_argument("--depths", default=None, help="comma-separated CIFAR depths (6n+2); default 20,56 for quick "
+                   "and hour, 20,32,44,56 otherwise")
     add_study_options(q, "degradation")
     q = ssub.add_parser("imagenet-style", formatter_class=fmt,
                         help="plain18/34, resnet18/34 and the multi-scale resnet18_ms on CIFAR-10 (one protocol)",
@@ -126,7 +126,10 @@ def run(a) -> int:
             raise ReslabError(f"{flag} is for --launcher submitit; the local launcher runs the study in this command")
     if not run_study(spec, out, devices=devices, quiet=a.quiet):
         return stopped_exit_code(out)
-    if not a.no_report:
+    if from_dict(spec.base_config).data.test_subset == 0:
+        print("[study] validation-only (data.test_subset=0): no test evaluation, so no report; the validation "
+              f"errors are in {out}/runs/*/metrics.csv")
+    elif not a.no_report:
         paths = write_report(out)
         share_report(out)
         print(f"[study] report: {paths['md']} and {paths['html']}")

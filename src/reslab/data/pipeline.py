@@ -81,6 +81,8 @@ def make_splits(train_labels: torch.Tensor, test_labels: torch.Tensor, *, val_si
     def subset(idx, labels, n, key, name):
         if n is None:
             return idx
+        if n == 0:  # data.test_subset=0: a validation-only run evaluates no test image
+            return idx[:0]
         if n > idx.numel():
             raise ReslabError(f"data.{name}={n} is larger than the split ({idx.numel()} images)")
         pick, _ = balanced_indices(labels[idx], spread(n, classes), mix_seed(split_seed, key))
@@ -107,7 +109,7 @@ def n_train_images(d) -> int:
 
 def n_eval_images(d) -> tuple[int, int]:
     """(validation, test) images of one evaluation point of a data config, without reading the data."""
-    return (d.val_subset or d.val_size) if d.val_size else 0, d.test_subset or OFFICIAL_TEST
+    return (d.val_subset or d.val_size) if d.val_size else 0, OFFICIAL_TEST if d.test_subset is None else d.test_subset
 
 
 FIT_CHUNK = 1024  # images per step of Normalizer.fit: 25 MB of int64 at a time

@@ -462,8 +462,12 @@ def finish(run: Run, bar: EpochBar | PlainProgress | None) -> Path:
     s = runs.read_json(w.run_dir / runs.SUMMARY_FILE)
     run.trackers.log_summary(s)
     run.trackers.close("finished")
-    w.log(f"finished {w.run_dir}: final test error {s['final']['test_error']:.2f}%"
-          + (f", best val {s['best']['val_error']:.2f}% (test {s['best']['test_error']:.2f}% there)" if s.get("best") else "")
+    final, best = s["final"], s.get("best")
+    w.log(f"finished {w.run_dir}: final "
+          + (f"test error {final['test_error']:.2f}%" if "test_error" in final else "val error (no test set) "
+             f"{final['val_error']:.2f}%")
+          + (f", best val {best['val_error']:.2f}%" if best else "")
+          + (f" (test {best['test_error']:.2f}% there)" if best and "test_error" in best else "")
           + f", {s['wall_seconds']:.0f}s", always=True)  # --quiet still gives the result
     return w.run_dir
 
@@ -507,6 +511,8 @@ def eval_row(run: Run) -> dict:
     if p.val_x.shape[0]:
         v = evaluate(run.model, p.val_x, p.val_y, p.normalizer, **kw)
         row.update(val_loss=v.loss, val_error=v.error)
+    if not p.test_x.shape[0]:  # data.test_subset=0: validation only
+        return row
     te = evaluate(run.model, p.test_x, p.test_y, p.normalizer, **kw)
     row.update(test_loss=te.loss, test_error=te.error)
     if st.iteration == run.sched.iterations:  # the final test evaluation, kept whole for reports
@@ -572,7 +578,8 @@ def describe(run: Run) -> str:
 
 def format_row(r: dict, total: int, spe: int) -> str:
     val = f" | val {r['val_error']:.2f}%" if r.get("val_error") is not None else ""
+    test = f" | test {r['test_error']:.2f}%" if r.get("test_error") is not None else ""
     ips = f" | {r['images_per_s']:.0f} img/s" if r.get("images_per_s") else ""
     return (f"epoch {r['epoch']:>3} it {r['iteration']:>6}/{total} | train loss {r['train_loss']:.4f} "
-            f"err {r['train_error']:.2f}%{val} | test {r['test_error']:.2f}% | lr {r['lr']:.4g}{ips} "
+            f"err {r['train_error']:.2f}%{val}{test} | lr {r['lr']:.4g}{ips} "
             f"| {r['seconds']:.1f}s")
