@@ -203,6 +203,9 @@ def protocol_items(study: Study) -> list[str]:
     if study.spec.plan:
         items.append(f"sized by `--budget {study.spec.plan.get('budget')}` when the study started: "
                      f"{plan_line(study.spec.plan)}")
+        if study.spec.plan.get("shape"):
+            items.append(f"shape chosen by the budget: **{study.spec.plan['shape']}** "
+                         f"({study.spec.plan['shape_why']})")
     envs = [r.env for r in study.runs if r.env]
     auto = next((e["amp"] for e in envs if isinstance(e.get("amp"), dict)), None)  # what train.amp=auto chose
     used = auto["chose"] if auto else t.amp
