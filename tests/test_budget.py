@@ -136,6 +136,14 @@ def test_budget_plan_fits_the_budget_and_scales_the_schedule(fake_dir, fake_spee
     assert cfg.optim.milestones == [0.5, 0.75] and cfg.optim.milestones_unit == "fraction"
 
 
+def test_a_validation_only_study_is_sized_as_the_study_it_stands_for(fake_dir, fake_speed):
+    # data.test_subset=0 evaluates no test image, but its plan counts the full test set at every point: the
+    # iteration count a validation trial gets is the one the frozen profile, tested, fits in the same budget
+    plan = {sub: plan_budget(tiny_spec(fake_dir, f"data.test_subset={sub}"), 1200.0, "cpu", log=lambda m: None)
+            for sub in ("0", "null", "40")}
+    assert plan["0"]["iterations"] == plan["null"]["iterations"] < plan["40"]["iterations"]
+
+
 def test_a_budget_too_small_says_what_would_fit_and_writes_nothing(fake_dir, fake_speed, tmp_path, capsys):
     out = tmp_path / "st"
     args = ["study", "degradation", "--depths", "8,14", "--data-dir", str(fake_dir), "--out", str(out),

@@ -12,7 +12,7 @@ never re-planned (the budget is not part of what makes two studies the same).
 from __future__ import annotations
 
 import platform
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime
 from pathlib import Path
 
@@ -133,6 +133,8 @@ def measure_fit(spec: StudySpec, budget_s: float, device: str | None, log=print)
     per_run = [speeds[cfg.model.name] for cfg in run_cfgs]
     t = base.train
     eval_images = sum(n_eval_images(base.data))
+    if base.data.test_subset == 0:  # a validation-only trial is sized as the study it stands for, test included,
+        eval_images += n_eval_images(replace(base.data, test_subset=None))[1]  # so its iterations can be frozen
     fixed = (START_SECONDS + REPORT_SECONDS + len(spec.runs) * RUN_SECONDS
              + sum(s.run_seconds(0, t.batch_size, points, eval_images) for s in per_run)
              + sum(REPORT_RUNS_IMAGES / s.eval_images_per_s for s in per_run))
