@@ -463,11 +463,12 @@ def finish(run: Run, bar: EpochBar | PlainProgress | None) -> Path:
     run.trackers.log_summary(s)
     run.trackers.close("finished")
     final, best = s["final"], s.get("best")
+    tested = final.get("test_error") is not None  # not with data.test_subset=0 (validation only)
     w.log(f"finished {w.run_dir}: final "
-          + (f"test error {final['test_error']:.2f}%" if "test_error" in final else "val error (no test set) "
-             f"{final['val_error']:.2f}%")
+          + (f"test error {final['test_error']:.2f}%" if tested
+             else f"val error {final['val_error']:.2f}% (no test set)")
           + (f", best val {best['val_error']:.2f}%" if best else "")
-          + (f" (test {best['test_error']:.2f}% there)" if best and "test_error" in best else "")
+          + (f" (test {best['test_error']:.2f}% there)" if best and tested else "")
           + f", {s['wall_seconds']:.0f}s", always=True)  # --quiet still gives the result
     return w.run_dir
 

@@ -107,8 +107,8 @@ def plan_budget(spec: StudySpec, budget_s: float, device: str | None, log=print,
                           f"{fit.smallest} iterations per run need about {duration(need)}; give at least --budget "
                           f"{int(need // 60) + 1}m, or fewer --depths/--seeds")
     its, every = fit.iterations, fit.iterations // fit.points
-    plan = {"budget_s": budget_s, "iterations": its, "eval_every": every,
-            "profile_iterations": fit.profile_iterations, "estimate_s": round(fit.fixed_s + its * fit.per_iteration_s, 1),
+    plan = {"budget_s": budget_s, "iterations": its, "eval_every": every, "profile_iterations": fit.profile_iterations,
+            "estimate_s": round(fit.fixed_s + its * fit.per_iteration_s, 1),
             "training_s": round(its * fit.per_iteration_s, 1), "device": fit.device, "amp": fit.amp,
             "machine": platform.processor() or platform.machine(),
             "made": datetime.now().isoformat(timespec="seconds"), "speeds": fit.speeds,
