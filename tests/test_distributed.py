@@ -23,6 +23,7 @@ from reslab.data import augment
 from reslab.engine import evaluate, prepare_data, train
 from reslab.weights.files import load_checkpoint, load_weights, resumable_checkpoints
 from reslab.engine.distributed import DistContext
+from reslab.engine.correct import Correctness, read_correct
 from reslab.engine.runs import read_metrics
 from runcheck import numbers
 from reslab.engine.step import training_batch
@@ -190,6 +191,10 @@ def test_sharded_evaluation_is_exactly_the_single_process_one(ddp_run, fake_dir)
     assert row["test_error"] == pytest.approx(te.error, abs=1e-4)  # metrics.csv keeps 6 significant digits
     assert saved["loss"] == pytest.approx(te.loss, rel=1e-6)
     assert row["val_error"] == pytest.approx(va.error, abs=1e-4)  # metrics.csv keeps 6 significant digits
+    # the per-image correctness each rank filled for its batches, gathered: the single-process vector exactly
+    stored = read_correct(json.loads((ddp_run / "correct.json").read_text()))
+    one = evaluate(model, prep.test_x, prep.test_y, prep.normalizer, batch_size=25, keep_correct=True)
+    assert stored["test"] == Correctness.from_tensor("test", prep.digests["test"], one.correct)
 
 
 def test_only_rank_0_writes(ddp_run):

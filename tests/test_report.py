@@ -91,7 +91,7 @@ def test_the_written_ranking_states_its_yardstick(report):
     _, md, _, _ = report
     ranking = md[md.index("## Ranking"):md.index("## Against the paper")]
     assert "| rank | model | final test err % | vs the one above |" in ranking
-    assert "Yardstick (the verdicts' own): 2 standard errors of sampling noise on 40 images" in ranking
+    assert "Yardstick (the verdicts' own without paired tests): 2 standard errors of sampling noise on 40 images" in ranking
 
 
 # ---- 2. throughput ---------------------------------------------------------------------------------------------

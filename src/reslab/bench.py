@@ -29,6 +29,7 @@ import torch.nn.functional as F
 from reslab.data import Normalizer
 from reslab.engine.device import choose_amp, resolve_device
 from reslab.engine.evaluate import evaluate
+from reslab.engine.graph import GraphStep, use_graph
 from reslab.engine.step import train_step, training_batch
 from reslab.models import count_macs, create_model
 from reslab.models.fuse import fold_batchnorm
@@ -143,11 +144,13 @@ class ReslabSide:
     """(a) reslab's own step: uint8 images on the device, one gather + normalise + pad/crop/flip per batch,
     channels_last, the trainer's `train_step`."""
 
-    def __init__(self, model_name: str, images, labels, batch_size: int, dev: torch.device, amp: str = "none"):
+    def __init__(self, model_name: str, images, labels, batch_size: int, dev: torch.device, amp: str = "none",
+                 graph: bool = False):
         torch.manual_seed(0)
         self.amp = amp
         self.model = create_model(model_name).to(dev).to(memory_format=torch.channels_last)
         self.opt = torch.optim.SGD(self.model.parameters(), lr=0.01, momentum=0.9, weight_decay=1e-4)
+        self.graph = GraphStep(self.model, self.opt, dev, amp) if graph else None  # the trainer's graphed step
         self.scaler = torch.amp.GradScaler(dev.type, enabled=amp == "fp16")
         self.images, self.labels = images.to(dev), labels.to(dev)
         self.norm = Normalizer("channel", torch.tensor(MEAN), torch.tensor(STD)).to(dev)
@@ -164,8 +167,12 @@ class ReslabSide:
     def steps(self, n: int) -> None:
         for _ in range(n):
             x, y = self.batch()
-            loss, _ = train_step(self.model, self.opt, self.scaler, x, y, self.amp)
-        float(loss)  # one host sync per round, as the trainer syncs rarely (loss is detached)
+            if self.graph is not None:
+                loss, _ = self.graph.step(x, y, 0.01)
+            else:
+                loss, _ = train_step(self.model, self.opt, self.scaler, x, y, self.amp)
+        if n:
+            float(loss)  # one host sync per round, as the trainer syncs rarely (loss is detached)
 
 
 class BaselineSide:
@@ -230,48 +237,73 @@ def pipeline_seconds(side: ReslabSide, dev: torch.device, batches: int = 20) -> 
 
 def bench_train(model_name: str = "resnet20", batch_size: int = 128, rounds: int = 6, steps: int = 8,
                 warmup: int = 3, device: str = "cpu", workers: int = 2, n_images: int = 10_000,
-                amp: str = "none", log=print) -> dict:
+                amp: str = "none", cuda_graph: str = "off", baseline: bool = True, log=print) -> dict:
+    """reslab's step against the baseline (and, where they differ, against reslab in fp32 and reslab eager),
+    interleaved. cuda_graph (off | on | auto, as train.cuda_graph): reslab's side replays its step as a CUDA graph,
+    and a side "reslab_eager" runs the same precision eagerly. baseline=False: reslab's sides only (several
+    benchmarks sharing one GPU measure reslab, not the DataLoader)."""
     dev = resolve_device(device)
     amp, amp_why = choose_amp(amp, dev)
+    graph = use_graph(cuda_graph, dev, amp)
     images, labels = _images(n_images)
     macs = count_macs(create_model(model_name))
-    a_side = ReslabSide(model_name, images, labels, batch_size, dev, amp)
+    a_side = ReslabSide(model_name, images, labels, batch_size, dev, amp, graph)
     sides = {"reslab": a_side}
+    if graph:
+        sides["reslab_eager"] = ReslabSide(model_name, images, labels, batch_size, dev, amp)
     if amp != "none":
         sides["reslab_fp32"] = ReslabSide(model_name, images, labels, batch_size, dev)
-    b_side = sides["baseline"] = BaselineSide(model_name, images, labels, batch_size, dev, workers)
-    log(f"bench train: {model_name}, batch {batch_size}, reslab in {precision(amp)}"
-        + (f" ({amp_why})" if amp_why else "") + f", {rounds} rounds x {steps} steps each side, "
-        f"interleaved; baseline = DataLoader({workers} workers) + {b_side.ds.kind}, fp32")
+    b_side = sides["baseline"] = BaselineSide(model_name, images, labels, batch_size, dev, workers) if baseline else None
+    log(f"bench train: {model_name}, batch {batch_size} on {dev}, reslab in {precision(amp)}"
+        + (f" ({amp_why})" if amp_why else "") + (", graphed (CUDA graph)" if graph else "")
+        + f", {rounds} rounds x {steps} steps each side, interleaved"
+        + (f"; baseline = DataLoader({workers} workers) + {b_side.ds.kind}, fp32" if b_side else "; no baseline"))
+    if b_side is None:
+        del sides["baseline"]
     for side in sides.values():
-        side.steps(warmup)
+        side.steps(max(warmup, 4 if graph else 0))  # a graphed side captures after its eager warm-up steps
     ips = interleaved(sides, rounds, steps, batch_size, dev, log)
     pipe = pipeline_seconds(a_side, dev)
-    a, b = statistics.median(ips["reslab"]), statistics.median(ips["baseline"])
+    a = statistics.median(ips["reslab"])
     step_time = batch_size / a
-    # Where the rest of the time goes: on CPU the convolutions (the same oneDNN kernels on both sides) set a
-    # ceiling on any speed-up that does not make the convolutions themselves faster.
-    ceiling = {}
-    if dev.type == "cpu":
-        parts = step_breakdown(a_side.steps)
-        share = parts["convolution"]
-        ceiling = {"conv_share": round(share, 4), "conv_ms_per_step": round(share * step_time * 1e3, 1),
-                   "ratio_ceiling_if_only_convs": round((batch_size / b) / (share * step_time), 3) if share else None,
-                   "step_breakdown": {part: {"share": round(v, 4), "ms_per_step": round(v * step_time * 1e3, 1)}
-                                      for part, v in parts.items()}}
     res = {
         "kind": "train", "model": model_name, "batch_size": batch_size, "device": str(dev),
-        "baseline": f"DataLoader({workers} workers) + {b_side.ds.kind}, NCHW fp32, eager, torch.optim.SGD",
-        "amp": amp, "amp_why": amp_why, **precision_gain(ips),
-        "reslab_images_per_s": round(a, 1), "baseline_images_per_s": round(b, 1), "ratio": round(a / b, 3),
-        "reslab_rounds": [round(v, 1) for v in ips["reslab"]], "baseline_rounds": [round(v, 1) for v in ips["baseline"]],
+        "amp": amp, "amp_why": amp_why, "cuda_graph": graph, **precision_gain(ips), **graph_gain(ips),
+        "reslab_images_per_s": round(a, 1), "reslab_rounds": [round(v, 1) for v in ips["reslab"]],
         "macs_per_image": macs, "gflops_reslab": round(a * macs * 2 * 3 / 1e9, 2),
-        "gflops_baseline": round(b * macs * 2 * 3 / 1e9, 2),
         "input_pipeline_ms": round(pipe * 1e3, 3), "input_pipeline_share": round(pipe / step_time, 4),
-        "peak_memory_mb": round(_peak_memory_mb(dev), 1), **ceiling, **machine(),
+        "peak_memory_mb": round(_peak_memory_mb(dev), 1), **machine(dev),
     }
-    b_side.close()
+    if b_side is not None:
+        b = statistics.median(ips["baseline"])
+        res.update(baseline=f"DataLoader({workers} workers) + {b_side.ds.kind}, NCHW fp32, eager, torch.optim.SGD",
+                   baseline_images_per_s=round(b, 1), ratio=round(a / b, 3),
+                   baseline_rounds=[round(v, 1) for v in ips["baseline"]],
+                   gflops_baseline=round(b * macs * 2 * 3 / 1e9, 2))
+        if dev.type == "cpu":
+            res.update(cpu_ceiling(a_side, step_time, batch_size / b))
+        b_side.close()
     return res
+
+
+def cpu_ceiling(side: ReslabSide, step_time: float, baseline_step_time: float) -> dict:
+    """Where a CPU step's time goes: the convolutions (the same oneDNN kernels on both sides) set a ceiling on any
+    speed-up that does not make the convolutions themselves faster."""
+    parts = step_breakdown(side.steps)
+    share = parts["convolution"]
+    return {"conv_share": round(share, 4), "conv_ms_per_step": round(share * step_time * 1e3, 1),
+            "ratio_ceiling_if_only_convs": round(baseline_step_time / (share * step_time), 3) if share else None,
+            "step_breakdown": {part: {"share": round(v, 4), "ms_per_step": round(v * step_time * 1e3, 1)}
+                               for part, v in parts.items()}}
+
+
+def graph_gain(ips: dict[str, list]) -> dict:
+    """reslab graphed against reslab eager (same precision), medians of the same interleaved rounds."""
+    if "reslab_eager" not in ips:
+        return {}
+    a, e = statistics.median(ips["reslab"]), statistics.median(ips["reslab_eager"])
+    return {"reslab_eager_images_per_s": round(e, 1), "graph_speedup": round(a / e, 3),
+            "reslab_eager_rounds": [round(v, 1) for v in ips["reslab_eager"]]}
 
 
 def precision(amp: str) -> str:
@@ -315,7 +347,7 @@ def bench_eval(model_name: str = "resnet20", batch_size: int = 250, n_images: in
     return res
 
 
-def machine() -> dict:
+def machine(dev: torch.device | None = None) -> dict:
     flags = ""
     try:
         with open("/proc/cpuinfo") as f:
@@ -325,5 +357,9 @@ def machine() -> dict:
                     break
     except OSError:
         pass
-    return {"torch": torch.__version__, "threads": torch.get_num_threads(), "cpu": flags or platform.processor(),
-            "python": platform.python_version()}
+    out = {"torch": torch.__version__, "threads": torch.get_num_threads(), "cpu": flags or platform.processor(),
+           "python": platform.python_version()}
+    if dev is not None and dev.type == "cuda":
+        out.update(gpu=torch.cuda.get_device_name(dev), capability=".".join(map(str, torch.cuda.get_device_capability(dev))),
+                   cuda=torch.version.cuda, cudnn=torch.backends.cudnn.version())
+    return out

@@ -53,6 +53,7 @@ class DataConfig:
     val_subset: typing.Optional[int] = None   # evaluate on a class-balanced subset of the validation split
     test_subset: typing.Optional[int] = None  # evaluate on a class-balanced subset of the 10k test set; 0 = no test
                                               # evaluation at all (validation-only trials: nothing to fish on test)
+    train_probe: typing.Optional[int] = 5000  # at the final evaluation, this many class-balanced training images (at most the whole training split) in eval mode without augmentation: the paired training-error verdicts; null = none
     normalization: str = "channel"            # channel: per-channel mean/std; pixel: the paper's per-pixel mean subtraction; none; init: the one model.init_from's weights were trained with
     augment: bool = True                      # pad 4 + random 32x32 crop + horizontal flip (the paper's)
     pad: int = 4
@@ -91,6 +92,11 @@ class TrainConfig:
                                               # has it natively (bf16 GPUs; CPUs with AVX512_BF16 or AMX), else fp32.
                                               # A run records what auto chose (config.yaml, env.json) and a resume keeps it
     compile: bool = False                     # torch.compile the model
+    tf32: bool = False                        # CUDA: TF32 inside fp32 matmuls/convolutions (Ampere+; faster, 10-bit
+                                              # mantissa); false: fp32 is fp32, as on the CPU. env.json records it
+    cuda_graph: str = "off"                   # off | on | auto: the training step captured as one CUDA graph and
+                                              # replayed (engine/graph.py; CUDA, fp32 or bf16, one process); auto:
+                                              # where it can be, else eager. Not yet run on a GPU: see docs/gpu.md
     eval_batch_size: int = 250                # measured fastest on CPU (cache-sized batches)
     eval_every: int = 0                       # evaluate (and log a metrics row) every N iterations; 0 = every epoch
     log_every: int = 0                        # training loss/error into train_log.csv every N iterations (free: no
@@ -164,6 +170,7 @@ CHOICES = {
     "optim.milestones_unit": ("fraction", "iteration", "epoch"),
     "optim.warmup": ("none", "linear", "constant"),
     "train.amp": ("none", "bf16", "fp16", "auto"),
+    "train.cuda_graph": ("off", "on", "auto"),
     "launcher.name": ("local", "submitit"),
     "launcher.cluster": ("slurm", "local"),
 }
@@ -221,6 +228,8 @@ def _coerce(value, tp, key: str):
             raise bad
         return float(value)
     if tp is str:
+        if isinstance(value, bool) and {"on", "off"} <= set(CHOICES.get(key, ())):
+            return "on" if value else "off"  # YAML 1.1 reads a bare on/off as true/false
         if not isinstance(value, str):
             raise bad
         return value
@@ -441,7 +450,7 @@ def _validate_numbers(cfg: Config) -> None:
             raise _err(key, v, "must be >= 0")
     if o.gamma > 1:
         raise _err("optim.gamma", o.gamma, "must be in (0, 1]")
-    for key in ("train_subset", "val_subset"):
+    for key in ("train_subset", "val_subset", "train_probe"):
         v = getattr(d, key)
         if v is not None and v <= 0:
             raise _err(f"data.{key}", v, "must be a positive integer or null")

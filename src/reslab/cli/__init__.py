@@ -15,7 +15,7 @@ import sys
 from reslab import ReslabError, __version__
 from reslab.cli.common import HelpFormatter
 
-EPILOG = "Docs: README.md. Every error that you can fix exits with code 2 and one line saying what to change."
+EPILOG = "Docs: README.md and the site in docs/ (mkdocs serve). Every error that you can fix exits with code 2 and one line saying what to change."
 
 # name: (module, one-line help), in the order `reslab --help` lists them
 COMMANDS = {

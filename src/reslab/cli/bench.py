@@ -1,6 +1,7 @@
 """`reslab bench train|eval`: reslab's step against the conventional PyTorch pipeline (see reslab.bench)."""
 from __future__ import annotations
 
+import argparse
 import json
 
 from reslab import ReslabError
@@ -28,6 +29,12 @@ def configure(p) -> None:
             q.add_argument("--amp", default="none", choices=AMPS, help="reslab's precision: none (fp32), bf16, "
                            "fp16 (GPU), or auto (bf16 where the device has it natively, as train.amp=auto); "
                            "not fp32: reslab in fp32 is measured in the same rounds too (default: none)")
+            q.add_argument("--cuda-graph", default="off", choices=CHOICES["train.cuda_graph"],
+                           help="reslab's step replayed as a CUDA graph (as train.cuda_graph): on, off, or auto (where "
+                           "it can be: CUDA, fp32/bf16); graphed: reslab eager is measured in the same rounds too")
+            q.add_argument("--baseline", action=argparse.BooleanOptionalAction, default=True,
+                           help="measure the conventional DataLoader pipeline too (--no-baseline: reslab only, e.g. "
+                           "for several benchmarks sharing one GPU)")
         else:
             q.add_argument("--images", type=int, default=2000, help="images evaluated per measurement")
             q.add_argument("--train-images-per-s", type=float, default=None,
@@ -42,14 +49,21 @@ def run(a) -> int:
     if getattr(a, "amp", None) == "fp16" and a.device == "cpu":
         raise ReslabError("--amp fp16 needs a GPU; on CPU use bf16, auto or none")
     if a.bench_kind == "train":
-        res = bench_train(a.model, a.batch_size, a.rounds, a.steps, device=a.device, workers=a.workers, amp=a.amp)
+        res = bench_train(a.model, a.batch_size, a.rounds, a.steps, device=a.device, workers=a.workers, amp=a.amp,
+                          cuda_graph=a.cuda_graph, baseline=a.baseline)
         print(f"reslab   {res['reslab_images_per_s']:8.1f} img/s  ({res['gflops_reslab']} GFLOP/s)  "
               f"[{precision(res['amp'])}]")
         if res.get("amp_speedup"):
             print(f"reslab   {res['reslab_fp32_images_per_s']:8.1f} img/s  [fp32]: {res['amp']} is "
                   f"{res['amp_speedup']:.2f}x fp32" + (f"  ({res['amp_why']})" if res.get("amp_why") else ""))
-        print(f"baseline {res['baseline_images_per_s']:8.1f} img/s  ({res['gflops_baseline']} GFLOP/s)  [{res['baseline']}]")
-        print(f"ratio    {res['ratio']:.2f}x   input pipeline {res['input_pipeline_ms']:.2f} ms/batch = "
+        if res.get("graph_speedup"):
+            print(f"reslab   {res['reslab_eager_images_per_s']:8.1f} img/s  [eager]: the CUDA graph is "
+                  f"{res['graph_speedup']:.2f}x eager")
+        if res.get("baseline"):
+            print(f"baseline {res['baseline_images_per_s']:8.1f} img/s  ({res['gflops_baseline']} GFLOP/s)  "
+                  f"[{res['baseline']}]")
+        print((f"ratio    {res['ratio']:.2f}x   " if res.get("ratio") else "")
+              + f"input pipeline {res['input_pipeline_ms']:.2f} ms/batch = "
               f"{100 * res['input_pipeline_share']:.1f}% of reslab's step   peak memory {res['peak_memory_mb']:.0f} MB")
         if res.get("ratio_ceiling_if_only_convs"):
             print(f"convolutions {res['conv_ms_per_step']:.0f} ms = {100 * res['conv_share']:.0f}% of reslab's step: "

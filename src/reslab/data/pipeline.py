@@ -54,20 +54,22 @@ def spread(n: int, classes: int = 10) -> list[int]:
 
 @dataclass
 class Splits:
-    """Index tensors into the CIFAR train set (train, val) and test set (test)."""
+    """Index tensors into the CIFAR train set (train, val, probe) and test set (test)."""
 
     train: torch.Tensor
     val: torch.Tensor
     test: torch.Tensor
+    probe: torch.Tensor  # the train probe: a fixed class-balanced part of `train` (empty: none)
 
 
 def make_splits(train_labels: torch.Tensor, test_labels: torch.Tensor, *, val_size: int, split_seed: int,
                 train_subset: int | None = None, test_subset: int | None = None,
-                val_subset: int | None = None) -> Splits:
+                val_subset: int | None = None, train_probe: int | None = None) -> Splits:
     """The paper's split: `val_size` class-balanced images held out of the 50k for validation (45k/5k with
     val_size=5000; 0 trains on all 50k). `train_subset`/`val_subset`/`test_subset` take class-balanced seeded
-    subsets for short runs. The split seed is separate from the training seed, so runs with different
-    training seeds share one validation set."""
+    subsets for short runs. `train_probe` picks that many class-balanced images of the training split (all of it
+    when it is no larger) for measuring the training error without augmentation. The split seed is separate from
+    the training seed, so runs with different training seeds share one validation set and one probe."""
     n_train = train_labels.numel()
     classes = int(train_labels.max()) + 1 if n_train else 10  # 10 for CIFAR-10, 100 for CIFAR-100
     if val_size >= n_train:
@@ -88,16 +90,20 @@ def make_splits(train_labels: torch.Tensor, test_labels: torch.Tensor, *, val_si
         pick, _ = balanced_indices(labels[idx], spread(n, classes), mix_seed(split_seed, key))
         return idx[pick]
 
-    return Splits(subset(train, train_labels, train_subset, 1, "train_subset"),
-                  subset(val, train_labels, val_subset, 2, "val_subset"),
-                  subset(test, test_labels, test_subset, 3, "test_subset"))
+    train = subset(train, train_labels, train_subset, 1, "train_subset")
+    if train_probe is None:
+        probe = torch.empty(0, dtype=torch.long)
+    else:
+        probe = subset(train, train_labels, train_probe, 4, "train_probe") if train_probe < train.numel() else train
+    return Splits(train, subset(val, train_labels, val_subset, 2, "val_subset"),
+                  subset(test, test_labels, test_subset, 3, "test_subset"), probe)
 
 
 def splits_for(train_labels: torch.Tensor, test_labels: torch.Tensor, d, **overrides) -> Splits:
     """The splits a data config (`cfg.data`) asks for: the one place a config becomes index tensors.
     `overrides` replace single fields (e.g. `val_subset=None` to evaluate on the whole validation split)."""
     kw = {"val_size": d.val_size, "split_seed": d.split_seed, "train_subset": d.train_subset,
-          "val_subset": d.val_subset, "test_subset": d.test_subset, **overrides}
+          "val_subset": d.val_subset, "test_subset": d.test_subset, "train_probe": d.train_probe, **overrides}
     return make_splits(train_labels, test_labels, **kw)
 
 
@@ -110,6 +116,11 @@ def n_train_images(d) -> int:
 def n_eval_images(d) -> tuple[int, int]:
     """(validation, test) images of one evaluation point of a data config, without reading the data."""
     return (d.val_subset or d.val_size) if d.val_size else 0, OFFICIAL_TEST if d.test_subset is None else d.test_subset
+
+
+def n_probe_images(d) -> int:
+    """Images of the train probe of a data config (evaluated once, at the final evaluation point)."""
+    return min(d.train_probe or 0, n_train_images(d))
 
 
 FIT_CHUNK = 1024  # images per step of Normalizer.fit: 25 MB of int64 at a time

@@ -18,6 +18,7 @@ class EvalResult:
     n: int
     confusion: torch.Tensor   # (classes, classes) int64: rows = true class, columns = predicted
     classes: tuple = CLASSES
+    correct: torch.Tensor | None = None  # (n,) bool on the CPU, True where image i was right (keep_correct=True)
 
     @property
     def per_class_accuracy(self) -> list[float]:
@@ -39,8 +40,10 @@ def autocast(device: torch.device, amp: str):
 @torch.inference_mode()
 def evaluate(model: nn.Module, images: torch.Tensor, labels: torch.Tensor, normalizer: Normalizer, *,
              batch_size: int = 1000, amp: str = "none", channels_last: bool = False,
-             classes: tuple = CLASSES, shard: tuple[int, int] | None = None) -> EvalResult:
-    """Single-view evaluation (the paper's protocol) of uint8 `images` on the model's device.
+             classes: tuple = CLASSES, shard: tuple[int, int] | None = None,
+             keep_correct: bool = False) -> EvalResult:
+    """Single-view evaluation (the paper's protocol) of uint8 `images` on the model's device; with
+    `keep_correct`, also which images it got right (EvalResult.correct, for the paired verdicts).
 
     shard=(rank, world_size), in a torch.distributed job: this process runs batches rank, rank + world_size,
     ... of the very batches one process would run, and the confusion matrix and per-batch loss sums are
@@ -54,6 +57,7 @@ def evaluate(model: nn.Module, images: torch.Tensor, labels: torch.Tensor, norma
     loss_sum = torch.zeros((), dtype=torch.float64, device=device)
     confusion = torch.zeros(num_classes * num_classes, dtype=torch.int64, device=device)
     starts = range(0, images.shape[0], batch_size)
+    right = torch.zeros(images.shape[0] if keep_correct else 0, dtype=torch.int32, device=device)
     sharded = shard is not None and shard[1] > 1
     if sharded:
         batch_losses = torch.zeros(len(starts), dtype=torch.float64, device=device)
@@ -71,7 +75,10 @@ def evaluate(model: nn.Module, images: torch.Tensor, labels: torch.Tensor, norma
                 batch_losses[i // batch_size] = batch_loss
             else:
                 loss_sum += batch_loss
-            confusion += torch.bincount(y * num_classes + out.argmax(1), minlength=num_classes ** 2)
+            pred = out.argmax(1)
+            confusion += torch.bincount(y * num_classes + pred, minlength=num_classes ** 2)
+            if keep_correct:
+                right[i:i + batch_size] = (pred == y).to(torch.int32)
     finally:
         model.train(was_training)
     if sharded:
@@ -79,10 +86,13 @@ def evaluate(model: nn.Module, images: torch.Tensor, labels: torch.Tensor, norma
 
         dist.all_reduce(confusion)
         dist.all_reduce(batch_losses)
+        if keep_correct:  # each rank filled its own batches' rows; the rest are 0
+            dist.all_reduce(right)
         for v in batch_losses.tolist():  # in batch order, as one process adds them up
             loss_sum += v
     n = int(images.shape[0])
     confusion = confusion.view(num_classes, num_classes).cpu()
     correct = int(confusion.diag().sum())
     return EvalResult(loss=float(loss_sum) / max(n, 1), error=100.0 * (n - correct) / max(n, 1), n=n,
-                      confusion=confusion, classes=tuple(classes))
+                      confusion=confusion, classes=tuple(classes),
+                      correct=right.bool().cpu() if keep_correct else None)

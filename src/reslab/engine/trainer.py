@@ -24,9 +24,11 @@ from reslab.config import Config, Schedule, from_dict, load_yaml, resolve_schedu
 from reslab.data import CifarData, Normalizer, mix_seed
 from reslab.engine import distributed, runs
 from reslab.weights.files import CONFIG_FILE, newest_good_checkpoint, require_run_dir
-from reslab.engine.device import choose_amp, native_bf16, torch_sync
+from reslab.engine.correct import Correctness, correct_document
+from reslab.engine.device import choose_amp, kernel_settings, native_bf16, set_determinism, set_tf32, torch_sync
 from reslab.engine.estimate import duration, evaluations, measure_speed
 from reslab.engine.evaluate import evaluate
+from reslab.engine.graph import GraphStep, use_graph
 from reslab.engine.init import apply_init, load_init
 from reslab.engine.prepare import Prepared, prepare_data
 from reslab.engine.progress import EpochBar, PlainProgress, announce, epoch_progress, rate, status
@@ -73,6 +75,7 @@ class Run:
     state: TrainState
     init_note: str | None = None  # where the initial weights came from (model.init_from), for the log
     amp_note: str | None = None   # what train.amp=auto chose and why (printed, and kept in env.json)
+    graph: GraphStep | None = None  # train.cuda_graph: the step captured as a CUDA graph (None: eager steps)
     writer: RunWriter | None = None
     trackers: Trackers | None = None
 
@@ -109,6 +112,8 @@ def train(cfg: Config | None = None, *, runs_dir: str | Path = "runs", resume: s
             cfg = validate(from_dict(found.ckpt["config"]))
         if device is not None:
             cfg.train.device = device
+            if found is not None and cfg.train.cuda_graph == "on":  # resumed elsewhere: graphed where it can be
+                cfg.train.cuda_graph = "auto"
         init = ctx.on_main(partial(load_init, cfg.model.init_from)) if found is None and cfg.model.init_from else None
         if init is not None and cfg.data.pad_fill == "init":  # config.yaml records what was used
             cfg.data.pad_fill = init.pad_fill or "mean"
@@ -157,13 +162,10 @@ def build_run(ctx: distributed.DistContext, cfg: Config, data: CifarData | None,
     t = cfg.train
     dev = ctx.device(t.device)
     t.amp, amp_note = choose_amp(t.amp, dev)  # the run records the choice: a resume keeps it on any machine
+    graphed = use_graph(t.cuda_graph, dev, t.amp, t.compile, ctx.enabled)  # train.cuda_graph=on here, or one line
     shard = ctx.shard(t.batch_size) if ctx.enabled else None
-    if t.deterministic:
-        torch.use_deterministic_algorithms(True, warn_only=dev.type != "cpu")
-        if dev.type == "cuda":
-            torch.backends.cudnn.benchmark = False
-    elif dev.type == "cuda":
-        torch.backends.cudnn.benchmark = True
+    set_determinism(t.deterministic, dev)  # first: before any cuBLAS call (the throughput probe comes later)
+    set_tf32(t.tf32)
     prep = prepare_data(cfg, dev, data, normalizer)
     sched = resolve_schedule(cfg, prep.n_train)
     torch.manual_seed(t.seed)  # the model's initialisation comes from this seed alone
@@ -182,8 +184,9 @@ def build_run(ctx: distributed.DistContext, cfg: Config, data: CifarData | None,
     scaler = torch.amp.GradScaler(dev.type, enabled=t.amp == "fp16")
     wrapped = ctx.wrap(model, dev, t.sync_bn)
     step_model = torch.compile(wrapped) if t.compile else wrapped
+    graph = GraphStep(model, optimizer, dev, t.amp) if graphed else None
     return Run(cfg, ctx, dev, prep, sched, model, step_model, optimizer, scaler, lrs, shard, n_params,
-               TrainState.fresh(dev), init_note, amp_note)
+               TrainState.fresh(dev), init_note, amp_note, graph)
 
 
 def start_or_resume(run: Run, found: ResumePoint | None, runs_dir: Path, run_name: str | None, quiet: bool,
@@ -193,6 +196,7 @@ def start_or_resume(run: Run, found: ResumePoint | None, runs_dir: Path, run_nam
     ctx, st = run.ctx, run.state
     if found is None:
         extra_env = {"init_from": init.origin} if init is not None else {}
+        extra_env["kernels"] = {**kernel_settings(), "cuda_graph": run.graph is not None}
         if run.amp_note:
             extra_env["amp"] = {"asked": "auto", "chose": run.cfg.train.amp, "why": run.amp_note}
         run.writer = RunWriter.create(ctx, runs_dir, run.cfg, run.dev, run_name, quiet, extra_env)
@@ -229,7 +233,8 @@ def plan_lines(run: Run) -> list[str]:
     n_eval = evaluations(total, t.eval_every or run.sched.steps_per_epoch, st.iteration)
     eval_images = p.val_x.shape[0] + p.test_x.shape[0]
     speed = measure_speed(run.cfg, run.dev)
-    seconds = speed.run_seconds(left, t.batch_size, n_eval, eval_images)
+    seconds = speed.run_seconds(left, t.batch_size, n_eval, eval_images) + (  # the train probe: once, at the end
+        p.probe_x.shape[0] / speed.eval_images_per_s if n_eval else 0.0)
     lines = [f"plan: {left:,} iterations{' left' if left < total else ''} and {n_eval} evaluation"
              f"{'s' if n_eval != 1 else ''} of "
              f"{eval_images:,} images: about {duration(seconds)} here (measured just now: "
@@ -334,9 +339,12 @@ def step(run: Run, idx: torch.Tensor, it: int):
                           pad=cfg.data.pad, pad_fill=cfg.data.pad_fill, channels_last=cfg.train.channels_last,
                           shard=run.shard)
     lr = run.lrs.lr(it)
-    for group in run.optimizer.param_groups:
-        group["lr"] = lr
-    loss, out = train_step(run.step_model, run.optimizer, run.scaler, x, y, cfg.train.amp)
+    if run.graph is not None:
+        loss, out = run.graph.step(x, y, lr)  # static outputs of the graph: read below, before the next step
+    else:
+        for group in run.optimizer.param_groups:
+            group["lr"] = lr
+        loss, out = train_step(run.step_model, run.optimizer, run.scaler, x, y, cfg.train.amp)
     wrong = (out.argmax(1) != y).sum()
     st.progress.loss_sum += loss.double() * y.shape[0]
     st.progress.wrong += wrong
@@ -505,19 +513,28 @@ def eval_row(run: Run) -> dict:
     row = {"epoch": math.ceil(st.iteration / run.sched.steps_per_epoch - 1e-9), "iteration": st.iteration,
            "train_loss": loss_sum / max(seen, 1), "train_error": 100.0 * wrong / max(seen, 1), "lr": lr_now,
            "seconds": acc.seconds, "images_per_s": rate(seen, acc.seconds) if acc.seconds else None}
-    kw = dict(batch_size=t.eval_batch_size, amp=t.amp, channels_last=t.channels_last, classes=p.data.classes)
+    kw = dict(batch_size=t.eval_batch_size, amp=t.amp, channels_last=t.channels_last, classes=p.data.classes,
+              keep_correct=True)
     if ctx.enabled:  # each rank evaluates its share of the batches with rank 0's weights and BN statistics
         ctx.broadcast_buffers(run.model)
         kw["shard"] = (ctx.rank, ctx.world_size)
+    final = st.iteration == run.sched.iterations
+    vectors = []
     if p.val_x.shape[0]:
         v = evaluate(run.model, p.val_x, p.val_y, p.normalizer, **kw)
         row.update(val_loss=v.loss, val_error=v.error)
-    if not p.test_x.shape[0]:  # data.test_subset=0: validation only
-        return row
-    te = evaluate(run.model, p.test_x, p.test_y, p.normalizer, **kw)
-    row.update(test_loss=te.loss, test_error=te.error)
-    if st.iteration == run.sched.iterations:  # the final test evaluation, kept whole for reports
-        run.writer.write_test_eval({"iteration": st.iteration, **te.as_dict()})
+        vectors.append(Correctness.from_tensor("val", p.digests["val"], v.correct))
+    if p.test_x.shape[0]:  # not with data.test_subset=0 (validation only)
+        te = evaluate(run.model, p.test_x, p.test_y, p.normalizer, **kw)
+        row.update(test_loss=te.loss, test_error=te.error)
+        vectors.insert(0, Correctness.from_tensor("test", p.digests["test"], te.correct))
+        if final:  # the final test evaluation, kept whole for reports
+            run.writer.write_test_eval({"iteration": st.iteration, **te.as_dict()})
+    if final and p.probe_x.shape[0]:  # the train probe, once: training error without augmentation, eval-mode BN
+        pr = evaluate(run.model, p.probe_x, p.probe_y, p.normalizer, **kw)
+        row.update(train_probe_error=pr.error)
+        vectors.append(Correctness.from_tensor("train_probe", p.digests["train_probe"], pr.correct))
+    run.writer.write_correct(correct_document(st.iteration, vectors))
     return row
 
 
@@ -574,7 +591,8 @@ def describe(run: Run) -> str:
             f"{p.n_train} train / {p.val_x.shape[0]} val / {p.test_x.shape[0]} test images; "
             f"{total} iterations = {total / spe:.2f} epochs of {spe} at batch {t.batch_size}; "
             f"lr {cfg.optim.lr} {steps}; normalisation {p.normalizer.describe()}; "
-            f"{'fp32' if t.amp == 'none' else t.amp + ' autocast'}")
+            f"{'fp32' if t.amp == 'none' else t.amp + ' autocast'}"
+            f"{'; the step replayed as a CUDA graph' if run.graph is not None else ''}")
 
 
 def format_row(r: dict, total: int, spe: int) -> str:

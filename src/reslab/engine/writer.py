@@ -16,6 +16,7 @@ import torch
 from reslab import ReslabError
 from reslab.config import Config, dump_yaml
 from reslab.engine import lock, runs
+from reslab.engine.correct import CORRECT_FILE
 from reslab.weights.files import CONFIG_FILE, prune_checkpoints, save_checkpoint
 
 
@@ -65,6 +66,11 @@ class RunWriter:
     def write_test_eval(self, result: dict) -> None:
         if self.main:
             runs.write_json(self.run_dir / runs.TEST_EVAL_FILE, result)
+
+    def write_correct(self, doc: dict) -> None:
+        """correct.json: the per-image correctness of the latest evaluation point (engine/correct.py)."""
+        if self.main:
+            runs.write_json(self.run_dir / CORRECT_FILE, doc)
 
     def save(self, build: Callable[[], dict], name: str) -> None:
         """A checkpoint that is not needed to resume (best.pt, snapshots): rank 0 builds and writes it."""

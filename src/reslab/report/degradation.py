@@ -9,72 +9,77 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from reslab.analysis.verdicts import Verdict, judge, not_assessed
+from reslab.analysis.verdicts import Claim, Verdict, decide, not_assessed
 from reslab.data import DATASETS
 from reslab.models.paper import TABLE6_TEST_ERROR
 from reslab.report import figures
 from reslab.report.document import Bullets, Document, Figure, Heading, Para, Table
 from reslab.report.sections import (analysis_section, basis_note, compare_models, confusion_section, fmt,
-                                    median_rate, per_class_section, protocol_items, ranking_section, throughput_note,
-                                    verdict_blocks)
+                                    median_rate, paired_section, per_class_section, protocol_items, ranking_section,
+                                    throughput_note, verdict_blocks)
 from reslab.study.results import ModelResult, Study, load_study, mean_std
 
 KIND = "degradation"
 
 
 # ---- verdict questions ------------------------------------------------------------------------------------------
+# Training-error claims are measured on the train probe (eval mode, no augmentation) and test-error claims on the
+# test set, paired image by image when the runs stored their correctness (correct.json); older runs are compared
+# on their final numbers as before (the running training error, the test error).
 
-def degradation(study: Study, models: list[ModelResult]) -> Verdict:
+def degradation(study: Study, models: list[ModelResult]) -> Claim | Verdict:
     plains = sorted((m for m in models if m.group == "plain" and m.finished), key=lambda m: m.depth)
     if len(plains) < 2:
         return not_assessed("Degradation", "two finished plain nets of different depth")
     shallow, deep = plains[0], plains[-1]
-    c = compare_models(study, deep, shallow, "train_error")
-    word, ok = judge(c)
-    rel = "higher" if c.holds else "lower (or equal)"
-    return Verdict(f"Degradation ({deep.model} vs {shallow.model})",
-                   f"Degradation: {deep.model} ends with {rel} training error than {shallow.model} "
-                   f"({c.a:.1f}% vs {c.b:.1f}%) — {word}.", ok)
+
+    def words(c, word):
+        rel = "higher" if c.holds else "lower (or equal)"
+        return (f"Degradation: {deep.model} ends with {rel} training error than {shallow.model} "
+                f"({c.a:.1f}% vs {c.b:.1f}%) — {word}.")
+    return Claim(f"Degradation ({deep.model} vs {shallow.model})",
+                 compare_models(study, deep, shallow, "train_error", split="train_probe"), words)
 
 
-def residual_cure(study: Study, models: list[ModelResult]) -> list[Verdict]:
+def residual_cure(study: Study, models: list[ModelResult]) -> list[Claim]:
     out = []
     by = {(m.group, m.depth): m for m in models if m.finished}
     for depth in sorted({d for g, d in by if g == "plain" and ("resnet", d) in by}):
         plain, res = by[("plain", depth)], by[("resnet", depth)]
-        c = compare_models(study, plain, res, "train_error")
-        word, ok = judge(c)
         te_p, te_r = plain.stat("test_error")[0], res.stat("test_error")[0]
-        if c.holds:
-            text = (f"Residual cure at depth {depth}: {res.model} ends below {plain.model} by {c.diff:.1f} points of "
-                    f"training error ({c.b:.1f}% vs {c.a:.1f}%; test {te_r:.1f}% vs {te_p:.1f}%) — {word}.")
-        else:
-            text = (f"Residual cure at depth {depth}: {res.model} does not end below {plain.model} "
+
+        def words(c, word, depth=depth, plain=plain, res=res, te_p=te_p, te_r=te_r):
+            if c.holds:
+                return (f"Residual cure at depth {depth}: {res.model} ends below {plain.model} by {c.diff:.1f} points "
+                        f"of training error ({c.b:.1f}% vs {c.a:.1f}%; test {te_r:.1f}% vs {te_p:.1f}%) — {word}.")
+            return (f"Residual cure at depth {depth}: {res.model} does not end below {plain.model} "
                     f"(training error {c.b:.1f}% vs {c.a:.1f}%; test {te_r:.1f}% vs {te_p:.1f}%) — {word}.")
-        out.append(Verdict(f"Residual cure at depth {depth}", text, ok))
+        out.append(Claim(f"Residual cure at depth {depth}",
+                         compare_models(study, plain, res, "train_error", split="train_probe"), words))
     return out
 
 
-def depth_helps_resnets(study: Study, models: list[ModelResult]) -> Verdict:
+def depth_helps_resnets(study: Study, models: list[ModelResult]) -> Claim | Verdict:
     res = sorted((m for m in models if m.group == "resnet" and m.finished), key=lambda m: m.depth)
     if len(res) < 2:
         return not_assessed("Deeper ResNets do better", "two finished ResNets")
     shallow, deep = res[0], res[-1]
-    c = compare_models(study, shallow, deep, "test_error")
-    word, ok = judge(c)
-    if c.holds:
-        text = (f"Deeper ResNets do better: {deep.model} ends with lower test error than {shallow.model} "
-                f"({c.b:.1f}% vs {c.a:.1f}%) — {word}.")
-    else:
-        text = (f"Deeper ResNets do better: {deep.model} does not beat {shallow.model} on test error "
+
+    def words(c, word):
+        if c.holds:
+            return (f"Deeper ResNets do better: {deep.model} ends with lower test error than {shallow.model} "
+                    f"({c.b:.1f}% vs {c.a:.1f}%) — {word}.")
+        return (f"Deeper ResNets do better: {deep.model} does not beat {shallow.model} on test error "
                 f"({c.b:.1f}% vs {c.a:.1f}%) — {word}" + (" at this budget; the paper's 64k-iteration schedule "
                                                           "is needed for that." if c.separable else "."))
-    return Verdict(f"Deeper ResNets do better ({deep.model} vs {shallow.model})", text, ok)
+    return Claim(f"Deeper ResNets do better ({deep.model} vs {shallow.model})",
+                 compare_models(study, shallow, deep, "test_error", split="test"), words)
 
 
 def all_verdicts(study: Study) -> list[Verdict]:
+    """The Fig. 6 claims, decided together by the one engine (Holm across their paired tests)."""
     models = study.models()
-    return [degradation(study, models), *residual_cure(study, models), depth_helps_resnets(study, models)]
+    return decide([degradation(study, models), *residual_cure(study, models), depth_helps_resnets(study, models)])
 
 
 def paper_section(study, finished: list[ModelResult]) -> list:
@@ -130,8 +135,9 @@ def build_report(study_dir: Path) -> tuple[Document, dict]:
 
     verdicts = all_verdicts(study)
     analysis, fig7 = analysis_section(study, out, max_images=1000)  # Fig. 7 and gradient flow; empty if none finished
+    paired = paired_section(verdicts)
     doc.add(*verdict_blocks(verdicts, fig7),
-            Para(basis_note(seeds)))
+            Para(basis_note(seeds, paired=bool(paired))), *paired)
     doc.add(Heading("Protocol"), Bullets(protocol_items(study)))
 
     figs = {}

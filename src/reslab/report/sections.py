@@ -8,7 +8,7 @@ from statistics import median
 
 from reslab import ReslabError
 from reslab.analysis.common import DataCache
-from reslab.analysis.verdicts import Comparison, Verdict, compare
+from reslab.analysis.verdicts import FAMILY_ALPHA, Comparison, Verdict, compare, fmt_p, split_words
 from reslab.analysis.findings import gradient_verdicts, response_verdicts
 from reslab.analysis.gradients import has_snapshots, measure_gradients, plot_gradients, write_gradients_csv
 from reslab.analysis.responses import measure_responses, plot_responses, write_responses_csv
@@ -40,19 +40,58 @@ def n_measured(study: Study, m: ModelResult, key: str) -> int | None:
     return None
 
 
-def compare_models(study: Study, worse: ModelResult, better: ModelResult, key: str) -> Comparison | None:
-    """The engine's comparison, with the one-seed yardstick: sampling noise on the images each was measured on."""
-    return compare(worse, better, key, images=(n_measured(study, worse, key), n_measured(study, better, key)))
+def compare_models(study: Study, worse: ModelResult, better: ModelResult, key: str,
+                   split: str | None = None) -> Comparison | None:
+    """The engine's comparison, with the one-seed yardstick: sampling noise on the images each was measured on;
+    with `split`, paired image by image on that split where the runs stored their correctness."""
+    return compare(worse, better, key, images=(n_measured(study, worse, key), n_measured(study, better, key)),
+                   split=split)
 
 
-def basis_note(seeds: int) -> str:
-    """What every verdict of a report is computed from, and against which noise."""
+def basis_note(seeds: int, paired: bool = False) -> str:
+    """What every verdict of a report is computed from, and against which noise (`paired`: some verdicts were
+    decided by paired tests, see paired_section)."""
+    if paired:
+        return ("Computed image by image where the runs stored their per-image correctness: training-error claims on "
+                "the train probe (a fixed class-balanced set of training images, evaluated at the end in eval mode "
+                "without augmentation), test-error claims on the test set; see Paired tests below. "
+                + ("With several seeds a claim must also exceed two standard errors of the seed-to-seed spread."
+                   if seeds > 1 else "With one seed a paired test shows that these two trained networks differ; "
+                   "run-to-run variance needs seeds (--seeds 3)."))
     if seeds > 1:
         return (f"Computed from the final numbers below (means over {seeds} seeds); a difference is called separable "
                 "only when it exceeds two standard errors of the seed-to-seed spread.")
     return ("Computed from the final numbers below (one seed per model). A difference is called separable only when "
             "it exceeds two standard errors of the sampling noise of the images it was measured on; run-to-run noise "
             "is not measured with one seed — rerun with --seeds 3 for that.")
+
+
+def paired_section(verdicts: list[Verdict]) -> list:
+    """The paired test behind each verdict that has one: difference, discordant counts, raw and Holm-adjusted p
+    (empty when no verdict was paired: runs made before per-image correctness was stored)."""
+    rows = []
+    for v in verdicts:
+        c = v.comparison
+        if c is None or c.paired is None:
+            continue
+        t = c.paired
+        rows.append([v.claim, split_words(t.split).split(" (")[0], f"{t.images:,}" + (f" x {t.seeds} seeds" if
+                     t.seeds > 1 else ""), f"{c.diff:+.2f}", f"{t.b:,}", f"{t.c:,}", fmt_p(t.p), fmt_p(t.adjusted),
+                     v.mark])
+    if not rows:
+        return []
+    return [Heading("Paired tests"),
+            Table(["claim", "measured on", "images", "difference (points)", "b", "c", "p", "Holm p", "verdict"],
+                  rows, align="lllrrrrrl"),
+            Para(f"b: images only the model the claim expects to be worse gets wrong; c: images only the other one "
+                 f"gets wrong (summed over seeds). p: McNemar's exact test, one-sided in the claim's direction "
+                 f"(P(X >= b), X ~ Binomial(b + c, 1/2)), stratified over seeds. Holm p: Holm's correction across "
+                 f"these {len(rows)} claims at the family level {FAMILY_ALPHA:g}; a claim is reproduced when its "
+                 f"direction holds and its Holm p is below {FAMILY_ALPHA:g} (and, with several seeds, its difference "
+                 f"exceeds two standard errors of the seed-to-seed spread); otherwise it is not separable. The Fig. 7 "
+                 f"claims are not in this family: they count layers (analysis/findings.py) and keep their own "
+                 f"criterion — a ResNet's responses smaller than its plain twin's in a majority of its layers, and the "
+                 f"deeper ResNet's mean response smaller than the shallower one's.")]
 
 
 def ranking_section(study: Study, ranked: list[ModelResult], extra: dict | None = None) -> list:
@@ -80,8 +119,9 @@ def ranking_section(study: Study, ranked: list[ModelResult], extra: dict | None 
                   align="rlr" + "r" * len(extra) + "l")
     yardstick = "; ".join(dict.fromkeys(whys))
     return [Heading("Ranking (best to worst final test error)"), table] + ([Para(
-        f"Yardstick (the verdicts' own): {yardstick}. A model within it of the one above shares that rank (=): the "
-        "two are not separable at this budget, which is not evidence that they are equal.")] if whys else [])
+        f"Yardstick (the verdicts' own without paired tests): {yardstick}. A model within it of the one above "
+        "shares that rank (=): the two are not separable at this budget, which is not evidence that they are "
+        "equal.")] if whys else [])
 
 
 # ---- training speed ---------------------------------------------------------------------------------------------
@@ -200,6 +240,12 @@ def protocol_items(study: Study) -> list[str]:
         f"{d.test_subset or 10000:,} {'class-balanced images of the 10k test set' if d.test_subset else 'test images'}",
         f"seeds: {', '.join(map(str, seeds))}",
     ]
+    probed = [r for r in study.runs if "train_probe" in r.correct]
+    if probed:
+        items.append(f"train probe: {probed[0].correct['train_probe'].n:,} training images (data.train_probe: a "
+                     f"fixed class-balanced subset, or the whole training split when that is smaller), evaluated at "
+                     f"the end in eval mode without augmentation; the training-error verdicts are measured on it, "
+                     f"the curves keep the running training error")
     if study.spec.plan:
         items.append(f"sized by `--budget {study.spec.plan.get('budget')}` when the study started: "
                      f"{plan_line(study.spec.plan)}")

@@ -6,6 +6,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from reslab.engine import runs as runfiles
+from reslab.engine.correct import CORRECT_FILE, Correctness, read_correct
 from reslab.study.spec import StudySpec, read_spec
 
 
@@ -22,6 +23,8 @@ class RunResult:
     test_eval: dict | None
     env: dict | None
     train_log: list[dict] = field(default_factory=list)  # the dense training curve (runs made before it: empty)
+    # per-image correctness at the run's latest evaluation point, by split (correct.json; runs made before it: {})
+    correct: dict[str, Correctness] = field(default_factory=dict)
 
 
 @dataclass
@@ -83,10 +86,12 @@ def load_study(path: Path) -> Study:
         te = d / runfiles.TEST_EVAL_FILE
         env = d / runfiles.ENV_FILE
         dense = d / runfiles.TRAIN_LOG_FILE
+        correct = d / CORRECT_FILE
         results.append(RunResult(
             name=r.name, model=r.overrides["model.name"], group=r.group, depth=r.depth,
             seed=int(r.overrides.get("train.seed", 0)), status=summary.get("status", "missing"), summary=summary,
             rows=rows, test_eval=runfiles.read_json(te) if te.exists() else None,
             env=runfiles.read_json(env) if env.exists() else None,
-            train_log=runfiles.read_metrics(dense) if dense.exists() else []))
+            train_log=runfiles.read_metrics(dense) if dense.exists() else [],
+            correct=read_correct(runfiles.read_json(correct), correct) if correct.exists() else {}))
     return Study(path, spec, results)

@@ -16,7 +16,7 @@ import torch
 from reslab import ReslabError
 from reslab.data import Normalizer
 from reslab.weights.convert import CONVERTERS
-from reslab.weights.files import load_run_checkpoint
+from reslab.weights.files import load_checkpoint, load_run_checkpoint
 from reslab.weights.table import PUBLISHED, Published, by_filename, published, sources
 from reslab.weights.store import fetch
 
@@ -79,6 +79,12 @@ def checkpoint_pad_fill(ckpt: dict) -> str | None:
 
 def load_published(p: Published) -> Pretrained:
     path = fetch(p)
+    origin = {"kind": "published", "source": p.source, "project": p.project, "file": p.filename,
+              "url": p.url, "sha256": p.sha256, "licence": p.licence, "published_test_error": p.test_error}
+    if p.converter == "reslab":  # a slim reslab checkpoint: its own model kwargs and normalisation inside
+        ckpt = load_checkpoint(path)
+        return Pretrained(p.model, dict(ckpt["model"].get("kwargs", {})), ckpt["model_state"],
+                          Normalizer.from_state_dict(ckpt["normalization"]), origin, checkpoint_pad_fill(ckpt))
     raw = torch.load(path, map_location="cpu", weights_only=True)  # a weight file is data, never code
     state = raw.get("state_dict", raw) if isinstance(raw, dict) else None
     if not isinstance(state, dict):
@@ -86,10 +92,7 @@ def load_published(p: Published) -> Pretrained:
     _, converted = CONVERTERS[p.converter](state)
     n = p.normalization
     norm = Normalizer(n["kind"], torch.tensor(n["mean"]), torch.tensor(n["std"]), note=n["note"])
-    return Pretrained(p.model, dict(p.kwargs), converted, norm,
-                      {"kind": "published", "source": p.source, "project": p.project, "file": p.filename,
-                       "url": p.url, "sha256": p.sha256, "licence": p.licence, "published_test_error": p.test_error},
-                      p.pad_fill)
+    return Pretrained(p.model, dict(p.kwargs), converted, norm, origin, p.pad_fill)
 
 
 def normalizer_to_json(n: Normalizer) -> dict:

@@ -12,6 +12,7 @@ from reslab.data.download import DigestMismatch, DownloadFailed, download_file, 
 from reslab.weights.table import Published
 
 ENV_VAR = "RESLAB_WEIGHTS_DIR"
+BUNDLED_DIR = Path(__file__).resolve().parent / "published"  # reslab's own weights, shipped with the package
 
 
 def cache_dir() -> Path:
@@ -34,7 +35,12 @@ def verify(path: Path, p: Published) -> Path:
 
 def fetch(p: Published, timeout: float = 30.0) -> Path:
     """The verified local file of `p`: from a search directory, or downloaded into the cache (nothing partial
-    is ever left there)."""
+    is ever left there). A bundled file is only ever read from the package."""
+    if p.bundled:
+        if not (BUNDLED_DIR / p.filename).is_file():
+            raise ReslabError(f"{p.model} weights ({p.source}) should ship with reslab as {BUNDLED_DIR / p.filename}, "
+                              f"which is missing: reinstall reslab from a complete checkout")
+        return verify(BUNDLED_DIR / p.filename, p)
     for d in search_dirs():
         if (d / p.filename).is_file():
             return verify(d / p.filename, p)

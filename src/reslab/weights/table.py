@@ -1,7 +1,9 @@
 """Published weights reslab can load by name: where each file lives, its full sha256, and what it was trained with.
 
-Only entries whose published test error reslab has reproduced on the official CIFAR-10 test set are listed
-(tests/test_weights.py checks them against ../shared/peer/ where the files are present).
+Two sources: "akamaster" (akamaster/pytorch_resnet_cifar10, downloaded once from a pinned commit) and "reslab"
+(reslab's own paper-protocol runs, docs/paper-protocol/: files shipped inside the package, so they load offline;
+plain nets too). Only entries whose test error reslab has measured on the official CIFAR-10 test set are listed
+(tests/test_weights.py checks them against ../shared/ where the files are present).
 """
 from __future__ import annotations
 
@@ -19,15 +21,17 @@ class Published:
     model: str            # the reslab model the weights load into
     source: str           # short name used in `pretrained="akamaster"`
     filename: str
-    url: str
+    url: str              # "" for a file shipped inside the package (bundled)
     sha256: str           # of the whole file; checked at every load
     project: str
     licence: str
     test_error: float     # published CIFAR-10 test error (%), single 32x32 view
-    normalization: dict   # Normalizer state the weights were trained with (applied by reslab, never silently)
-    converter: str        # how the file's state dict becomes reslab's ("akamaster")
+    normalization: dict | None  # Normalizer the weights were trained with (None: the reslab file carries its own)
+    converter: str        # how the file's state dict becomes reslab's ("akamaster"; "reslab": it already is)
     pad_fill: str         # how their training augmentation padded: "black" (torchvision's RandomCrop) or "mean"
     kwargs: tuple = (("shortcut", "A"),)
+    bundled: bool = False  # shipped in reslab/weights/published/ (never downloaded)
+    note: str = ""         # how the weights were made, in a few words
 
 
 def _akamaster(depth: int, sha256: str, test_error: float) -> Published:
@@ -41,6 +45,15 @@ def _akamaster(depth: int, sha256: str, test_error: float) -> Published:
         converter="akamaster", pad_fill="black")
 
 
+def reslab_weights(model: str, sha256: str, test_error: float, note: str) -> Published:
+    """A reslab paper-protocol run's final weights (iteration 64,000, not a best epoch), a slim reslab checkpoint
+    written by benchmarks/publish_weights.py; its normalisation (per-pixel mean) travels inside the file."""
+    return Published(
+        model=model, source="reslab", filename=f"{model}-paper-{sha256[:8]}.pt", url="", sha256=sha256,
+        project="reslab (docs/paper-protocol/)", licence="MIT", test_error=test_error, normalization=None,
+        converter="reslab", pad_fill="mean", bundled=True, note=note)
+
+
 PUBLISHED = {(p.model, p.source): p for p in (
     _akamaster(20, "12fca82f0bebc4135bf1f32f6e3710e61d5108578464b84fd6d7f5c1b04036c8", 8.27),
     _akamaster(32, "d509ac1820d7f25398913559d7e81a13229b1e7adc5648e3bfa5e22dc137f850", 7.37),
@@ -51,8 +64,10 @@ DEFAULT_SOURCE = "akamaster"
 
 
 def published(model: str, source: str | None = None) -> Published:
-    """The table entry for `model` (from `source`, default akamaster), or one line naming what exists."""
-    key = (model, source or DEFAULT_SOURCE)
+    """The table entry for `model` (from `source`; by default akamaster's where it has one, else the model's only
+    source), or one line naming what exists."""
+    have = [s for m, s in PUBLISHED if m == model]
+    key = (model, source or (DEFAULT_SOURCE if DEFAULT_SOURCE in have or not have else have[0]))
     if key in PUBLISHED:
         return PUBLISHED[key]
     have = ", ".join(f"{m} ({s})" for m, s in PUBLISHED)
