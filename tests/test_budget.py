@@ -136,6 +136,14 @@ def test_budget_plan_fits_the_budget_and_scales_the_schedule(fake_dir, fake_spee
     assert cfg.optim.milestones == [0.5, 0.75] and cfg.optim.milestones_unit == "fraction"
 
 
+def test_a_validation_only_study_is_sized_as_the_study_it_stands_for(fake_dir, fake_speed):
+    # data.test_subset=0 evaluates no test image, but its plan counts the full test set at every point: the
+    # iteration count a validation trial gets is the one the frozen profile, tested, fits in the same budget
+    plan = {sub: plan_budget(tiny_spec(fake_dir, f"data.test_subset={sub}"), 1200.0, "cpu", log=lambda m: None)
+            for sub in ("0", "null", "40")}
+    assert plan["0"]["iterations"] == plan["null"]["iterations"] < plan["40"]["iterations"]
+
+
 def test_a_budget_too_small_says_what_would_fit_and_writes_nothing(fake_dir, fake_speed, tmp_path, capsys):
     out = tmp_path / "st"
     args = ["study", "degradation", "--depths", "8,14", "--data-dir", str(fake_dir), "--out", str(out),
@@ -222,3 +230,59 @@ def test_probe_cost_is_small_on_the_real_step(tiny_cfg):
     finally:
         estimate.train_step = orig
     assert len(calls) == estimate.PROBE_WARMUP + estimate.PROBE_STEPS
+
+
+# ---- the shape a budget buys -------------------------------------------------------------------------------------
+
+def hour_threshold(spec) -> tuple[float, float]:
+    """The budget (s) at which the hour shape gives exactly HOUR_MIN_EPOCHS epochs per run, and one evaluation
+    interval's worth of budget, from the same sums the planner uses (at the fake speeds)."""
+    hour = budget.shape_overrides(spec.config(), "quick", "hour")
+    fit = budget.measure_fit(type(spec)(spec.kind, spec.profile, spec.base_config, spec.runs, {"overrides": hour}),
+                             1.0, "cpu", log=lambda m: None)
+    need = budget.HOUR_MIN_EPOCHS * fit.steps_per_epoch
+    return (fit.fixed_s + need * fit.per_iteration_s) / budget.SAFETY, fit.points * fit.per_iteration_s / budget.SAFETY
+
+
+def test_a_budget_buys_the_hour_shape_above_its_threshold_and_the_quick_one_below(fake_dir, fake_speed):
+    spec = tiny_spec(fake_dir)
+    threshold, step = hour_threshold(spec)
+    logs = []
+    above = plan_budget(spec, threshold + 2 * step, "cpu", log=logs.append, choose_shape=True)
+    assert above["shape"] == "hour" and "at least the 4 it needs" in above["shape_why"]
+    o = above["overrides"]
+    # the hour profile's keys where the study kept the quick profile's value; what --set moved stays as set
+    assert (o["optim.lr"], o["optim.warmup"], o["optim.schedule"]) == (0.1, "none", "linear")
+    assert "train.batch_size" not in o and "data.test_subset" not in o and "data.train_subset" not in o
+    spec.plan = above
+    cfg = spec.run_config(spec.runs[0])
+    assert cfg.optim.lr == 0.1 and cfg.train.batch_size == 25 and cfg.train.iterations == above["iterations"]
+    assert above["iterations"] >= budget.HOUR_MIN_EPOCHS * (49950 // 25)  # 4 epochs of the 45k(+4,950) split
+    shape_lines = [m for m in logs if m.startswith("[study] shape for --budget")]
+    assert len(shape_lines) == 1 and ": hour (the hour shape (the full split at batch 128) gives" in shape_lines[0]
+    spec.plan, logs = None, []
+    below = plan_budget(spec, threshold - 2 * step, "cpu", log=logs.append, choose_shape=True)
+    assert below["shape"] == "quick" and "fewer than the 4 it needs" in below["shape_why"]
+    assert "optim.lr" not in below["overrides"] and below["profile_iterations"] == 12  # the quick profile's plan
+    assert [m for m in logs if m.startswith("[study] shape")][0].split(": ")[1].startswith("quick (")
+    # without the choice (an explicit --profile) the budget only scales the profile
+    assert "shape" not in plan_budget(spec, threshold + 2 * step, "cpu", log=lambda m: None)
+
+
+def test_the_cli_chooses_the_shape_only_without_a_profile_and_stores_why(fake_dir, fake_speed, tmp_path, capsys):
+    args = ["study", "degradation", "--depths", "8", "--data-dir", str(fake_dir), "--quiet", "--no-report",
+            "--out", str(tmp_path / "a"), "--budget", "30s"]
+    for o in TINY:
+        args += ["--set", o]
+    assert main(args) == 2  # too short for either shape: the choice is logged, then the one error line
+    out, err = capsys.readouterr()
+    assert out.count("[study] shape for --budget 30s: quick (") == 1 and "[study] shape" not in err
+    assert "too short" in err and err.count("\n") == 1 and not (tmp_path / "a").exists()
+    assert main([*args, "--profile", "quick"]) == 2
+    assert "[study] shape" not in capsys.readouterr().out
+    # study.json records the shape and why
+    spec = plan_study(tiny_spec(fake_dir, "study.budget=20m"), tmp_path / "b", "cpu", log=lambda m: None,
+                      choose_shape=True)
+    stored = type(spec).from_json(json.loads(json.dumps(spec.to_json()))).plan
+    assert stored["shape"] == "quick" and "fewer than the 4 it needs" in stored["shape_why"]
+    assert "the quick shape, " in budget.plan_line(stored)

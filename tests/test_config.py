@@ -24,6 +24,18 @@ def test_paper_yaml_is_exactly_the_paper():
     assert c110.optim.warmup_until_train_error == 80 and c110.optim.warmup_from_depth == 110
 
 
+def test_hour_yaml_is_the_full_split_at_the_paper_batch():
+    from reslab.data import n_eval_images, n_train_images
+    c = load_config("hour")
+    assert (c.train.batch_size, c.optim.lr, c.train.amp) == (128, 0.1, "auto")
+    assert n_train_images(c.data) == 45000 and n_eval_images(c.data) == (5000, 10000)
+    assert c.optim.milestones == [0.5, 0.75] and c.optim.milestones_unit == "fraction"  # a --budget scales it
+    assert c.optim.schedule in ("step", "linear") and resolve_schedule(c, 45000).iterations == 6 * 351
+    assert n_eval_images(load_config("hour", ["data.test_subset=0"]).data) == (5000, 0)  # validation only
+    with pytest.raises(ConfigError, match="without test evaluation needs a validation split"):
+        load_config("hour", ["data.test_subset=0", "data.val_size=0"])
+
+
 def test_overrides_and_types():
     c = load_config(None, ["optim.lr=0.05", "optim.weight_decay=5e-4", "optim.milestones=[0.3, 0.6]",
                            "data.train_subset=5000", "train.device=cpu", "log.progress=false"])
@@ -49,6 +61,9 @@ def test_overrides_and_types():
     ("data.normalization=imagenet", "allowed: channel, pixel, none"),
     ("train.device=gpu", "allowed: auto, cpu, cuda"),
     ("train.amp=fp8", "allowed: none, bf16, fp16"),
+    ("optim.schedule=cosine", "allowed: step, linear"),
+    ("data.test_subset=-1", r"must be a positive integer, 0 \(no test evaluation\) or null"),
+    ("data.val_subset=0", "must be a positive integer or null"),
     ("log.progress=maybe", "expected true/false"),
     ("optim=1", "is a section"),
     ("lr", "is not key=value"),

@@ -7,6 +7,7 @@ import pytest
 
 from reslab import ReslabError
 from reslab.cli import main
+from reslab.engine.runs import read_metrics
 from reslab.report import write_report
 from reslab.study.results import load_study
 from reslab.report.degradation import all_verdicts
@@ -163,7 +164,7 @@ def test_verdicts_follow_the_numbers(tiny_study, tmp_path):
 
 
 def test_parse_depths_and_defaults():
-    assert parse_depths(None, "quick") == (20, 56)
+    assert parse_depths(None, "quick") == (20, 56) and parse_depths(None, "hour") == (20, 56)
     assert parse_depths(None, "paper") == (20, 32, 44, 56)
     assert parse_depths("56,20", "quick") == (20, 56)
     with pytest.raises(ReslabError, match="6n\\+2"):
@@ -186,6 +187,24 @@ def test_cli_study_and_report(tmp_path, fake_dir_module, capsys):
     assert main(["report", str(tmp_path)]) == 2
     err = capsys.readouterr().err  # a bad study: the error alone
     assert "not a reslab study" in err and err.count("\n") == 1
+
+
+def test_a_validation_only_study_never_evaluates_on_test(tmp_path, fake_dir_module, capsys):
+    out = tmp_path / "val"
+    args = ["study", "degradation", "--depths", "8", "--data-dir", str(fake_dir_module), "--out", str(out), "--quiet"]
+    for o in [*TINY, "data.test_subset=0"]:
+        args += ["--set", o]
+    assert main(args) == 0
+    assert "validation-only (data.test_subset=0): no test evaluation, so no report" in capsys.readouterr().out
+    assert not (out / "report").exists()
+    for run in (out / "runs").iterdir():
+        rows = read_metrics(run / "metrics.csv")
+        assert rows and all(r["val_error"] is not None and r["test_error"] is None for r in rows)
+        assert not (run / "test_eval.json").exists()
+        log = (run / "train.log").read_text()
+        assert "/ 0 test images" in log and "| test" not in log and "test error" not in log
+    assert main(["report", str(out)]) == 2
+    assert "is a validation-only study (data.test_subset=0)" in capsys.readouterr().err
 
 
 def test_study_on_two_cpu_worker_processes(tmp_path, fake_dir_module):

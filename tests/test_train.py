@@ -157,6 +157,50 @@ def test_linear_warmup_and_steps():
     assert lrs.lr(49) == pytest.approx(0.1) and lrs.lr(50) == pytest.approx(0.01) and lrs.lr(75) == pytest.approx(0.001)
 
 
+def test_linear_schedule_decays_to_zero_after_the_warm_up():
+    from reslab.config import load_config, resolve_schedule
+    from reslab.engine.schedule import LRSchedule
+    cfg = load_config(None, ["optim.schedule=linear", "train.iterations=100"])
+    sched = resolve_schedule(cfg, 45000)
+    assert sched.milestones == []  # no steps: milestones and gamma are unused
+    lrs = LRSchedule(cfg, sched)
+    assert [lrs.lr(i) for i in (0, 25, 50, 99)] == pytest.approx([0.1, 0.075, 0.05, 0.001])
+    assert lrs.lr(100) == 0.0
+    warm = load_config(None, ["optim.schedule=linear", "optim.warmup=linear", "optim.warmup_iterations=10",
+                              "train.iterations=110"])
+    lrs = LRSchedule(warm, resolve_schedule(warm, 45000))
+    assert lrs.lr(0) == pytest.approx(0.01) and lrs.lr(9) == pytest.approx(0.1)  # the ramp, as with steps
+    assert [lrs.lr(i) for i in (10, 60, 109)] == pytest.approx([0.1, 0.05, 0.001])  # then 0.1 -> 0 over 100
+    const = load_config(None, ["optim.schedule=linear", "optim.warmup=constant", "optim.warmup_lr=0.01",
+                               "optim.warmup_until_train_error=80", "optim.warmup_iterations=50",
+                               "train.iterations=100"])
+    lrs = LRSchedule(const, resolve_schedule(const, 45000), depth=110)
+    assert lrs.lr(3) == 0.01 and lrs.observe_error(20, 70.0)
+    assert lrs.lr(19) == 0.01 and lrs.lr(20) == pytest.approx(0.1) and lrs.lr(60) == pytest.approx(0.05)
+    capped = LRSchedule(const, resolve_schedule(const, 45000), depth=110)  # the error never dropped: the cap ends it
+    assert capped.lr(49) == 0.01 and capped.lr(50) == pytest.approx(0.1) and capped.lr(75) == pytest.approx(0.05)
+
+
+def test_schedule_shape_is_one_of_the_allowed_values():
+    from reslab.config import ConfigError, load_config
+    with pytest.raises(ConfigError, match=r"^optim.schedule='cosine' is not allowed; allowed: step, linear$"):
+        load_config(None, ["optim.schedule=cosine"])
+    # milestones past the end mean nothing to a linear decay, so they are not refused there
+    assert load_config(None, ["optim.schedule=linear", "optim.milestones_unit=iteration", "optim.milestones=[500]",
+                              "train.iterations=100"]).optim.schedule == "linear"
+
+
+def test_resume_of_a_linear_schedule_is_exact(tiny_cfg, tmp_path):
+    over = {"optim.schedule": "linear", "optim.warmup": "linear", "optim.warmup_iterations": 3}
+    ref = train(tiny_cfg(**over), runs_dir=tmp_path / "ref", quiet=True)
+    run = train(tiny_cfg(**over), runs_dir=tmp_path / "cut", quiet=True, stop_after=5)  # at an evaluation point
+    train(resume=run, quiet=True)
+    assert numbers(run) == numbers(ref)
+    assert same_weights(final_weights(run), final_weights(ref))
+    lrs = [r["lr"] for r in read_metrics(ref / "metrics.csv")]
+    assert lrs == sorted(lrs, reverse=True) and lrs[-1] == pytest.approx(0.05 / 17, rel=1e-4)  # last step: 1/17 of lr
+
+
 def _cli_train(fake_dir, runs_dir, extra=()):
     return [sys.executable, "-m", "reslab", "train", "--model", "resnet8", "--data-dir", str(fake_dir),
             "--runs-dir", str(runs_dir), "--quiet", "--set", "train.iterations=24", "--set", "train.eval_every=6",

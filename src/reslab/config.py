@@ -30,6 +30,7 @@ from reslab.models import family_members, model_info
 from reslab.models.resnet import SHORTCUTS, STEMS
 
 CONFIG_DIR = Path(__file__).parent / "configs"
+SCHEDULES = ("step", "linear")  # the lr schedule shapes (optim.schedule), implemented in reslab.engine.schedule
 
 
 class ConfigError(ReslabError):
@@ -54,7 +55,8 @@ class DataConfig:
     split_seed: int = 0                       # the validation split (and subsets) depend on this, not on train.seed
     train_subset: typing.Optional[int] = None  # class-balanced seeded subset of the training split (short runs)
     val_subset: typing.Optional[int] = None   # evaluate on a class-balanced subset of the validation split
-    test_subset: typing.Optional[int] = None  # evaluate on a class-balanced subset of the 10k test set
+    test_subset: typing.Optional[int] = None  # evaluate on a class-balanced subset of the 10k test set; 0 = no test
+                                              # evaluation at all (validation-only trials: nothing to fish on test)
     train_probe: typing.Optional[int] = 5000  # at the final evaluation, this many class-balanced training images (at most the whole training split) in eval mode without augmentation: the paired training-error verdicts; null = none
     normalization: str = "channel"            # channel: per-channel mean/std; pixel: the paper's per-pixel mean subtraction; none; init: the one model.init_from's weights were trained with
     augment: bool = True                      # pad 4 + random 32x32 crop + horizontal flip (the paper's)
@@ -65,6 +67,9 @@ class DataConfig:
 @dataclass
 class OptimConfig:
     lr: float = 0.1
+    schedule: str = "step"                    # step: lr *= gamma at each milestone (the paper's); linear: after any
+                                              # warm-up, lr decays linearly from lr to 0 at the end of training
+                                              # (milestones and gamma unused; Li et al. 2020, "Budgeted Training")
     momentum: float = 0.9
     weight_decay: float = 1e-4
     nesterov: bool = False
@@ -166,6 +171,7 @@ CHOICES = {
     "data.normalization": (*NORMALIZATIONS, "init"),
     "data.pad_fill": (*PAD_FILLS, "init"),
     "data.dataset": tuple(DATASETS),
+    "optim.schedule": SCHEDULES,
     "optim.milestones_unit": ("fraction", "iteration", "epoch"),
     "optim.warmup": ("none", "linear", "constant"),
     "train.amp": ("none", "bf16", "fp16", "auto"),
@@ -458,10 +464,15 @@ def _validate_numbers(cfg: Config) -> None:
             raise _err(key, v, "must be >= 0")
     if o.gamma > 1:
         raise _err("optim.gamma", o.gamma, "must be in (0, 1]")
-    for key in ("train_subset", "val_subset", "test_subset", "train_probe"):
+    for key in ("train_subset", "val_subset", "train_probe"):
         v = getattr(d, key)
         if v is not None and v <= 0:
             raise _err(f"data.{key}", v, "must be a positive integer or null")
+    if d.test_subset is not None and d.test_subset < 0:
+        raise _err("data.test_subset", d.test_subset, "must be a positive integer, 0 (no test evaluation) or null")
+    if d.test_subset == 0 and not d.val_size:
+        raise _err("data.test_subset", 0, "a run without test evaluation needs a validation split "
+                   "(data.val_size > 0)")
     ms = o.milestones
     if any(b <= a for a, b in zip(ms, ms[1:])):
         raise _err("optim.milestones", ms, "must be strictly increasing")
@@ -470,7 +481,8 @@ def _validate_numbers(cfg: Config) -> None:
     if o.milestones_unit == "fraction" and any(m >= 1 for m in ms):
         raise _err("optim.milestones", ms, "fractions of training must lie in (0, 1); "
                    "or set optim.milestones_unit=iteration")
-    if o.milestones_unit == "iteration" and t.epochs is None and t.iterations and any(m >= t.iterations for m in ms):
+    if (o.schedule == "step" and o.milestones_unit == "iteration" and t.epochs is None and t.iterations
+            and any(m >= t.iterations for m in ms)):
         raise _err("optim.milestones", ms, f"every milestone must be before the end of training "
                    f"(train.iterations={t.iterations})")
     if any(not 0 <= s <= 1 for s in t.snapshots):
@@ -494,7 +506,7 @@ class Schedule:
 
     steps_per_epoch: int
     iterations: int
-    milestones: list[int]
+    milestones: list[int]                     # where a step schedule divides the lr ([] for optim.schedule=linear)
     snapshots: list[int]
 
 
@@ -504,7 +516,9 @@ def resolve_schedule(cfg: Config, n_train: int) -> Schedule:
         raise _err("train.batch_size", t.batch_size, f"must be at most the {n_train} training images")
     spe = n_train // t.batch_size  # the last partial batch of each epoch is dropped (equal batches for BN)
     total = max(1, round(t.epochs * spe)) if t.epochs is not None else t.iterations
-    if o.milestones_unit == "fraction":
+    if o.schedule == "linear":  # no steps: the lr decays to 0 at `total`
+        ms = []
+    elif o.milestones_unit == "fraction":
         ms = [round(m * total) for m in o.milestones]
     elif o.milestones_unit == "epoch":
         ms = [round(m * spe) for m in o.milestones]

@@ -77,10 +77,11 @@ def configure(p) -> None:
                         help="plain vs residual nets of several depths (the paper's Fig. 6 / Table 6)",
                         description="Trains {plain, resnet} x depths under one protocol; only the shortcut differs "
                                     "within a pair. Rerunning the same command resumes the study.")
-    q.add_argument("--profile", default="quick", help="quick (CPU, ~15 min), paper (the full protocol, for a GPU), "
-                   "or a YAML config file")
-    q.add_argument("--depths", default=None, help="comma-separated CIFAR depths (6n+2); default 20,56 for quick, "
-                   "20,32,44,56 otherwise")
+    q.add_argument("--profile", default=None, help="quick (CPU, ~15 min), hour (CPU with native bf16, ~1 h, "
+                   "the full split), paper (the full protocol, for a GPU), or a YAML config file; default: quick, "
+                   "or with --budget the shape the budget buys here (hour where it fits, else quick)")
+    q.add_argument("--depths", default=None, help="comma-separated CIFAR depths (6n+2); default 20,56 for quick "
+                   "and hour, 20,32,44,56 otherwise")
     add_study_options(q, "degradation")
     q = ssub.add_parser("imagenet-style", formatter_class=fmt,
                         help="plain18/34, resnet18/34 and the multi-scale resnet18_ms on CIFAR-10 (one protocol)",
@@ -108,17 +109,19 @@ def run(a) -> int:
         except ReslabError:
             raise ReslabError(f"--budget {a.budget!r}: give a wall time like 15m, 1h30m or 900s") from None
     overrides = launcher_overrides(a) + a.overrides + ([f"study.budget={a.budget}"] if a.budget else [])
+    choose_shape = a.study_kind == "degradation" and a.profile is None and a.budget is not None
+    profile = a.profile or "quick"
     if a.study_kind == "imagenet-style":
-        spec = plan_imagenet_style(a.profile, a.seeds, overrides, data_dir)
+        spec = plan_imagenet_style(profile, a.seeds, overrides, data_dir)
     else:
-        spec = plan_degradation(a.profile, parse_depths(a.depths, a.profile), a.seeds, overrides, data_dir)
-    out = Path(a.out) if a.out else Path("studies") / f"{a.study_kind}-{profile_name(a.profile)}"
+        spec = plan_degradation(profile, parse_depths(a.depths, profile), a.seeds, overrides, data_dir)
+    out = Path(a.out) if a.out else Path("studies") / f"{a.study_kind}-{profile_name(profile)}"
     devices = [d.strip() for d in a.devices.split(",")] if a.devices else None
     for d in devices or []:
         resolve_device(d)
     if devices and len(devices) > 1 and from_dict(spec.base_config).study.budget:
         raise ReslabError("--budget plans for one device; with several --devices set train.iterations instead")
-    spec = plan_study(spec, out, devices[0] if devices else None)
+    spec = plan_study(spec, out, devices[0] if devices else None, choose_shape=choose_shape)
     if from_dict(spec.base_config).launcher.name == "submitit":
         return submit(a, spec, out)
     for flag, given in (("--wait", a.wait), ("--resubmit-failed", a.resubmit_failed)):
@@ -126,7 +129,10 @@ def run(a) -> int:
             raise ReslabError(f"{flag} is for --launcher submitit; the local launcher runs the study in this command")
     if not run_study(spec, out, devices=devices, quiet=a.quiet):
         return stopped_exit_code(out)
-    if not a.no_report:
+    if from_dict(spec.base_config).data.test_subset == 0:
+        print("[study] validation-only (data.test_subset=0): no test evaluation, so no report; the validation "
+              f"errors are in {out}/runs/*/metrics.csv")
+    elif not a.no_report:
         paths = write_report(out)
         share_report(out)
         print(f"[study] report: {paths['md']} and {paths['html']}")

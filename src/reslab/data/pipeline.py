@@ -83,6 +83,8 @@ def make_splits(train_labels: torch.Tensor, test_labels: torch.Tensor, *, val_si
     def subset(idx, labels, n, key, name):
         if n is None:
             return idx
+        if n == 0:  # data.test_subset=0: a validation-only run evaluates no test image
+            return idx[:0]
         if n > idx.numel():
             raise ReslabError(f"data.{name}={n} is larger than the split ({idx.numel()} images)")
         pick, _ = balanced_indices(labels[idx], spread(n, classes), mix_seed(split_seed, key))
@@ -113,7 +115,7 @@ def n_train_images(d) -> int:
 
 def n_eval_images(d) -> tuple[int, int]:
     """(validation, test) images of one evaluation point of a data config, without reading the data."""
-    return (d.val_subset or d.val_size) if d.val_size else 0, d.test_subset or OFFICIAL_TEST
+    return (d.val_subset or d.val_size) if d.val_size else 0, OFFICIAL_TEST if d.test_subset is None else d.test_subset
 
 
 def n_probe_images(d) -> int:

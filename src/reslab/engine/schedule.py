@@ -1,5 +1,7 @@
 """Learning-rate schedule as a pure function of the iteration (plus one bit of warm-up state).
 
+Two shapes after any warm-up (optim.schedule): "step", the paper's — lr x gamma at each milestone — and
+"linear" — from lr down to 0 at the end of training, in a straight line that starts where the warm-up ends.
 Because the lr is recomputed from the iteration at every step, a resumed run cannot drift from an
 uninterrupted one; the only state is when the paper's "warm up until training error < 80%" ended.
 """
@@ -8,10 +10,19 @@ from __future__ import annotations
 from reslab.config import Config, Schedule
 
 
+def shape_words(cfg: Config, sched: Schedule) -> str:
+    """The schedule after warm-up in words: 'lr x0.1 at iterations 1,000, 1,500' or 'lr decays linearly to 0 at
+    iteration 2,000'."""
+    if cfg.optim.schedule == "linear":
+        return f"lr decays linearly to 0 at iteration {sched.iterations:,}"
+    return f"lr x{cfg.optim.gamma} at iterations {', '.join(f'{m:,}' for m in sched.milestones)}"
+
+
 class LRSchedule:
     def __init__(self, cfg: Config, sched: Schedule, depth: int | None = None):
         o = cfg.optim
         self.base_lr, self.gamma, self.milestones = o.lr, o.gamma, sched.milestones
+        self.shape, self.iterations = o.schedule, sched.iterations
         active = o.warmup != "none" and (depth is None or depth >= o.warmup_from_depth)
         self.warmup = o.warmup if active else "none"
         self.warmup_iterations = o.warmup_iterations
@@ -25,7 +36,19 @@ class LRSchedule:
             return self.base_lr * (it + 1) / self.warmup_iterations
         if self.warmup == "constant" and self.in_warmup(it):
             return self.warmup_lr
+        if self.shape == "linear":
+            start = self.warmup_end()
+            return self.base_lr * max(0, self.iterations - it) / max(1, self.iterations - start)
         return self.base_lr * self.gamma ** sum(it >= m for m in self.milestones)
+
+    def warmup_end(self) -> int:
+        """The first iteration after the warm-up (0 without one), where a linear decay starts from lr: a constant
+        warm-up ends when the training error drops (warmup_ended_at) or at its cap, warmup_iterations."""
+        if self.warmup == "linear":
+            return self.warmup_iterations
+        if self.warmup == "constant":
+            return self.warmup_ended_at if self.warmup_ended_at is not None else self.warmup_iterations
+        return 0
 
     def in_warmup(self, it: int) -> bool:
         if self.warmup != "constant":

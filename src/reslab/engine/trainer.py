@@ -470,8 +470,13 @@ def finish(run: Run, bar: EpochBar | PlainProgress | None) -> Path:
     s = read_summary(w.run_dir)
     run.trackers.log_summary(s.to_json())
     run.trackers.close("finished")
-    w.log(f"finished {w.run_dir}: final test error {s.final['test_error']:.2f}%"
-          + (f", best val {s.best['val_error']:.2f}% (test {s.best['test_error']:.2f}% there)" if s.best else "")
+    final, best = s.final, s.best
+    tested = final.get("test_error") is not None  # not with data.test_subset=0 (validation only)
+    w.log(f"finished {w.run_dir}: final "
+          + (f"test error {final['test_error']:.2f}%" if tested
+             else f"val error {final['val_error']:.2f}% (no test set)")
+          + (f", best val {best['val_error']:.2f}%" if best else "")
+          + (f" (test {best['test_error']:.2f}% there)" if best and tested else "")
           + f", {s.wall_seconds:.0f}s", always=True)  # --quiet still gives the result
     return w.run_dir
 
@@ -519,15 +524,16 @@ def eval_row(run: Run) -> dict:
         v = evaluate(run.model, p.val_x, p.val_y, p.normalizer, **kw)
         row.update(val_loss=v.loss, val_error=v.error)
         vectors.append(Correctness.from_tensor("val", p.digests["val"], v.correct))
-    te = evaluate(run.model, p.test_x, p.test_y, p.normalizer, **kw)
-    row.update(test_loss=te.loss, test_error=te.error)
-    vectors.insert(0, Correctness.from_tensor("test", p.digests["test"], te.correct))
+    if p.test_x.shape[0]:  # not with data.test_subset=0 (validation only)
+        te = evaluate(run.model, p.test_x, p.test_y, p.normalizer, **kw)
+        row.update(test_loss=te.loss, test_error=te.error)
+        vectors.insert(0, Correctness.from_tensor("test", p.digests["test"], te.correct))
+        if final:  # the final test evaluation, kept whole for reports
+            run.writer.write_test_eval({"iteration": st.iteration, **te.as_dict()})
     if final and p.probe_x.shape[0]:  # the train probe, once: training error without augmentation, eval-mode BN
         pr = evaluate(run.model, p.probe_x, p.probe_y, p.normalizer, **kw)
         row.update(train_probe_error=pr.error)
         vectors.append(Correctness.from_tensor("train_probe", p.digests["train_probe"], pr.correct))
-    if final:  # the final test evaluation, kept whole for reports
-        run.writer.write_test_eval({"iteration": st.iteration, **te.as_dict()})
     run.writer.write_correct(correct_document(st.iteration, vectors))
     return row
 
@@ -578,17 +584,20 @@ def describe(run: Run) -> str:
     where = str(run.dev) if not ctx.enabled else (
         f"{ctx.world_size} processes x {run.dev} (DDP, {'nccl' if run.dev.type == 'cuda' else 'gloo'}, "
         f"{t.batch_size // ctx.world_size} images each, {'sync' if t.sync_bn else 'per-process'} BN)")
+    steps = (f"x{cfg.optim.gamma} at {run.sched.milestones}" if cfg.optim.schedule == "step"
+             else "decaying linearly to 0")
     return (f"{cfg.model.name} (shortcut {cfg.model.shortcut}, {run.n_params:,} parameters) on {where}; "
             f"{p.n_train} train / {p.val_x.shape[0]} val / {p.test_x.shape[0]} test images; "
             f"{total} iterations = {total / spe:.2f} epochs of {spe} at batch {t.batch_size}; "
-            f"lr {cfg.optim.lr} x{cfg.optim.gamma} at {run.sched.milestones}; normalisation {p.normalizer.describe()}; "
+            f"lr {cfg.optim.lr} {steps}; normalisation {p.normalizer.describe()}; "
             f"{'fp32' if t.amp == 'none' else t.amp + ' autocast'}"
             f"{'; the step replayed as a CUDA graph' if run.graph is not None else ''}")
 
 
 def format_row(r: dict, total: int, spe: int) -> str:
     val = f" | val {r['val_error']:.2f}%" if r.get("val_error") is not None else ""
+    test = f" | test {r['test_error']:.2f}%" if r.get("test_error") is not None else ""
     ips = f" | {r['images_per_s']:.0f} img/s" if r.get("images_per_s") else ""
     return (f"epoch {r['epoch']:>3} it {r['iteration']:>6}/{total} | train loss {r['train_loss']:.4f} "
-            f"err {r['train_error']:.2f}%{val} | test {r['test_error']:.2f}% | lr {r['lr']:.4g}{ips} "
+            f"err {r['train_error']:.2f}%{val}{test} | lr {r['lr']:.4g}{ips} "
             f"| {r['seconds']:.1f}s")

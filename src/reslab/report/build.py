@@ -31,6 +31,9 @@ def build_report(study_dir: Path, announce: Callable[[str], None] | None = None)
 def write_report(study_dir: Path, announce: Callable[[str], None] | None = None) -> dict:
     """STUDY/report/report.md and report.html (and figures); returns their paths, the figures and the verdicts."""
     study_dir = Path(study_dir)
+    if read_spec(study_dir).config().data.test_subset == 0:
+        raise ReslabError(f"{study_dir} is a validation-only study (data.test_subset=0): its runs have no test "
+                          f"errors for a report's verdicts; read their validation errors in runs/*/metrics.csv")
     doc, extra = build_report(study_dir, announce)
     out = study_dir / "report"
     out.mkdir(parents=True, exist_ok=True)

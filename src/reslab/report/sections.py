@@ -14,6 +14,7 @@ from reslab.analysis.gradients import has_snapshots, measure_gradients, plot_gra
 from reslab.analysis.responses import measure_responses, plot_responses, write_responses_csv
 from reslab.config import resolve_schedule
 from reslab.data import n_train_images
+from reslab.engine.schedule import shape_words
 from reslab.report import figures
 from reslab.report.document import Bullets, Figure, Heading, Marks, Para, Table
 from reslab.study.budget import plan_line
@@ -230,8 +231,7 @@ def protocol_items(study: Study) -> list[str]:
         f"profile **{study.spec.profile}**; every run uses this one config, only `model.name` (and the seed) differ",
         f"{sched.iterations:,} iterations at batch {t.batch_size} ({sched.iterations / sched.steps_per_epoch:.2f} "
         f"epochs of {n_train:,} training images{' — a class-balanced subset' if d.train_subset else ''})",
-        f"SGD lr {o.lr}, momentum {o.momentum}, weight decay {o.weight_decay}; lr x{o.gamma} at iterations "
-        f"{', '.join(f'{m:,}' for m in sched.milestones)}"
+        f"SGD lr {o.lr}, momentum {o.momentum}, weight decay {o.weight_decay}; {shape_words(cfg, sched)}"
         + (f"; {o.warmup} warm-up ({o.warmup_iterations} iterations)" if o.warmup != 'none' else ""),
         f"shortcut option {cfg.model.shortcut}; normalisation {d.normalization}; augmentation "
         f"{'pad ' + str(d.pad) + ' + random crop + flip' if d.augment else 'off'}",
@@ -249,6 +249,9 @@ def protocol_items(study: Study) -> list[str]:
     if study.spec.plan:
         items.append(f"sized by `--budget {study.spec.plan.get('budget')}` when the study started: "
                      f"{plan_line(study.spec.plan)}")
+        if study.spec.plan.get("shape"):
+            items.append(f"shape chosen by the budget: **{study.spec.plan['shape']}** "
+                         f"({study.spec.plan['shape_why']})")
     envs = [r.env for r in study.runs if r.env]
     auto = next((e["amp"] for e in envs if isinstance(e.get("amp"), dict)), None)  # what train.amp=auto chose
     used = auto["chose"] if auto else t.amp

@@ -15,8 +15,8 @@ from reslab.study.spec import RunSpec, StudySpec
 KIND = "degradation"
 
 DEFAULT_DEPTHS = (20, 32, 44, 56)
-# The CPU profile's grid is the smallest that shows both effects (see configs/quick.yaml).
-PROFILE_DEPTHS = {"quick": (20, 56)}
+# The CPU profiles' grid is the smallest that shows both effects (see configs/quick.yaml, configs/hour.yaml).
+PROFILE_DEPTHS = {"quick": (20, 56), "hour": (20, 56)}
 
 
 def parse_depths(text: str | None, profile: str) -> tuple[int, ...]:
