@@ -88,7 +88,8 @@ def paired_section(verdicts: list[Verdict]) -> list:
                  f"(P(X >= b), X ~ Binomial(b + c, 1/2)), stratified over seeds. Holm p: Holm's correction across "
                  f"these {len(rows)} claims at the family level {FAMILY_ALPHA:g}; a claim is reproduced when its "
                  f"direction holds and its Holm p is below {FAMILY_ALPHA:g} (and, with several seeds, its difference "
-                 f"exceeds two standard errors of the seed-to-seed spread); otherwise it is not separable. The Fig. 7 "
+                 f"exceeds two standard errors of the seed-to-seed spread); not reproduced when the opposite holds as "
+                 f"clearly; otherwise it is not separable. The Fig. 7 "
                  f"claims are not in this family: they count layers (analysis/findings.py) and keep their own "
                  f"criterion — a ResNet's responses smaller than its plain twin's in a majority of its layers, and the "
                  f"deeper ResNet's mean response smaller than the shallower one's.")]
