@@ -190,7 +190,7 @@ def test_gradient_verdict_flips_when_the_numbers_flip():
 
 @pytest.fixture(scope="module")
 def study(tmp_path_factory, fake_dir):
-    """A tiny degradation study (plain8, resnet8; 20 iterations, snapshots at 0, 2, 10, 20) with its report.
+    """A tiny degradation study (plain8, resnet8; 12 iterations, snapshots at 0, 1, 6, 12) with its report.
     Trained once: the gradient, CLI and report tests all read it."""
     from reslab.report import write_report
     from reslab.study import plan_degradation, run_study
@@ -210,7 +210,7 @@ def two_runs(study):
 def test_gradients_at_init_and_every_snapshot_deterministic(two_runs, tmp_path):
     a = measure_gradients(two_runs, batch_size=16)
     assert [p.group for p in a] == ["resnet", "plain"]
-    assert [pt.iteration for pt in a[0].points] == [0, 2, 10, 20]
+    assert [pt.iteration for pt in a[0].points] == [0, 1, 6, 12]  # snapshots at 0, 10%, 50%, 100% of 12
     assert all(len(pt.grad_norm) == 7 and all(g > 0 for g in pt.grad_norm) for p in a for pt in p.points)
     b = measure_gradients(two_runs[:1], batch_size=16)
     assert [pt.grad_norm for pt in a[0].points] == [pt.grad_norm for pt in b[0].points]  # one fixed batch
@@ -258,7 +258,7 @@ def test_cli_writes_figures_and_never_overwrites(two_runs, tmp_path, capsys):
 
 
 def test_cli_bad_input_exits_2_with_one_line(two_runs, tmp_path, capsys):
-    ckpt = load_checkpoint(two_runs[0] / "checkpoints" / "snapshot-00000020.pt")
+    ckpt = load_checkpoint(two_runs[0] / "checkpoints" / "snapshot-00000012.pt")
     imported = tmp_path / "imported.pt"
     save_checkpoint({**ckpt, "config": None}, imported)  # what an import looks like: no training config
     (tmp_path / "afile").write_text("x")
@@ -278,7 +278,7 @@ def test_cli_bad_input_exits_2_with_one_line(two_runs, tmp_path, capsys):
 
 
 def test_imported_style_checkpoint_works_on_test(two_runs, tmp_path, capsys):
-    ckpt = load_checkpoint(two_runs[1] / "checkpoints" / "snapshot-00000020.pt")
+    ckpt = load_checkpoint(two_runs[1] / "checkpoints" / "snapshot-00000012.pt")
     imported = tmp_path / "plain8.pt"
     save_checkpoint({**ckpt, "config": None}, imported)
     data_dir = ckpt["config"]["data"]["dir"]

@@ -16,13 +16,17 @@ from reslab.trackers import TRACKERS, TrackedRun, log_study_report
 
 
 def csv_pairs(run: Path) -> dict:
-    """{(tag, step): value} of every number metrics.csv and train_log.csv hold, tagged as the trackers tag them."""
+    """{(tag, step): value} of every number metrics.csv and train_log.csv hold, tagged as the trackers tag them,
+    plus the final row's train-probe error (measured once, at the end: kept in summary.json, not in the CSV)."""
     out = {}
     for name, prefix in (("metrics.csv", "metrics"), ("train_log.csv", "train_log")):
         for row in read_metrics(run / name):
             for k, v in row.items():
                 if k != "iteration" and v is not None:
                     out[(f"{prefix}/{k}", row["iteration"])] = v
+    final = json.loads((run / "summary.json").read_text())["final"]
+    if final.get("train_probe_error") is not None:
+        out[("metrics/train_probe_error", final["iteration"])] = final["train_probe_error"]
     return out
 
 
