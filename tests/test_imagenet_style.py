@@ -324,7 +324,7 @@ def test_models_command_lists_the_224_column(capsys):
     assert main(["models", "--filter", "resnet18"]) == 0
     out = capsys.readouterr().out
     assert "MACs @224x224" in out and "resnet18_ms" in out
-    line = next(l for l in out.splitlines() if l.startswith("resnet18 "))
+    line = next(ln for ln in out.splitlines() if ln.startswith("resnet18 "))
     assert "11,000,138" in line and "1.79G" in line and "1.8G" in line
     assert main(["models", "--filter", "resnet20", "--json"]) == 0
     row = json.loads(capsys.readouterr().out)[0]

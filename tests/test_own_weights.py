@@ -1,7 +1,6 @@
 """reslab's own published weights: a finished run's final iteration written by benchmarks/publish_weights.py,
 shipped inside the package, loadable by name offline (`pretrained="reslab"`, and `True` for a plain net), with
 its sha256 checked at every load and the test error the table states."""
-import dataclasses
 import importlib.util
 import re
 

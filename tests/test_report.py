@@ -59,7 +59,7 @@ def test_the_report_opens_with_one_marked_line_per_claim(report):
     lines = md.splitlines()
     assert lines[2] == "## Verdicts"
     summary = lines[4:4 + len(verdicts)]
-    assert [(v.mark, v.claim) for v in verdicts] == [(l.split("**")[1], l.split(" — ", 1)[1]) for l in summary]
+    assert [(v.mark, v.claim) for v in verdicts] == [(ln.split("**")[1], ln.split(" — ", 1)[1]) for ln in summary]
     claims = [v.claim for v in verdicts]
     assert len(set(claims)) == len(claims)  # one distinct line per claim
     assert {"Degradation (plain14 vs plain8)", "Residual cure at depth 8", "Residual cure at depth 14"} <= set(claims)

@@ -158,8 +158,9 @@ def test_a_tracker_raising_inside_log_leaves_the_run_finished_and_its_csvs_compl
     run = train(tiny_cfg(**{"train.loggers": ["wandb"]}), runs_dir=tmp_path, quiet=True)
     ref = train(tiny_cfg(), runs_dir=tmp_path / "ref", quiet=True)
     assert json.loads((run / "summary.json").read_text())["status"] == "finished"
-    untimed = lambda rows: [{k: v for k, v in r.items() if k not in ("seconds", "images_per_s", "wall_seconds")}
-                            for r in rows]
+    def untimed(rows):
+        return [{k: v for k, v in r.items() if k not in ("seconds", "images_per_s", "wall_seconds")} for r in rows]
+
     assert untimed(read_metrics(run / "metrics.csv")) == untimed(read_metrics(ref / "metrics.csv"))
     assert read_metrics(run / "train_log.csv") == read_metrics(ref / "train_log.csv")
     warned = [ln for ln in (run / "train.log").read_text().splitlines() if "warning" in ln]

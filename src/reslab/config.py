@@ -40,28 +40,39 @@ class ConfigError(ReslabError):
 @dataclass
 class ModelConfig:
     name: str = "resnet20"          # any name from `reslab models`
-    shortcut: str = "A"             # A: zero-pad identity (paper's CIFAR choice), B: projection where shapes change, C: projection everywhere
+    shortcut: str = "A"             # A: zero-pad identity (paper's CIFAR choice), B: projection where shapes change, C:
+                                    # projection everywhere
     zero_init_residual: bool = False  # zero the last BN gamma of every residual branch (not in the paper)
-    stem: typing.Optional[str] = None   # ImageNet-style nets only: cifar (3x3, stride 1) | imagenet (7x7/2 + max-pool); null = the model's default (cifar)
-    width: typing.Optional[int] = None  # ImageNet-style nets only: first-stage planes (stages x1, x2, x4, x8); null = the model's default (64)
-    init_from: typing.Optional[str] = None  # start from these weights (a run dir, checkpoint, exported folder, or a model name with published weights); null = fresh init
+    stem: typing.Optional[str] = None   # ImageNet-style nets only: cifar (3x3, stride 1) | imagenet (7x7/2 + max-pool);
+                                        # null = the model's default (cifar)
+    width: typing.Optional[int] = None  # ImageNet-style nets only: first-stage planes (stages x1, x2, x4, x8); null =
+                                        # the model's default (64)
+    init_from: typing.Optional[str] = None  # start from these weights (a run dir, checkpoint, exported folder, or a
+                                            # model name with published weights); null = fresh init
 
 
 @dataclass
 class DataConfig:
     dataset: str = "cifar10"                  # cifar10 | cifar100 (fine labels; the paper reports CIFAR-10 only)
     dir: typing.Optional[str] = None          # None: $RESLAB_DATA_DIR, else the user cache (downloads if empty)
-    val_size: int = 5000                      # held out of the 50k training images; 5000 = the paper's 45k/5k; 0 = train on all 50k
+    val_size: int = 5000                      # held out of the 50k training images; 5000 = the paper's 45k/5k; 0 =
+                                              # train on all 50k
     split_seed: int = 0                       # the validation split (and subsets) depend on this, not on train.seed
     train_subset: typing.Optional[int] = None  # class-balanced seeded subset of the training split (short runs)
     val_subset: typing.Optional[int] = None   # evaluate on a class-balanced subset of the validation split
     test_subset: typing.Optional[int] = None  # evaluate on a class-balanced subset of the 10k test set; 0 = no test
                                               # evaluation at all (validation-only trials: nothing to fish on test)
-    train_probe: typing.Optional[int] = 5000  # at the final evaluation, this many class-balanced training images (at most the whole training split) in eval mode without augmentation: the paired training-error verdicts; null = none
-    normalization: str = "channel"            # channel: per-channel mean/std; pixel: the paper's per-pixel mean subtraction; none; init: the one model.init_from's weights were trained with
+    train_probe: typing.Optional[int] = 5000  # at the final evaluation, this many class-balanced training images (at
+                                              # most the whole training split) in eval mode without augmentation: the
+                                              # paired training-error verdicts; null = none
+    normalization: str = "channel"            # channel: per-channel mean/std; pixel: the paper's per-pixel mean
+                                              # subtraction; none; init: the one model.init_from's weights were trained
+                                              # with
     augment: bool = True                      # pad 4 + random 32x32 crop + horizontal flip (the paper's)
     pad: int = 4
-    pad_fill: str = "mean"                    # mean: padding is zero after normalisation (the paper's Torch lineage); black: pixel 0 before it (torchvision's RandomCrop; akamaster); init: as model.init_from's weights were trained
+    pad_fill: str = "mean"                    # mean: padding is zero after normalisation (the paper's Torch lineage);
+                                              # black: pixel 0 before it (torchvision's RandomCrop; akamaster); init: as
+                                              # model.init_from's weights were trained
 
 
 @dataclass
@@ -76,10 +87,12 @@ class OptimConfig:
     milestones: typing.List[float] = field(default_factory=lambda: [0.5, 0.75])  # lr *= gamma at each
     milestones_unit: str = "fraction"         # fraction (of all iterations) | iteration | epoch
     gamma: float = 0.1
-    warmup: str = "none"                      # none | linear (ramp from 0 over warmup_iterations) | constant (warmup_lr, see below)
+    warmup: str = "none"                      # none | linear (ramp from 0 over warmup_iterations) | constant
+                                              # (warmup_lr, see below)
     warmup_iterations: int = 0                # linear: ramp length; constant: longest warm-up allowed
     warmup_lr: float = 0.01                   # constant warm-up lr (the paper's ResNet-110 uses 0.01)
-    warmup_until_train_error: typing.Optional[float] = None  # constant: end warm-up once training error (%) is below this
+    warmup_until_train_error: typing.Optional[float] = None  # constant: end warm-up once training error (%) is below
+                                                             # this
     warmup_from_depth: int = 0                # apply warm-up only to nets at least this deep (paper: 110)
 
 
@@ -93,7 +106,8 @@ class TrainConfig:
     device: str = "auto"                      # auto | cpu | cuda | cuda:N | mps
     deterministic: bool = True                # deterministic kernels (free on CPU; slower cuDNN on GPU)
     channels_last: bool = True                # NHWC memory format: measured ~15% faster on CPU, faster on GPUs
-    amp: str = "none"                         # none (fp32) | bf16 | fp16 (a GradScaler; GPUs) | auto: bf16 where the device
+    amp: str = "none"                         # none (fp32) | bf16 | fp16 (a GradScaler; GPUs) | auto: bf16 where the
+                                              # device
                                               # has it natively (bf16 GPUs; CPUs with AVX512_BF16 or AMX), else fp32.
                                               # A run records what auto chose (config.yaml, env.json) and a resume keeps it
     compile: bool = False                     # torch.compile the model
@@ -107,7 +121,8 @@ class TrainConfig:
     log_every: int = 0                        # training loss/error into train_log.csv every N iterations (free: no
                                               # evaluation); 0 = five points per evaluation interval
     keep_checkpoints: int = 2                 # newest resumable checkpoints kept (older ones deleted after a good save)
-    snapshots: typing.List[float] = field(default_factory=lambda: [0.0, 0.1, 0.5, 1.0])  # weights kept at these fractions of training
+    snapshots: typing.List[float] = field(default_factory=lambda: [0.0, 0.1, 0.5, 1.0])  # weights kept at these
+                                                                                         # fractions of training
     # Several processes (torchrun): batch_size stays the GLOBAL batch, split evenly over the processes.
     # sync_bn: BN statistics over the global batch (SyncBatchNorm), so N x B/N trains like 1 x B up to rounding.
     # Off by default: the paper trained its CIFAR nets "with a mini-batch size of 128 on two GPUs", where

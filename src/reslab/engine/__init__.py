@@ -8,7 +8,7 @@ looked up on first use of `train` (as are the other names of the API below):
 import importlib
 
 # `evaluate` is bound here, not looked up lazily: it is also the name of a submodule, which would shadow it.
-from reslab.engine.evaluate import EvalResult, evaluate
+from reslab.engine.evaluate import EvalResult as EvalResult, evaluate as evaluate  # re-exported (__all__)
 
 _LAZY = {"train": "reslab.engine.trainer", "prepare_data": "reslab.engine.prepare",
          "resolve_device": "reslab.engine.device", "load_run_checkpoint": "reslab.weights.files"}
