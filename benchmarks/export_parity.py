@@ -52,7 +52,8 @@ def main() -> None:
             row = {"max_abs_logit_diff": float((got - want).abs().max()),
                    "top1_agreement": float((got.argmax(1) == want.argmax(1)).float().mean()), "bytes": size_of(path)}
             results[fmt] = row
-            print(f"{fmt:7} max |diff| {row['max_abs_logit_diff']:.2e}  top-1 agreement {100 * row['top1_agreement']:.1f}%"
+            print(f"{fmt:7} max |diff| {row['max_abs_logit_diff']:.2e}  "
+                  f"top-1 agreement {100 * row['top1_agreement']:.1f}%"
                   f"  {row['bytes'] / 1e6:.2f} MB")
     Path(a.out).write_text(json.dumps(results, indent=2) + "\n")
     print(f"PyTorch top-1 error on these {a.images} images: {results['pytorch_top1_error']}%; wrote {a.out}")

@@ -65,7 +65,8 @@ def reference_markdown() -> str:
     index = " · ".join(f"[`{title}`](#{title.replace(' ', '-')})" for title in titles)
     parts = [f"{index}\n"]
     for title, (_, text) in zip(titles, pages):
-        parts.append(f"## `{title}` {{#{title.replace(' ', '-')}}}\n\n```text\n$ {title} --help\n{text.rstrip()}\n```\n")
+        anchor = title.replace(" ", "-")
+        parts.append(f"## `{title}` {{#{anchor}}}\n\n```text\n$ {title} --help\n{text.rstrip()}\n```\n")
     return "\n".join(parts)
 
 

@@ -18,6 +18,7 @@ def on_page_markdown(markdown: str, page, config, files) -> str:
         return markdown
     title, _, body = markdown.partition("\n")
     short, full = machine
-    note = (f'!!! note "Measured on {short}"\n    Every figure, table and timing of this report was measured on {full}. '
+    note = (f'!!! note "Measured on {short}"\n    Every figure, table and timing of this report was measured on '
+            f"{full}. "
             f"The report is shown as the study wrote it.\n")
     return f"{title}\n\n{note}{body}"

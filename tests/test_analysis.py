@@ -180,7 +180,8 @@ def test_gradient_verdict_flips_when_the_numbers_flip():
     assert "0.0001x at initialisation" in v.text and "— vanishing (below 0.1x)" in v.text and v.reproduced is False
     assert "exploding" not in v.text
     v = gradient_verdict(prof(shrinking[::-1]))
-    assert "1e+04x" in v.text and "no vanishing gradient (never below 0.1x); growing toward the input at initialisation" in v.text
+    assert "1e+04x" in v.text
+    assert "no vanishing gradient (never below 0.1x); growing toward the input at initialisation" in v.text
     assert v.reproduced
     v = gradient_verdict(prof([1.0] * 10))
     assert "1x at initialisation — no vanishing gradient (never below 0.1x)" in v.text and "exploding" not in v.text

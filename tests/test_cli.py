@@ -180,7 +180,8 @@ def test_a_closed_pipe_is_not_an_error():
 def test_a_misspelt_option_gets_a_suggestion(capsys):
     with pytest.raises(SystemExit) as e:
         main(["train", "--modle", "resnet8"])
-    assert e.value.code == 2 and "unrecognized arguments: --modle resnet8 (did you mean --model?)" in capsys.readouterr().err
+    assert e.value.code == 2
+    assert "unrecognized arguments: --modle resnet8 (did you mean --model?)" in capsys.readouterr().err
 
 
 def every_help(parser):

@@ -60,7 +60,8 @@ def test_v1_checkpoint_restores_every_piece_of_state_exactly(v1_run, v1_data):
     assert torch.equal(torch.get_rng_state(), old["rng"]["torch"])
     assert equal(st.progress.state_dict(), old["progress"])
     assert [int(st.warmup_errors), st.warmup_seen] == old["warmup_window"]
-    assert (st.rows, st.best, st.train_log, st.log_mark) == (old["rows"], old["best"], old["train_log"], old["log_mark"])
+    assert (st.rows, st.best, st.train_log, st.log_mark) == (old["rows"], old["best"], old["train_log"],
+                                                             old["log_mark"])
     # what the new code would write back is the old checkpoint, key for key (the layout did not move)
     again = resumable_payload(payload(run, "resumable"), run.optimizer, run.scaler, run.lrs, st,
                               st.progress.state_dict(), None)

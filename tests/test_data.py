@@ -137,7 +137,8 @@ def test_md5_mismatch_leaves_nothing(tmp_path, fake_dir):
         cifar_mod.download(target, dataclasses.replace(cifar_mod.CIFAR10, url=src.as_uri()))
     assert not target.exists()
     # with the right md5 the same file is accepted and renamed into place
-    out = cifar_mod.download(target, dataclasses.replace(cifar_mod.CIFAR10, url=src.as_uri(), md5=cifar_mod.md5sum(src)))
+    spec = dataclasses.replace(cifar_mod.CIFAR10, url=src.as_uri(), md5=cifar_mod.md5sum(src))
+    out = cifar_mod.download(target, spec)
     assert out.name == "cifar-10-python.tar.gz" and [p.name for p in target.iterdir()] == [out.name]
 
 

@@ -129,7 +129,8 @@ def test_site_loads_nothing_from_the_network(site):
 def test_readme_is_short_and_points_into_the_site():
     readme = (ROOT / "README.md").read_text(encoding="utf-8")
     assert len(readme.splitlines()) <= 125
-    assert "reslab study degradation --profile quick\n" in readme or "reslab study degradation --profile quick " in readme
+    command = "reslab study degradation --profile quick"
+    assert f"{command}\n" in readme or f"{command} " in readme
     assert "../shared/data" not in readme
     for link in re.findall(r"\]\(([^)#]+)", readme):
         if not link.startswith("http"):

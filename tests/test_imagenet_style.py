@@ -42,8 +42,9 @@ def test_registry_lists_the_family_and_keeps_the_cifar_names():
     assert any(isinstance(b, Bottleneck) for b in create_model("resnet50").modules())
     cifar50 = create_model("cifar_resnet50")  # the CIFAR 6n+2 net keeps its prefixed name
     assert sum(isinstance(b, BasicBlock) for b in cifar50.modules()) == 24
-    assert set(family_members("imagenet-style")) == {f"{k}{d}" for k in ("resnet", "plain") for d in (18, 34, 50, 101, 152)} | {
-        "resnet18_ms", "plain18_ms"}
+    depths = (18, 34, 50, 101, 152)
+    assert set(family_members("imagenet-style")) == ({f"{k}{d}" for k in ("resnet", "plain") for d in depths}
+                                                     | {"resnet18_ms", "plain18_ms"})
 
 
 @pytest.mark.parametrize("name", ["resnet18", "resnet34", "resnet50", "resnet18_ms"])

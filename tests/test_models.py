@@ -36,7 +36,8 @@ def test_registry_lists_paper_depths_and_resolves_any_6n_plus_2():
     assert count_params(create_model("cifar_resnet50")) == PAPER_PARAMS[20] + 5 * per_n == 755_802
 
 
-# (resnet50 / resnet152 were refused here until the ImageNet-style family took those names: tests/test_imagenet_style.py)
+# (resnet50 / resnet152 were refused here until the ImageNet-style family took those names:
+# tests/test_imagenet_style.py)
 @pytest.mark.parametrize("bad, needle", [("resnet21", r"6n\+2"), ("plain2", r"6n\+2"), ("vgg16", "unknown model")])
 def test_bad_names_give_clear_errors(bad, needle):
     with pytest.raises(ReslabError, match=needle):

@@ -10,7 +10,8 @@ from reslab.engine import train
 
 from conftest import REPO
 
-_spec = importlib.util.spec_from_file_location("paper_protocol_report", REPO / "benchmarks" / "paper_protocol_report.py")
+_spec = importlib.util.spec_from_file_location("paper_protocol_report",
+                                               REPO / "benchmarks" / "paper_protocol_report.py")
 ppr = importlib.util.module_from_spec(_spec)
 _spec.loader.exec_module(ppr)
 

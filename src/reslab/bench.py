@@ -253,7 +253,8 @@ def bench_train(model_name: str = "resnet20", batch_size: int = 128, rounds: int
         sides["reslab_eager"] = ReslabSide(model_name, images, labels, batch_size, dev, amp)
     if amp != "none":
         sides["reslab_fp32"] = ReslabSide(model_name, images, labels, batch_size, dev)
-    b_side = sides["baseline"] = BaselineSide(model_name, images, labels, batch_size, dev, workers) if baseline else None
+    b_side = sides["baseline"] = (BaselineSide(model_name, images, labels, batch_size, dev, workers) if baseline
+                                  else None)
     log(f"bench train: {model_name}, batch {batch_size} on {dev}, reslab in {precision(amp)}"
         + (f" ({amp_why})" if amp_why else "") + (", graphed (CUDA graph)" if graph else "")
         + f", {rounds} rounds x {steps} steps each side, interleaved"
@@ -371,6 +372,7 @@ def machine(dev: torch.device | None = None) -> dict:
     out = {"torch": torch.__version__, "threads": torch.get_num_threads(), "cpu": flags or platform.processor(),
            "python": platform.python_version()}
     if dev is not None and dev.type == "cuda":
-        out.update(gpu=torch.cuda.get_device_name(dev), capability=".".join(map(str, torch.cuda.get_device_capability(dev))),
+        out.update(gpu=torch.cuda.get_device_name(dev),
+                   capability=".".join(map(str, torch.cuda.get_device_capability(dev))),
                    cuda=torch.version.cuda, cudnn=torch.backends.cudnn.version())
     return out

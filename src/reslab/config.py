@@ -107,9 +107,9 @@ class TrainConfig:
     deterministic: bool = True                # deterministic kernels (free on CPU; slower cuDNN on GPU)
     channels_last: bool = True                # NHWC memory format: measured ~15% faster on CPU, faster on GPUs
     amp: str = "none"                         # none (fp32) | bf16 | fp16 (a GradScaler; GPUs) | auto: bf16 where the
-                                              # device
-                                              # has it natively (bf16 GPUs; CPUs with AVX512_BF16 or AMX), else fp32.
-                                              # A run records what auto chose (config.yaml, env.json) and a resume keeps it
+                                              # device has it natively (bf16 GPUs; CPUs with AVX512_BF16 or AMX), else
+                                              # fp32. A run records what auto chose (config.yaml, env.json) and a
+                                              # resume keeps it
     compile: bool = False                     # torch.compile the model
     tf32: bool = False                        # CUDA: TF32 inside fp32 matmuls/convolutions (Ampere+; faster, 10-bit
                                               # mantissa); false: fp32 is fp32, as on the CPU. env.json records it
@@ -165,7 +165,8 @@ class StudyConfig:
     part of what makes two studies the same: the plan it leads to is stored in the study and kept on rerun."""
     budget: typing.Optional[str] = None       # e.g. 15m, 1h30m, 900s: choose train.iterations so that the whole study
                                               # (training, evaluations, report) ends within this wall time on this
-                                              # machine, from a throughput probe of each net; null = the profile's schedule
+                                              # machine, from a throughput probe of each net; null = the profile's
+                                              # schedule
 
 
 @dataclass

@@ -33,7 +33,8 @@ def loaded_from_checkpoint(ckpt: dict, path: Path, label: str, device: torch.dev
     name = ckpt["model"]["name"]
     # The model object knows whether it has shortcuts; the name may be anything the registry accepts.
     group = "resnet" if getattr(model, "residual", True) else "plain"
-    return Loaded(label, name, group, model_info(name).depth, model, Normalizer.from_state_dict(ckpt["normalization"]).to(device),
+    normalizer = Normalizer.from_state_dict(ckpt["normalization"]).to(device)
+    return Loaded(label, name, group, model_info(name).depth, model, normalizer,
                   from_dict(ckpt["config"]) if ckpt.get("config") else None, Path(path), ckpt.get("iteration"))
 
 

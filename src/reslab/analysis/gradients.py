@@ -42,7 +42,8 @@ def conv_layers(model: nn.Module) -> list[tuple[str, nn.Conv2d]]:
     return [(n, m) for n, m in model.named_modules() if isinstance(m, nn.Conv2d) and ".shortcut" not in n]
 
 
-def gradient_norms(model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> tuple[list[str], list[float], list[float], float]:
+def gradient_norms(model: nn.Module, x: torch.Tensor, y: torch.Tensor
+                   ) -> tuple[list[str], list[float], list[float], float]:
     """(conv names, ||grad|| of each conv weight, ||weight||, loss) for one forward/backward in train mode."""
     convs = conv_layers(model)
     was_training = model.training

@@ -126,7 +126,8 @@ def capture_responses(model: nn.Module, x: torch.Tensor) -> dict[str, torch.Tens
     """Every 3x3 layer's response to one batch, whole (cloned in the hook, before the inplace ReLU)."""
     layers = response_layers(model)
     got: dict[str, torch.Tensor] = {}
-    handles = [la.bn.register_forward_hook(lambda mod, inp, out, name=la.name: got.__setitem__(name, out.detach().clone()))
+    handles = [la.bn.register_forward_hook(
+                   lambda mod, inp, out, name=la.name: got.__setitem__(name, out.detach().clone()))
                for la in layers]
     try:
         with torch.no_grad():

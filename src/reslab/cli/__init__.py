@@ -15,7 +15,8 @@ import sys
 from reslab import ReslabError, __version__
 from reslab.cli.common import HelpFormatter
 
-EPILOG = "Docs: README.md and the site in docs/ (mkdocs serve). Every error that you can fix exits with code 2 and one line saying what to change."
+EPILOG = ("Docs: README.md and the site in docs/ (mkdocs serve). Every error that you can fix exits with code 2 and "
+          "one line saying what to change.")
 
 # name: (module, one-line help), in the order `reslab --help` lists them
 COMMANDS = {
@@ -65,7 +66,8 @@ def build_parser(argv: list[str]) -> argparse.ArgumentParser:
             sub.add_parser(name, help=help_text)
             continue
         mod = importlib.import_module(module)
-        p = sub.add_parser(name, help=help_text, formatter_class=HelpFormatter, description=getattr(mod, "DESCRIPTION", None))
+        p = sub.add_parser(name, help=help_text, formatter_class=HelpFormatter,
+                           description=getattr(mod, "DESCRIPTION", None))
         mod.configure(p)
     return ap
 

@@ -73,8 +73,8 @@ def run(a) -> int:
                                           for part, v in res["step_breakdown"].items()))
     else:
         res = bench_eval(a.model, a.batch_size, a.images, a.device, a.train_images_per_s)
-        print(f"eval {res['plain_eval_images_per_s']:.0f} img/s, with conv-BN folding {res['folded_bn_images_per_s']:.0f} "
-              f"img/s ({res['folding_speedup']:.2f}x)"
+        print(f"eval {res['plain_eval_images_per_s']:.0f} img/s, with conv-BN folding "
+              f"{res['folded_bn_images_per_s']:.0f} img/s ({res['folding_speedup']:.2f}x)"
               + (f"; {res['eval_over_train']:.1f}x the training throughput" if res.get("eval_over_train") else ""))
     if a.json_out:
         with open(a.json_out, "w") as f:

@@ -41,7 +41,8 @@ def run(a) -> int:
         d = result.as_dict()
         out = {"checkpoint": str(ckpt_path), "model": ckpt["model"]["name"], "split": a.split,
                f"{a.split}_error": round(d["error"], 4), "loss": d["loss"], "n": d["n"], "per_class": d["per_class"],
-               "confusion": d["confusion"], "normalization": ckpt["normalization"]["note"] or ckpt["normalization"]["kind"],
+               "confusion": d["confusion"],
+               "normalization": ckpt["normalization"]["note"] or ckpt["normalization"]["kind"],
                "iteration": ckpt.get("iteration"), "confusion_csv": str(csv_path) if csv_path else None}
         print(json.dumps(out))
     else:

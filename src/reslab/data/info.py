@@ -22,8 +22,10 @@ def data_info(data: CifarData, d, data_dir: str | None) -> dict:
 def format_info(info: dict, d) -> str:
     """The table `reslab data info` prints."""
     official = info["official_archive_md5"]
+    checked = ("official archive, md5 verified" if official
+               else "structurally checked copy (not the official byte stream)")
     lines = [f"data dir     {info['data_dir']}",
-             f"source       {info['source']}  ({'official archive, md5 verified' if official else 'structurally checked copy (not the official byte stream)'})",
+             f"source       {info['source']}  ({checked})",
              f"split        val_size={d.val_size} split_seed={d.split_seed} train_subset={d.train_subset} "
              f"test_subset={d.test_subset}",
              *class_count_lines(info)]

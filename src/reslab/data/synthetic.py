@@ -78,7 +78,8 @@ def write_fake_cifar100(path: str | Path, train: int = 1000, test: int = 200, se
                              b"fine_labels": labels.tolist(), b"coarse_labels": (np.asarray(labels) // 5).tolist(),
                              b"data": make_images(len(labels), rng, np.clip(labels, 0, 99), base)}, protocol=2)
 
-    files = {"train": split(train_labels, b"training batch 1 of 1"), "test": split(test_labels, b"testing batch 1 of 1"),
+    files = {"train": split(train_labels, b"training batch 1 of 1"),
+             "test": split(test_labels, b"testing batch 1 of 1"),
              "meta": pickle.dumps({b"fine_label_names": [f"class{i:02d}".encode() for i in range(100)],
                                    b"coarse_label_names": [f"super{i:02d}".encode() for i in range(20)]}, protocol=2)}
     Path(path).mkdir(parents=True, exist_ok=True)

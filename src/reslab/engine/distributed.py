@@ -89,8 +89,9 @@ class DistContext:
     def shard(self, global_batch: int) -> tuple[int, int]:
         """Rows [start, stop) of every global batch that this process trains on."""
         if global_batch % self.world_size:
+            fits = global_batch - global_batch % self.world_size or self.world_size
             raise ReslabError(f"train.batch_size={global_batch} is the global batch and must divide evenly over the "
-                              f"{self.world_size} processes (e.g. {global_batch - global_batch % self.world_size or self.world_size})")
+                              f"{self.world_size} processes (e.g. {fits})")
         per = global_batch // self.world_size
         return self.rank * per, (self.rank + 1) * per
 
@@ -193,7 +194,8 @@ def setup() -> DistContext:
     owns = False
     if dist.is_initialized():
         if dist.get_world_size() != world:
-            raise ReslabError(f"a process group of {dist.get_world_size()} is already initialised, but WORLD_SIZE={world}")
+            raise ReslabError(f"a process group of {dist.get_world_size()} is already initialised, "
+                              f"but WORLD_SIZE={world}")
         backend = dist.get_backend()
     else:
         backend = "cpu:gloo,cuda:nccl" if torch.cuda.is_available() and dist.is_nccl_available() else "gloo"

@@ -34,7 +34,8 @@ class Progress:
 
     @classmethod
     def zeros(cls, device):
-        return cls(torch.zeros((), dtype=torch.float64, device=device), torch.zeros((), dtype=torch.int64, device=device))
+        return cls(torch.zeros((), dtype=torch.float64, device=device),
+                   torch.zeros((), dtype=torch.int64, device=device))
 
     def state_dict(self):
         return {"loss_sum": self.loss_sum.cpu(), "wrong": self.wrong.cpu(), "seen": self.seen, "seconds": self.seconds}

@@ -90,7 +90,8 @@ def write_safetensors(model: nn.Module, weights: Pretrained, path: Path) -> None
     try:
         from safetensors.torch import save_file  # optional: pip install -e ".[export]"
     except ImportError:
-        raise ReslabError("--format safetensors/folder needs the safetensors package: pip install -e \".[export]\"") from None
+        raise ReslabError("--format safetensors/folder needs the safetensors package: "
+                          "pip install -e \".[export]\"") from None
     state = {k: v.contiguous() for k, v in model.state_dict().items()}
     save_file(state, str(path), metadata={"reslab": json.dumps(folder_config(model, weights))})
 

@@ -9,5 +9,6 @@ from reslab.models import cifar, imagenet, multiscale  # noqa: F401,E402  (regis
 from reslab.models.factory import create_model, from_pretrained, model_from_weights  # noqa: E402
 from reslab.models.build import model_from_checkpoint, model_from_config, model_kwargs  # noqa: E402
 
-__all__ = ["ModelInfo", "create_model", "from_pretrained", "model_from_weights", "family_members", "list_models", "model_exists", "model_info",
+__all__ = ["ModelInfo", "create_model", "from_pretrained", "model_from_weights", "family_members", "list_models",
+           "model_exists", "model_info",
            "register_model", "count_macs", "count_params", "model_from_checkpoint", "model_from_config", "model_kwargs"]

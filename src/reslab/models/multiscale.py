@@ -7,7 +7,8 @@ the second 3x3 convolution is replaced by two parallel branches that look at the
 fused by a 1x1 convolution:
 
     x ─ conv3x3(stride s) ─ BN ─ ReLU ─┬─ conv3x3, dilation 1 ─ BN ─ ReLU ─┐
-                                       └─ conv3x3, dilation 2 ─ BN ─ ReLU ─┴─ concat ─ conv1x1 ─ BN ─(+ shortcut(x))─ ReLU
+                                       └─ conv3x3, dilation 2 ─ BN ─ ReLU ─┴─ concat ─ conv1x1 ─ BN
+                                                                                  ─(+ shortcut(x))─ ReLU
 
 * Dilation 2 gives the second branch a 5x5 receptive field for the price of a 3x3 (9 instead of 25 weights per
   channel pair, or 18 for two stacked 3x3s); the parallel dilation-1 branch covers the taps the dilated kernel
@@ -24,7 +25,8 @@ fused by a 1x1 convolution:
 
 Budget (10 classes, CIFAR stem, 32x32, option A): resnet18_ms 18,667,338 parameters / 0.92 GMACs, against
 resnet34's 21,108,298 / 1.15 GMACs and resnet18's 11,000,138 / 0.55 GMACs (at 224x224 with the ImageNet stem:
-2.92 vs 3.64 and 1.79 GMACs); tests/test_imagenet_style.py checks the inequalities for both stems. Depth, honestly counted: every block has three weighted layers on each path (3x3, branch 3x3, 1x1),
+2.92 vs 3.64 and 1.79 GMACs); tests/test_imagenet_style.py checks the inequalities for both stems. Depth,
+honestly counted: every block has three weighted layers on each path (3x3, branch 3x3, 1x1),
 so the longest path has 1 + 8 x 3 + 1 = 26 weighted layers — more than ResNet-18's 18, fewer than ResNet-34's 34.
 
 `plain18_ms` is the same class with residual=False: no shortcuts, every weight and the initialisation otherwise

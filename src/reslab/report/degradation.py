@@ -121,7 +121,8 @@ def build_report(study_dir: Path) -> tuple[Document, dict]:
                 Figure(figs["figure6"], "Training error (dashed; mean over each window of train.log_every "
                        "iterations, on augmented images) and test error (bold) vs iterations; left plain nets, right "
                        "ResNets, same axes, one colour per depth."),
-                Figure(figs["pairs"], "Per pair: training loss and test error, plainN (red, dashed) vs resnetN (blue)."),
+                Figure(figs["pairs"], "Per pair: training loss and test error, plainN (red, dashed) vs resnetN "
+                       "(blue)."),
                 Figure(figs["lr"], "Learning rate at every iteration (one schedule for every model)."))
 
     doc.add(Heading("Results"), _results_table(models),

@@ -2,7 +2,8 @@
 
 Same building blocks as the degradation report (collect -> numbers, document -> md + html, figures, the
 analysis section), its own figures; the degradation, residual-cure and depth verdicts are the shared claims of
-reslab.report.claims asked of the 18/34-layer pairs, the multi-scale one its own. Every verdict is computed from the final numbers and says when a difference is too small
+reslab.report.claims asked of the 18/34-layer pairs, the multi-scale one its own. Every verdict is computed from
+the final numbers and says when a difference is too small
 to mean anything: with several seeds against the seed-to-seed spread; with one seed against the sampling noise
 of the images the number was measured on (a binomial standard error — a lower bound on the real noise, since
 it ignores run-to-run variation).
@@ -194,8 +195,8 @@ def build_report(study_dir: Path) -> tuple[Document, dict]:
         figs["lr"] = figures.lr_schedule(study, out)
         doc.add(Heading("Training and validation loss: 18 vs 34 layers"),
                 Figure(figs["loss_pairs"], "Top: plain18 vs plain34; bottom: resnet18 vs resnet34. Left training "
-                       "loss (mean over each window of train.log_every iterations: augmented images, train-mode BN), right "
-                       "validation loss."),
+                       "loss (mean over each window of train.log_every iterations: augmented images, train-mode BN), "
+                       "right validation loss."),
                 Heading("Validation error"),
                 Figure(figs["val_error"], "Validation error vs iterations: the plain pair, the residual pair, all "
                        "five models."),

@@ -193,7 +193,8 @@ def per_class_section(models: list[ModelResult]) -> list:
     for m, a in accs:
         ranked = sorted(a, key=a.get)
         rows.append([m.model, f"{sum(a.values()) / len(a):.1f}",
-                     ", ".join(f"{c} {a[c]:.0f}" for c in ranked[:10]), ", ".join(f"{c} {a[c]:.0f}" for c in ranked[-10:])])
+                     ", ".join(f"{c} {a[c]:.0f}" for c in ranked[:10]),
+                     ", ".join(f"{c} {a[c]:.0f}" for c in ranked[-10:])])
     return [Heading(f"Per-class test accuracy (%) — {len(classes)} classes: the 10 worst and the 10 best"),
             Table(["model", "mean", "10 worst classes", "10 best classes"], rows)]
 
@@ -256,10 +257,12 @@ def protocol_items(study: Study) -> list[str]:
     envs = [r.env for r in study.runs if r.env]
     auto = next((e["amp"] for e in envs if isinstance(e.get("amp"), dict)), None)  # what train.amp=auto chose
     used = auto["chose"] if auto else t.amp
-    items.append(f"precision: {'fp32' if used == 'none' else used + ' autocast'}" + (f" ({auto['why']})" if auto else ""))
+    items.append(f"precision: {'fp32' if used == 'none' else used + ' autocast'}"
+                 + (f" ({auto['why']})" if auto else ""))
     if envs:
         e = envs[0]
-        items.append(f"ran on {e.get('device')} ({e.get('device_name', e.get('machine'))}, {e.get('threads')} threads), "
+        items.append(f"ran on {e.get('device')} ({e.get('device_name', e.get('machine'))}, "
+                     f"{e.get('threads')} threads), "
                      f"torch {e.get('torch')}, reslab {e.get('reslab')}"
                      + (f", git {e['git_commit'][:10]}" if e.get("git_commit") else ""))
     wall = sum(r.summary.wall_seconds or 0 for r in study.runs)
@@ -272,7 +275,8 @@ def analysis_section(study: Study, out: Path, *, max_images: int = 1000, batch_s
     """Report blocks: Fig. 7 responses of every finished run's final weights on `max_images` test images, and
     gradient norms at each snapshot on one batch of `batch_size` training images. Kept cheap because every
     report rebuild pays it: one eval pass over `max_images` per run and one forward/backward of `batch_size`
-    images per snapshot (half of `reslab analyze gradients`' less noisy default of 128). A study whose runs kept no snapshots gets the responses
+    images per snapshot (half of `reslab analyze gradients`' less noisy default of 128). A study whose runs kept
+    no snapshots gets the responses
     only; one whose runs cannot be measured gets a line saying why, never a failed report. Also returns the Fig. 7
     verdicts, for the report's summary (the gradient-flow lines are diagnostics, not claims of the paper)."""
     runs = [Path(study.path) / "runs" / r.name for r in study.runs if r.status == "finished"]

@@ -39,8 +39,9 @@ def load_pretrained(model: str, pretrained) -> Pretrained:
         return load_published(published(model, None if pretrained is True else pretrained))
     path = Path(pretrained)
     if not path.exists():
-        raise ReslabError(f"pretrained={str(pretrained)!r} is neither a published source ({', '.join(sorted(sources()))}) "
-                          f"nor an existing checkpoint file, run directory or exported folder")
+        raise ReslabError(f"pretrained={str(pretrained)!r} is neither a published source "
+                          f"({', '.join(sorted(sources()))}) nor an existing checkpoint file, run directory or "
+                          f"exported folder")
     return load_path(path)
 
 

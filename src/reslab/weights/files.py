@@ -179,7 +179,8 @@ def load_run_checkpoint(path: Path, which: str = "last") -> tuple[dict, Path]:
     if which == "best":
         p = run_dir / CHECKPOINTS / "best.pt"
         if not p.exists():
-            raise ReslabError(f"{run_dir} has no best.pt (no validation split, or no evaluation yet); use --weights last")
+            raise ReslabError(f"{run_dir} has no best.pt (no validation split, or no evaluation yet); "
+                              f"use --weights last")
         return load_checkpoint(p, require_checksum=True), p
     found = newest_good_checkpoint(run_dir / CHECKPOINTS)
     if found is None:
