@@ -144,6 +144,15 @@ def test_a_validation_only_study_is_sized_as_the_study_it_stands_for(fake_dir, f
     assert plan["0"]["iterations"] == plan["null"]["iterations"] < plan["40"]["iterations"]
 
 
+def test_the_plan_counts_the_train_probe_each_run_adds(fake_dir, fake_speed):
+    # each of the 4 runs evaluates its train probe once, at the end: 200 images at 2000 img/s = 0.1 s per run
+    with_probe, without = (plan_budget(tiny_spec(fake_dir, f"data.train_probe={n}"), 1200.0, "cpu", log=lambda m: None)
+                           for n in ("200", "null"))
+    assert with_probe["iterations"] == without["iterations"]  # 0.4 s does not change the iteration count here ...
+    fixed = [p["estimate_s"] - p["training_s"] for p in (with_probe, without)]
+    assert fixed[0] - fixed[1] == pytest.approx(4 * 200 / 2000.0, abs=0.11)  # ... but is in the plan's fixed cost
+
+
 def test_a_budget_too_small_says_what_would_fit_and_writes_nothing(fake_dir, fake_speed, tmp_path, capsys):
     out = tmp_path / "st"
     args = ["study", "degradation", "--depths", "8,14", "--data-dir", str(fake_dir), "--out", str(out),

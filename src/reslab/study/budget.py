@@ -18,7 +18,7 @@ from pathlib import Path
 
 from reslab import ReslabError
 from reslab.config import Config, budget_seconds, flatten, from_dict, load_config, resolve_schedule, to_dict
-from reslab.data import n_eval_images, n_train_images
+from reslab.data import n_eval_images, n_probe_images, n_train_images
 from reslab.engine.device import choose_amp, resolve_device
 from reslab.engine.estimate import duration, evaluations, measure_speed
 from reslab.engine.runs import STUDY_FILE
@@ -135,9 +135,11 @@ def measure_fit(spec: StudySpec, budget_s: float, device: str | None, log=print)
     eval_images = sum(n_eval_images(base.data))
     if base.data.test_subset == 0:  # a validation-only trial is sized as the study it stands for, test included,
         eval_images += n_eval_images(replace(base.data, test_subset=None))[1]  # so its iterations can be frozen
+    # fixed: start-up, the report, each run's evaluation points, the report's measurements of each run and the
+    # train probe its final evaluation adds
     fixed = (START_SECONDS + REPORT_SECONDS + len(spec.runs) * RUN_SECONDS
              + sum(s.run_seconds(0, t.batch_size, points, eval_images) for s in per_run)
-             + sum(REPORT_RUNS_IMAGES / s.eval_images_per_s for s in per_run))
+             + sum((REPORT_RUNS_IMAGES + n_probe_images(base.data)) / s.eval_images_per_s for s in per_run))
     per_iteration = sum(s.run_seconds(1, t.batch_size, 0, 0) for s in per_run)
     smallest = max(MIN_ITERATIONS, 2 * base.optim.warmup_iterations, 4 * points)
     iterations = max(0, int((SAFETY * budget_s - fixed) / per_iteration) // points * points)
