@@ -12,7 +12,6 @@ from __future__ import annotations
 import argparse
 import hashlib
 import io
-import json
 import sys
 from pathlib import Path
 
@@ -21,17 +20,17 @@ import torch
 from reslab import ReslabError
 from reslab.data import Normalizer, load_cifar10
 from reslab.engine.evaluate import evaluate
+from reslab.engine.summary import RunSummary, read_summary
 from reslab.models import create_model
 from reslab.weights.files import FORMAT, VERSION, atomic_write_bytes, load_run_checkpoint
 from reslab.weights.store import BUNDLED_DIR
 
 
-def slim(ckpt: dict, run_dir: Path) -> dict:
-    summary = json.loads((run_dir / "summary.json").read_text())
+def slim(ckpt: dict, run_dir: Path, summary: RunSummary) -> dict:
     keep = ("model", "model_state", "normalization", "config", "iteration")
     return {"format": FORMAT, "version": VERSION, "kind": "published", **{k: ckpt[k] for k in keep},
-            "source": {"project": "reslab", "run": run_dir.name, "final_test_error": summary["final"]["test_error"],
-                       "wall_seconds": summary.get("wall_seconds")}}
+            "source": {"project": "reslab", "run": run_dir.name, "final_test_error": summary.final["test_error"],
+                       "wall_seconds": summary.wall_seconds}}
 
 
 def main(argv=None) -> int:
@@ -42,12 +41,13 @@ def main(argv=None) -> int:
     args = ap.parse_args(argv)
     ckpt, path = load_run_checkpoint(args.run_dir, "last")
     planned = ckpt["config"]["train"]["iterations"]
-    status = json.loads((args.run_dir / "summary.json").read_text()).get("status")
+    summary = read_summary(args.run_dir)
+    status = summary.status
     if status != "finished" or ckpt["iteration"] != planned:
         raise ReslabError(f"{args.run_dir} has not finished (status {status}, checkpoint at iteration "
                           f"{ckpt['iteration']} of {planned}): resume it first")
     buf = io.BytesIO()
-    torch.save(slim(ckpt, args.run_dir), buf)
+    torch.save(slim(ckpt, args.run_dir, summary), buf)
     data = buf.getvalue()
     sha = hashlib.sha256(data).hexdigest()
     name = ckpt["model"]["name"]
@@ -60,13 +60,9 @@ def main(argv=None) -> int:
                    channels_last=True)
     print(f"wrote {out} ({len(data) / 1e6:.2f} MB) from {path}")
     print(f"fp32 test error of the file: {res.error:.2f}% on {res.n} images "
-          f"(the run's own final evaluation, in its precision: {ckpt_error(args.run_dir):.2f}%)")
+          f"(the run's own final evaluation, in its precision: {summary.final['test_error']:.2f}%)")
     print(f'add to PUBLISHED: reslab_weights("{name}", "{sha}", {res.error:.2f}, "...")')
     return 0
-
-
-def ckpt_error(run_dir: Path) -> float:
-    return json.loads((run_dir / "summary.json").read_text())["final"]["test_error"]
 
 
 if __name__ == "__main__":

@@ -122,17 +122,22 @@ def test_tf32_switch_covers_cublas_and_cudnn(kernel_flags):
     assert not s["tf32_matmul"] and not s["tf32_cudnn"]
 
 
-def test_run_is_deterministic_before_its_probe_and_records_its_kernels(tiny_cfg, tmp_path, monkeypatch,
-                                                                       kernel_flags):
-    torch.use_deterministic_algorithms(False)
-    seen = {}
-    probe = trainer.measure_speed
+def settings_at_probe(monkeypatch) -> dict:
+    """The kernel settings in force when the run's throughput probe starts (filled in when it runs)."""
+    seen, probe = {}, trainer.measure_speed
 
     def spy(cfg, dev):
         seen.update(devmod.kernel_settings())
         return probe(cfg, dev)
 
     monkeypatch.setattr(trainer, "measure_speed", spy)
+    return seen
+
+
+def test_run_is_deterministic_before_its_probe_and_records_its_kernels(tiny_cfg, tmp_path, monkeypatch,
+                                                                       kernel_flags):
+    torch.use_deterministic_algorithms(False)
+    seen = settings_at_probe(monkeypatch)
     run = trainer.train(tiny_cfg(**{"train.iterations": 4, "train.eval_every": 4, "train.snapshots": [],
                                   "train.batch_size": 10, "train.eval_batch_size": 20, "data.test_subset": 20}),
                         runs_dir=tmp_path)
@@ -403,14 +408,7 @@ def test_deterministic_mode_fails_on_a_nondeterministic_cuda_op(kernel_flags):
 @cuda
 @needs_cuda
 def test_cublas_is_set_before_the_probe_on_cuda(tiny_cfg, tmp_path, monkeypatch, kernel_flags):
-    seen = {}
-    probe = trainer.measure_speed
-
-    def spy(cfg, dev):
-        seen.update(devmod.kernel_settings())
-        return probe(cfg, dev)
-
-    monkeypatch.setattr(trainer, "measure_speed", spy)
+    seen = settings_at_probe(monkeypatch)
     trainer.train(tiny_cfg(**{"train.device": "cuda", "train.iterations": 4, "train.eval_every": 4,
                               "train.snapshots": []}), runs_dir=tmp_path)
     assert seen[devmod.CUBLAS_ENV] in devmod.DETERMINISTIC_CUBLAS
