@@ -81,13 +81,20 @@ def curves(runs: list[dict], out: Path) -> Path:
     return save_figure(fig, out / "curves.png")
 
 
+def as_typed(command: str) -> str:
+    """The command as a user types it: `reslab train ...`, not the interpreter's path to reslab's entry point."""
+    head, _, rest = command.partition(" ")
+    return f"reslab {rest}" if head.endswith(("reslab", "__main__.py")) else command
+
+
 def report(runs: list[dict], machine: str) -> str:
     r0 = runs[0]
     lines = ["# The paper's CIFAR-10 protocol, run to the end by reslab on a CPU", "",
-             f"Measured on **{machine}**, torch {r0['env']['torch']}, reslab commit "
-             f"{r0['env'].get('git_commit', '?')[:7]}. The protocol of Sec. 4.2 exactly (configs/paper.yaml): 45k/5k "
-             "split, batch 128, lr 0.1 divided by 10 at 32k and 48k iterations, 64k iterations, weight decay 1e-4, "
-             "momentum 0.9, 4-pixel padding + random crop + flip, per-pixel mean subtraction, option-A shortcuts.", "",
+             f"Measured on **{machine}**, torch {r0['env']['torch']}; started at reslab commit "
+             f"{r0['env'].get('git_commit', '?')[:7]} (env.json is written when a run starts). The protocol of Sec. "
+             "4.2 exactly (configs/paper.yaml): 45k/5k split, batch 128, lr 0.1 divided by 10 at 32k and 48k "
+             "iterations, 64k iterations, weight decay 1e-4, momentum 0.9, 4-pixel padding + random crop + flip, "
+             "per-pixel mean subtraction, option-A shortcuts.", "",
              "The reslab number is the **final iteration's** error on the full 10,000-image test set (the paper's "
              "protocol); the epoch best on *validation* is shown for reference only. One seed each: the paper's "
              "own spread for ResNet-110 is ±0.16 points over 5 runs, so a single run is expected within a few "
@@ -100,7 +107,7 @@ def report(runs: list[dict], machine: str) -> str:
         lines.append(f"- `{r['dir'].name}`: {s['iterations']:,} iterations, {training_hours(r):.2f} h of training "
                      f"steps, {s['wall_seconds'] / 3600:.2f} h from start to end"
                      + (f" (stopped and resumed {resumed}x)" if resumed else "")
-                     + f", {r['precision']}; command: `{r['env'].get('command', '?')}`")
+                     + f", {r['precision']}; command: `{as_typed(r['env'].get('command', '?'))}`")
     return "\n".join(lines) + "\n"
 
 
