@@ -2,12 +2,14 @@
 shipped inside the package, loadable by name offline (`pretrained="reslab"`, and `True` for a plain net), with
 its sha256 checked at every load and the test error the table states."""
 import importlib.util
+import json
 import re
 
 import pytest
 import torch
 
 from reslab import ReslabError
+from reslab.cli import main
 from reslab.data import Normalizer, load_cifar10
 from reslab.engine import train
 from reslab.engine.evaluate import evaluate
@@ -91,3 +93,16 @@ def test_own_weights_give_the_stated_test_error(entry):
     res = evaluate(model, data.test_images, data.test_labels, Normalizer.from_model(model), batch_size=500,
                    channels_last=True)
     assert round(res.error, 2) == entry.test_error
+
+
+def test_name_at_source_picks_the_weights_on_the_command_line(fake_dir, tmp_path, monkeypatch, capsys):
+    monkeypatch.chdir(tmp_path)
+    entry = pub.published("resnet20", "reslab")
+    assert main(["eval", "resnet20@reslab", "--json", "--no-csv", "--data-dir", str(fake_dir)]) == 0
+    out = json.loads(capsys.readouterr().out)
+    assert out["model"] == "resnet20" and out["checkpoint"] == str(store.BUNDLED_DIR / entry.filename)
+    # an unknown source: one line naming the sources there are, nothing written
+    assert main(["eval", "resnet20@nosuch", "--data-dir", str(fake_dir)]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "nosuch" in err and "reslab" in err
+    assert list(tmp_path.iterdir()) == []

@@ -12,7 +12,7 @@ from reslab.engine.progress import announce
 
 def configure(p) -> None:
     p.add_argument("target", metavar="RUN_DIR|CKPT|NAME", help="a run directory, a checkpoint file, or a model "
-                   "name with published weights (e.g. resnet56)")
+                   "name with published weights (e.g. resnet56; NAME@SOURCE picks a source, e.g. resnet20@reslab)")
     p.add_argument("--split", default="test", choices=("test", "val"), help="which split to evaluate")
     p.add_argument("--weights", default="last", choices=("last", "best"),
                    help="for a run directory: final weights, or best on validation")

@@ -11,7 +11,7 @@ DESCRIPTION = ("Export a run directory, a checkpoint file or a published model (
 
 def configure(p) -> None:
     p.add_argument("source", metavar="RUN_DIR|CKPT|NAME", help="a run directory, a checkpoint file, an exported "
-                   "folder, or a model name with published weights (e.g. resnet56)")
+                   "folder, or a model name with published weights (e.g. resnet56; NAME@SOURCE, e.g. resnet20@reslab)")
     p.add_argument("--format", required=True, choices=FORMATS, help="what to write")
     p.add_argument("--out", required=True, help="the file (or folder) to write; must not exist")
 

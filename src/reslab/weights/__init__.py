@@ -45,22 +45,29 @@ def load_pretrained(model: str, pretrained) -> Pretrained:
     return load_path(path)
 
 
-def published_name(source: str) -> bool:
-    """Whether `source` names a model with published weights (an existing path of that name comes first)."""
-    return not Path(source).exists() and any(m == source for m, _ in PUBLISHED)
+def published_entry(source: str) -> Published | None:
+    """The published weights `source` names — `NAME` (its default source) or `NAME@SOURCE`, e.g. resnet20@reslab —
+    or None when it names none (an existing path of that name comes first). An unknown SOURCE is one line."""
+    if Path(source).exists():
+        return None
+    name, at, origin = source.partition("@")
+    if not any(m == name for m, _ in PUBLISHED):
+        return None
+    return published(name, origin if at else None)
 
 
 def unknown_source(source: str, paths: str) -> ReslabError:
     """The one line for a source that is neither an existing path (`paths` says which kinds) nor a published name."""
     return ReslabError(f"{source!r} is neither an existing {paths} nor a model with published weights "
-                       f"({', '.join(sorted({m for m, _ in PUBLISHED}))})")
+                       f"({', '.join(sorted({m for m, _ in PUBLISHED}))}; NAME@SOURCE picks a source)")
 
 
 def load_source(source: str) -> Pretrained:
     """What `--init-from` and `reslab export` take: a run directory, a checkpoint file, an exported folder or file,
     or the name of a model with published weights."""
-    if published_name(source):
-        return load_published(published(source))
+    entry = published_entry(source)
+    if entry is not None:
+        return load_published(entry)
     if Path(source).exists():
         return load_path(Path(source))
     raise unknown_source(source, "run directory, checkpoint file or exported folder")
@@ -70,8 +77,8 @@ def load_checkpoint_source(source: str, which: str = "last") -> tuple[dict, Path
     """What `reslab eval` takes, as a reslab checkpoint and the file it was read from: a run directory (`which`:
     its last or best weights), a checkpoint file, or the name of a model with published weights (a checkpoint of
     kind "published", with no training config)."""
-    if published_name(source):
-        entry = published(source)
+    entry = published_entry(source)
+    if entry is not None:
         return published_checkpoint(load_published(entry)), fetch(entry)
     if not Path(source).exists():
         raise unknown_source(source, "run directory or checkpoint file")
