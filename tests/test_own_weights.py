@@ -106,3 +106,19 @@ def test_name_at_source_picks_the_weights_on_the_command_line(fake_dir, tmp_path
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and "nosuch" in err and "reslab" in err
     assert list(tmp_path.iterdir()) == []
+
+
+def test_fig7_is_measured_on_published_weights_by_name(fake_dir, tmp_path, monkeypatch, capsys):
+    """`reslab analyze responses resnet20@reslab` measures the bundled weights, labelled as typed."""
+    monkeypatch.chdir(tmp_path)
+    entry = pub.published("resnet20", "reslab")
+    assert main(["analyze", "responses", "resnet20@reslab", "--max-images", "50", "--data-dir", str(fake_dir),
+                 "--out", "fig7"]) == 0
+    out = capsys.readouterr().out
+    line = next(x for x in out.splitlines() if x.startswith("resnet20@reslab"))
+    assert "19 layers" in line and str(store.BUNDLED_DIR / entry.filename) in line
+    rows = (tmp_path / "fig7" / "responses.csv").read_text().splitlines()
+    assert rows[0].startswith("label,model,")
+    assert sum("resnet20@reslab" in r for r in rows) == 19
+    assert main(["analyze", "responses", "resnet20@nosuch", "--out", "fig7b"]) == 2
+    assert capsys.readouterr().err.count("\n") == 1 and not (tmp_path / "fig7b").exists()

@@ -142,3 +142,18 @@ def test_both_response_panels_have_a_legend_and_whole_layer_ticks():
             assert ticks and all(float(t).is_integer() for t in ticks), ticks  # 3 layers: never 1.5, 2.5
     finally:
         plt.close(fig)
+
+
+def test_one_net_from_two_sources_gets_two_colours_and_markers():
+    # resnet20 (akamaster) against resnet20@reslab: same group and depth, so the per-depth colour would be shared.
+    profiles = [ResponseProfile(label, "resnet20", "resnet", 20, "", None, "test", 40, ["a", "b"], std, [])
+                for label, std in (("resnet20", [0.6, 0.5]), ("resnet20@reslab", [0.7, 0.4]))]
+    fig = responses_figure(profiles)
+    try:
+        top, bottom = fig.axes
+        assert len({line.get_color() for line in top.lines}) == 2
+        assert len({line.get_color() for line in bottom.lines}) == 2
+        assert len({line.get_marker() for line in top.lines}) == 2  # told apart without colour too
+        assert all(contrast_ratio(line.get_color()) >= 3 for line in top.lines)
+    finally:
+        plt.close(fig)

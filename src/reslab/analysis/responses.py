@@ -30,9 +30,9 @@ from reslab import ReslabError
 from reslab.analysis.common import DataCache, Loaded, check_positive, loaded_from_checkpoint, unique_labels
 from reslab.config import Config
 from reslab.data import splits_for
-from reslab.weights.files import load_run_checkpoint
+from reslab.weights import load_checkpoint_source
 from reslab.engine.device import resolve_device
-from reslab.plotting import integer_ticks, line_style, model_color, plt, save_figure
+from reslab.plotting import DEPTH_PALETTE, integer_ticks, line_style, model_color, plt, save_figure
 
 SPLITS = ("test", "val")
 
@@ -197,12 +197,14 @@ def profile_responses(loaded: Loaded, data, split: str = "test", max_images: int
 
 
 def load_targets(targets: list[str | Path], which: str, device: torch.device) -> list[Loaded]:
-    """Run directories (their final or best weights) and checkpoint files, labelled by run or model name."""
+    """Run directories (their final or best weights), checkpoint files and published weights by name (NAME or
+    NAME@SOURCE), labelled by run name, model name, or the published name as given."""
     found = []
     for t in targets:
-        t = Path(t)
-        ckpt, path = load_run_checkpoint(t, which)
-        found.append((t.name if t.is_dir() else ckpt["model"]["name"], ckpt, path))
+        ckpt, path = load_checkpoint_source(str(t), which)
+        label = Path(t).name if Path(t).is_dir() else str(t) if ckpt.get("kind") == "published" \
+            else ckpt["model"]["name"]
+        found.append((label, ckpt, path))
     labels = unique_labels([f[0] for f in found])
     return [loaded_from_checkpoint(ckpt, path, lab, device) for lab, (_, ckpt, path) in zip(labels, found)]
 
@@ -228,6 +230,9 @@ def measure_responses(targets: list[str | Path], *, split: str = "test", data_di
 
 # ---- outputs --------------------------------------------------------------------------------------------------
 
+SOURCE_MARKERS = (".", "s", "^", "D", "v")
+
+
 def plot_responses(profiles: list[ResponseProfile], path: Path, title: str | None = None) -> Path:
     """Fig. 7 layout: std in layer order (top) and sorted in descending order (bottom), saved to `path`."""
     return save_figure(responses_figure(profiles, title), Path(path))
@@ -236,12 +241,18 @@ def plot_responses(profiles: list[ResponseProfile], path: Path, title: str | Non
 def responses_figure(profiles: list[ResponseProfile], title: str | None = None):
     """The Fig. 7 figure: both panels with a legend (each is read on its own) and whole-number layer ticks."""
     depths = [p.depth for p in profiles]
+    nets = [(p.group, p.depth) for p in profiles]
+    # The same net from several sources (resnet20 against resnet20@reslab) would share one colour: then each
+    # profile takes its own palette colour and marker instead, so the lines never depend on the legend's order.
+    same_net = len(set(nets)) < len(nets)
     fig, (top, bottom) = plt.subplots(2, 1, figsize=(7.5, 7.5))
     # Shallow nets first in the legend, plain before residual at each depth: pairs read side by side.
-    for p in sorted(profiles, key=lambda p: (p.depth or 0, p.group != "plain", p.label)):
-        style = dict(color=model_color(p.group, p.depth, depths), ls=line_style(p.group), lw=1.6, label=p.label)
+    for i, p in enumerate(sorted(profiles, key=lambda p: (p.depth or 0, p.group != "plain", p.label))):
+        color = DEPTH_PALETTE[i % len(DEPTH_PALETTE)] if same_net else model_color(p.group, p.depth, depths)
+        marker = SOURCE_MARKERS[i % len(SOURCE_MARKERS)] if same_net else "."
+        style = dict(color=color, ls=line_style(p.group), lw=1.6, label=p.label)
         x = range(1, len(p.std) + 1)
-        top.plot(x, p.std, marker=".", ms=4, **style)
+        top.plot(x, p.std, marker=marker, ms=4, **style)
         bottom.plot(x, sorted(p.std, reverse=True), **style)
     top.set_xlabel("layer index (original order)")
     bottom.set_xlabel("layer index (sorted by magnitude)")

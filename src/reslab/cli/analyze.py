@@ -13,9 +13,10 @@ from reslab.engine.progress import announce
 
 def configure(p) -> None:
     asub = p.add_subparsers(dest="analyze_kind", required=True, metavar="ANALYSIS")
-    q = _analysis(asub, "responses", "targets", "RUN_DIR|CKPT",
+    q = _analysis(asub, "responses", "targets", "RUN_DIR|CKPT|NAME",
                   help="std of every 3x3 layer's response after BN (the paper's Fig. 7)",
-                  description="For each run directory or checkpoint file (imported weights included): the std "
+                  description="For each run directory, checkpoint file (imported weights included) or model "
+                              "name with published weights (NAME@SOURCE picks a source, e.g. resnet20@reslab): the std "
                               "of each 3x3 layer's output after BN, before ReLU/addition, in eval mode. Writes "
                               "responses.png (layer order, top; sorted, bottom) and responses.csv; existing "
                               "files are kept and responses-2.* etc. written instead.")
