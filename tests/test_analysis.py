@@ -264,7 +264,8 @@ def test_cli_bad_input_exits_2_with_one_line(two_runs, tmp_path, capsys):
     save_checkpoint({**ckpt, "config": None}, imported)  # what an import looks like: no training config
     (tmp_path / "afile").write_text("x")
     bad = [
-        (["responses", str(tmp_path / "missing")], "does not exist"),
+        (["responses", str(tmp_path / "missing")], "is neither an existing run directory"),
+        (["responses", "resnet20@nowhere"], "nowhere"),  # a published name with an unknown source
         (["responses", str(two_runs[0]), "--max-images", "0"], "--max-images 0"),
         (["responses", str(imported), "--split", "val"], "use --split test"),
         (["responses", str(two_runs[0]), "--data-dir", str(tmp_path / "nodata")], "--data-dir"),
