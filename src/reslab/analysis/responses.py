@@ -202,8 +202,12 @@ def load_targets(targets: list[str | Path], which: str, device: torch.device) ->
     found = []
     for t in targets:
         ckpt, path = load_checkpoint_source(str(t), which)
-        label = Path(t).name if Path(t).is_dir() else str(t) if ckpt.get("kind") == "published" \
-            else ckpt["model"]["name"]
+        if Path(t).is_dir():
+            label = Path(t).name
+        elif ckpt.get("kind") == "published":
+            label = str(t)  # as typed: resnet20 and resnet20@reslab stay apart
+        else:
+            label = ckpt["model"]["name"]
         found.append((label, ckpt, path))
     labels = unique_labels([f[0] for f in found])
     return [loaded_from_checkpoint(ckpt, path, lab, device) for lab, (_, ckpt, path) in zip(labels, found)]
