@@ -15,6 +15,7 @@ from reslab.weights.files import load_checkpoint
 from reslab.engine.eval_run import evaluate_checkpoint
 from reslab.engine.runs import read_metrics
 from reslab.engine.state import resumable_payload
+from reslab.engine.writer import RunWriter
 from reslab.engine.trainer import build_run, find_resume_point, payload, start_or_resume, train
 from reslab.config import from_dict, to_dict, validate
 
@@ -51,7 +52,11 @@ def test_v1_checkpoint_restores_every_piece_of_state_exactly(v1_run, v1_data):
     assert found.ckpt_path.name == "ckpt-00000007.pt"
     ctx = distributed.setup()
     run = build_run(ctx, validate(from_dict(found.ckpt["config"])), v1_data)
-    start_or_resume(run, found, v1_run.parent, None, quiet=True)
+    run.writer = RunWriter(ctx, v1_run, quiet=True)  # what train() opens for a resume, holding the run's lock
+    try:
+        start_or_resume(run, found)
+    finally:
+        run.writer.close()
     st = run.state
     assert (st.iteration, len(st.rows), st.progress.seen) == (7, 1, 50)  # two steps of 25 since the last row
     assert equal(run.model.state_dict(), old["model_state"])

@@ -1,8 +1,8 @@
 """The training loop: the paper's protocol, iteration-based, exactly resumable.
 
-Read it top to bottom. `train()` sets up (`find_resume_point`, `build_run`), starts or resumes the run
-(`start_or_resume`), then `train_loop` steps through iterations: step / log / evaluate-and-checkpoint /
-maybe-stop. Everything the loop works with is one plain `Run`; the helpers below the loop each do one of
+Read it top to bottom. `train()` sets up (`find_resume_point`, `build_run`, the one writer of the run), starts
+or resumes the run (`start_or_resume`), then `train_loop` steps through iterations: a step, then what that
+iteration calls for (reslab.engine.cadence: snapshot / log / evaluate-and-checkpoint / stop). Everything the loop works with is one plain `Run`; the helpers below the loop each do one of
 its steps and take the `Run` explicitly.
 
 Every random choice is derived from (seed, epoch) for the shuffle and (seed, iteration) for the augmentation, so
@@ -11,6 +11,7 @@ with deterministic kernels, reaches bit-identical weights and metrics.
 """
 from __future__ import annotations
 
+import copy
 import math
 import time
 from dataclasses import dataclass, replace
@@ -24,6 +25,7 @@ from reslab.config import Config, Schedule, from_dict, load_yaml, resolve_schedu
 from reslab.data import CifarData, Normalizer, mix_seed
 from reslab.engine import distributed, runs
 from reslab.weights.files import CONFIG_FILE, newest_good_checkpoint, require_run_dir
+from reslab.engine.cadence import Cadence, decide
 from reslab.engine.correct import Correctness, correct_document
 from reslab.engine.device import choose_amp, kernel_settings, native_bf16, set_determinism, set_tf32, torch_sync
 from reslab.engine.estimate import duration, evaluations, measure_speed
@@ -109,8 +111,9 @@ def train(cfg: Config | None = None, *, runs_dir: str | Path = "runs", resume: s
             return found.run_dir
         if found is None and cfg is None:
             raise ReslabError("train() needs a config or a run to resume")
-        if found is not None:
-            cfg = validate(from_dict(found.ckpt["config"]))
+        # the run's own copy: what it resolves (device, amp, pad fill) is recorded in its config.yaml, and the
+        # caller's config is left as it was given
+        cfg = validate(from_dict(found.ckpt["config"])) if found is not None else copy.deepcopy(cfg)
         if device is not None:
             cfg.train.device = device
             if found is not None and cfg.train.cuda_graph == "on":  # resumed elsewhere: graphed where it can be
@@ -119,13 +122,14 @@ def train(cfg: Config | None = None, *, runs_dir: str | Path = "runs", resume: s
         if init is not None and cfg.data.pad_fill == "init":  # config.yaml records what was used
             cfg.data.pad_fill = init.pad_fill or "mean"
         run = build_run(ctx, cfg, data, init, normalizer_to_keep(cfg, found, init))
+        if writer is None:  # a new run: its directory is created only now that everything it needs is known good
+            writer = new_run_writer(run, Path(runs_dir), run_name, quiet, init)
         run.writer = writer
-        start_or_resume(run, found, Path(runs_dir), run_name, quiet, init)
+        start_or_resume(run, found)
         return train_loop(run, stop_after)
     finally:
         if run is not None and run.trackers is not None:
             run.trackers.close("failed")  # only still open when training raised
-        writer = run.writer if run is not None and run.writer is not None else writer
         if writer is not None:
             writer.close()
         ctx.close()
@@ -189,23 +193,26 @@ def build_run(ctx: distributed.DistContext, cfg: Config, data: CifarData | None,
                TrainState.fresh(dev), init_note, amp_note, graph)
 
 
-def start_or_resume(run: Run, found: ResumePoint | None, runs_dir: Path, run_name: str | None, quiet: bool,
-                    init: Pretrained | None = None) -> None:
-    """A new run directory with an iteration-0 checkpoint, or the state of `found` restored exactly (with the
-    writer `train` opened, holding the run's lock, else a new one); then the trackers."""
+def new_run_writer(run: Run, runs_dir: Path, run_name: str | None, quiet: bool,
+                   init: Pretrained | None) -> RunWriter:
+    """The writer of a new run: creates its directory (config.yaml, env.json with what was resolved) under its
+    lock. The other writer `train` opens is a resumed run's, before anything of it is read."""
+    extra_env = {"init_from": init.origin} if init is not None else {}
+    extra_env["kernels"] = {**kernel_settings(), "cuda_graph": run.graph is not None}
+    if run.amp_note:
+        extra_env["amp"] = {"asked": "auto", "chose": run.cfg.train.amp, "why": run.amp_note}
+    w = RunWriter.create(run.ctx, runs_dir, run.cfg, run.dev, run_name, quiet, extra_env)
+    w.log(f"run {w.run_dir}", always=True)  # --quiet still says where the run is
+    for note in (run.init_note, run.amp_note):
+        if note:
+            w.log(note)
+    return w
+
+
+def start_or_resume(run: Run, found: ResumePoint | None) -> None:
+    """A new run's iteration-0 checkpoint, or the state of `found` restored exactly; then the trackers."""
     ctx, st = run.ctx, run.state
-    if found is None:
-        extra_env = {"init_from": init.origin} if init is not None else {}
-        extra_env["kernels"] = {**kernel_settings(), "cuda_graph": run.graph is not None}
-        if run.amp_note:
-            extra_env["amp"] = {"asked": "auto", "chose": run.cfg.train.amp, "why": run.amp_note}
-        run.writer = RunWriter.create(ctx, runs_dir, run.cfg, run.dev, run_name, quiet, extra_env)
-        run.writer.log(f"run {run.writer.run_dir}", always=True)  # --quiet still says where the run is
-        for note in (run.init_note, run.amp_note):
-            if note:
-                run.writer.log(note)
-    else:
-        run.writer = run.writer or RunWriter(ctx, found.run_dir, quiet)
+    if found is not None:
         restore(found.ckpt, found.ckpt_path, run.model, run.optimizer, run.scaler, run.lrs, st, run.dev,
                 rank=ctx.rank if ctx.enabled else None, world_size=ctx.world_size)
         run.writer.write_logs(st)
@@ -265,11 +272,11 @@ def start_trackers(run: Run, resumed: bool) -> Trackers:
 
 
 def train_loop(run: Run, stop_after: int | None) -> Path:
-    """Step, log, evaluate and checkpoint, stop on request; returns the run directory."""
+    """Step, then do what the iteration calls for (reslab.engine.cadence: log, evaluate, checkpoint, stop);
+    returns the run directory."""
     cfg, st, w, ctx = run.cfg, run.state, run.writer, run.ctx
     spe, total = run.sched.steps_per_epoch, run.sched.iterations
-    eval_every = cfg.train.eval_every or spe
-    log_every = cfg.train.log_every or max(1, eval_every // 5)
+    cadence = Cadence.of(run.sched, cfg.train.eval_every, cfg.train.log_every)
     done_this_call, perm_epoch, perm, bar = 0, -1, None, None
     start_wall = time.perf_counter() - st.wall_seconds
     tick = time.perf_counter()
@@ -290,32 +297,29 @@ def train_loop(run: Run, stop_after: int | None) -> Path:
                 lr, loss, wrong, batch = step(run, perm[k * cfg.train.batch_size:(k + 1) * cfg.train.batch_size], it)
                 done_this_call += 1
                 observe_warmup(run, wrong, batch)
-                nonfinite = show_progress(run, bar, loss, wrong, batch, lr, tick, start_wall)
-                if st.iteration in run.sched.snapshots and st.iteration > 0:
-                    w.save(partial(payload, run, "snapshot"), f"snapshot-{st.iteration:08d}.pt")
-                # ---- log ----
-                at_eval = st.iteration % eval_every == 0 or st.iteration == total
-                if at_eval or st.iteration % log_every == 0:
-                    log_point(run, lr)
-                epoch_end = st.iteration % spe == 0 or st.iteration == total
+                bad = show_progress(run, bar, loss, wrong, batch, lr, tick, start_wall)
                 stopping = stop.requested or (stop_after is not None and done_this_call >= stop_after)
                 if ctx.enabled:  # a stop (signal on any rank) or a bad loss is agreed at this very step by all
-                    stopping, bad = ctx.agree(stopping, nonfinite is not None)
-                    if bad:
-                        fail_nonfinite(run, float("nan") if nonfinite is None else nonfinite, bar)
-                if at_eval or stopping:
+                    stopping, any_bad = ctx.agree(stopping, bad is not None)
+                    bad = (float("nan") if bad is None else bad) if any_bad else None
+                if bad is not None:
+                    fail_nonfinite(run, bad, bar)
+                # ---- what this iteration calls for ----
+                do = decide(st.iteration, cadence, stopping)
+                if do.snapshot:
+                    w.save(partial(payload, run, "snapshot"), f"snapshot-{st.iteration:08d}.pt")
+                if do.log:
+                    log_point(run, lr)
+                if do.tick_end:
                     tick_end(run, tick, start_wall)
-                # ---- evaluate and checkpoint ----
-                if (at_eval or epoch_end) and bar is not None:
+                if do.close_bar and bar is not None:
                     bar.close()
                     bar = None
-                stop_now = stopping and st.iteration < total
-                if at_eval and not stop_now:  # a stop asked for does not wait for an evaluation (it is kept pending)
+                if do.evaluate:
                     end_interval(run, start_wall)
-                # ---- maybe stop ----
-                if stop_now:
-                    return stop_run(run, bar, stop.signum, pending_eval=at_eval)
-                if at_eval or stopping:
+                if do.stop:  # a stop does not wait for an evaluation: it is kept pending
+                    return stop_run(run, bar, stop.signum, pending_eval=do.pending_eval)
+                if do.tick_end:
                     tick = time.perf_counter()
     except OSError as e:  # disk full, permissions: say so; every checkpoint written so far is complete
         raise ReslabError(f"cannot write to {w.run_dir} ({e.strerror or e}); the last good checkpoint is kept: "
@@ -372,8 +376,8 @@ def observe_warmup(run: Run, wrong: torch.Tensor, batch: int) -> None:
 def show_progress(run: Run, bar: EpochBar | PlainProgress | None, loss, wrong, batch: int, lr: float, tick: float,
                   start_wall: float) -> float | None:
     """Advance the bar; every 20 iterations read the loss (the only per-step host sync) and show it with the whole
-    run's ETA (the wall time per iteration so far, evaluations included). A non-finite loss fails the run here,
-    or, distributed, is returned so that every rank stops on it together."""
+    run's ETA (the wall time per iteration so far, evaluations included). Returns a non-finite loss it read
+    (the loop fails the run on it, every rank together when distributed), else None."""
     if bar is None:
         return None
     st = run.state
@@ -381,16 +385,13 @@ def show_progress(run: Run, bar: EpochBar | PlainProgress | None, loss, wrong, b
     if st.iteration % 20 and st.iteration != run.sched.iterations:
         return None
     cur = float(loss)
-    nonfinite = None
     if not math.isfinite(cur):
-        if not run.ctx.enabled:
-            fail_nonfinite(run, cur, bar)
-        nonfinite = cur
+        return cur
     elapsed = time.perf_counter() - start_wall
     run_eta = (run.sched.iterations - st.iteration) * elapsed / max(st.iteration, 1)
     bar.show(status(cur, 100.0 * float(wrong) / batch, lr,
                     rate(st.progress.seen, st.progress.seconds + time.perf_counter() - tick), run_eta))
-    return nonfinite
+    return None
 
 
 def log_point(run: Run, lr: float) -> None:
