@@ -317,3 +317,14 @@ def test_a_stop_at_an_evaluation_point_does_not_wait_for_the_evaluation(tiny_cfg
     assert same_weights(final_weights(run), final_weights(ref))
     mid = train(tiny_cfg(), runs_dir=tmp_path / "mid", quiet=True, stop_after=7)  # between points: nothing pending
     assert json.loads((mid / "summary.json").read_text())["evaluation_pending"] is False
+
+
+def test_train_leaves_the_callers_config_alone_and_records_what_it_resolved(tiny_cfg, tmp_path):
+    from reslab.config import to_dict
+    import yaml
+    cfg = tiny_cfg(**{"train.amp": "auto", "train.iterations": 4, "optim.milestones_unit": "fraction"})
+    given = to_dict(cfg)
+    run = train(cfg, runs_dir=tmp_path, quiet=True)
+    assert to_dict(cfg) == given  # a study trains many runs from one config: none may see another's choices
+    recorded = yaml.safe_load((run / "config.yaml").read_text())
+    assert given["train"]["amp"] == "auto" and recorded["train"]["amp"] in ("none", "bf16")
