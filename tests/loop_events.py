@@ -51,7 +51,7 @@ def record(name: str, data_dir: Path, tmp: Path) -> list:
     events: list = []
     current = {}
     originals = {n: getattr(trainer, n) for n in ("log_point", "tick_end", "end_interval", "stop_run",
-                                                  "epoch_progress", "build_run")}
+                                                  "epoch_progress", "start_or_resume")}
 
     def spy(action):
         def call(run, *a, **k):
@@ -61,10 +61,9 @@ def record(name: str, data_dir: Path, tmp: Path) -> list:
                               "stop": "stop_run"}[action]](run, *a, **k)
         return call
 
-    def build_run(*a, **k):
-        run = originals["build_run"](*a, **k)
+    def start_or_resume(run, *a, **k):
         current["run"] = run
-        return run
+        return originals["start_or_resume"](run, *a, **k)
 
     def bar(*a, **k):
         return SpyBar(events, lambda: current["run"].state)
@@ -77,7 +76,7 @@ def record(name: str, data_dir: Path, tmp: Path) -> list:
     orig_save = trainer.RunWriter.save
     trainer.log_point, trainer.tick_end = spy("log"), spy("tick_end")
     trainer.end_interval, trainer.stop_run = spy("evaluate"), spy("stop")
-    trainer.epoch_progress, trainer.build_run = bar, build_run
+    trainer.epoch_progress, trainer.start_or_resume = bar, start_or_resume
     trainer.RunWriter.save = save
     try:
         base = {"model.name": "resnet8", "data.dir": str(data_dir), "data.val_size": 50, "train.batch_size": 25,

@@ -14,9 +14,10 @@ from reslab.engine import distributed
 from reslab.weights.files import load_checkpoint
 from reslab.engine.eval_run import evaluate_checkpoint
 from reslab.engine.runs import read_metrics
-from reslab.engine.state import resumable_payload
 from reslab.engine.writer import RunWriter
-from reslab.engine.trainer import build_run, find_resume_point, payload, start_or_resume, train
+from reslab.engine.trainer import Run, build_setup, find_resume_point, payload, start_or_resume, train
+from reslab.engine.state import TrainState, resumable_payload
+from reslab.trackers import Trackers
 from reslab.config import from_dict, to_dict, validate
 
 FIXTURE = Path(__file__).parent / "fixtures" / "v1-run"
@@ -51,24 +52,25 @@ def test_v1_checkpoint_restores_every_piece_of_state_exactly(v1_run, v1_data):
     found = find_resume_point(v1_run, quiet=True)
     assert found.ckpt_path.name == "ckpt-00000007.pt"
     ctx = distributed.setup()
-    run = build_run(ctx, validate(from_dict(found.ckpt["config"])), v1_data)
-    run.writer = RunWriter(ctx, v1_run, quiet=True)  # what train() opens for a resume, holding the run's lock
+    setup = build_setup(ctx, validate(from_dict(found.ckpt["config"])), v1_data)
+    writer = RunWriter(ctx, v1_run, quiet=True)  # what train() opens for a resume, holding the run's lock
+    run = Run(setup, writer, TrainState.fresh(setup.dev), Trackers([], writer.log))
     try:
         start_or_resume(run, found)
     finally:
         run.writer.close()
     st = run.state
     assert (st.iteration, len(st.rows), st.progress.seen) == (7, 1, 50)  # two steps of 25 since the last row
-    assert equal(run.model.state_dict(), old["model_state"])
-    assert equal(run.optimizer.state_dict(), old["optimizer"])
-    assert equal(run.scaler.state_dict(), old["scaler"]) and equal(run.lrs.state_dict(), old["schedule"])
+    assert equal(setup.model.state_dict(), old["model_state"])
+    assert equal(setup.optimizer.state_dict(), old["optimizer"])
+    assert equal(setup.scaler.state_dict(), old["scaler"]) and equal(setup.lrs.state_dict(), old["schedule"])
     assert torch.equal(torch.get_rng_state(), old["rng"]["torch"])
     assert equal(st.progress.state_dict(), old["progress"])
     assert [int(st.warmup_errors), st.warmup_seen] == old["warmup_window"]
     assert (st.rows, st.best, st.train_log, st.log_mark) == (old["rows"], old["best"], old["train_log"],
                                                              old["log_mark"])
     # what the new code would write back is the old checkpoint, key for key (the layout did not move)
-    again = resumable_payload(payload(run, "resumable"), run.optimizer, run.scaler, run.lrs, st,
+    again = resumable_payload(payload(run, "resumable"), setup.optimizer, setup.scaler, setup.lrs, st,
                               st.progress.state_dict(), None)
     old_body = {k: v for k, v in old.items() if k not in ("format", "version")}
     assert list(again) == list(old_body)

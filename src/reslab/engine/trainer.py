@@ -1,9 +1,10 @@
 """The training loop: the paper's protocol, iteration-based, exactly resumable.
 
-Read it top to bottom. `train()` sets up (`find_resume_point`, `build_run`, the one writer of the run), starts
+Read it top to bottom. `train()` sets up (`find_resume_point`, `build_setup`, the one writer of the run), starts
 or resumes the run (`start_or_resume`), then `train_loop` steps through iterations: a step, then what that
-iteration calls for (reslab.engine.cadence: snapshot / log / evaluate-and-checkpoint / stop). Everything the loop works with is one plain `Run`; the helpers below the loop each do one of
-its steps and take the `Run` explicitly.
+iteration calls for (reslab.engine.cadence: snapshot / log / evaluate-and-checkpoint / stop). Everything the
+loop works with is one plain `Run`: its fixed `Setup`, its writer, its trackers and the loop's `TrainState`; the
+helpers below the loop each do one of its steps and take the `Run` explicitly.
 
 Every random choice is derived from (seed, epoch) for the shuffle and (seed, iteration) for the augmentation, so
 a run resumed at any step boundary sees exactly the images, crops and flips an uninterrupted run would — and,
@@ -59,9 +60,10 @@ class ResumePoint:
     ckpt: dict | None = None      # None: the run has finished, nothing to resume
 
 
-@dataclass
-class Run:
-    """Everything the loop works with, built once by `build_run` (plain data, no behaviour)."""
+@dataclass(frozen=True)
+class Setup:
+    """What a run is, built once by `build_setup` and never reassigned: config, device, data, model, optimiser,
+    schedule (the objects themselves train, of course)."""
 
     cfg: Config
     ctx: distributed.DistContext
@@ -75,12 +77,20 @@ class Run:
     lrs: LRSchedule
     shard: tuple[int, int] | None  # this process's rows of every global batch (torchrun), else None
     n_params: int
-    state: TrainState
     init_note: str | None = None  # where the initial weights came from (model.init_from), for the log
     amp_note: str | None = None   # what train.amp=auto chose and why (printed, and kept in env.json)
     graph: GraphStep | None = None  # train.cuda_graph: the step captured as a CUDA graph (None: eager steps)
-    writer: RunWriter | None = None
-    trackers: Trackers | None = None
+
+
+@dataclass
+class Run:
+    """A run under way, everything the loop works with (plain data, no behaviour): its setup, the one writer of
+    its directory, its trackers, and the loop's state (what a checkpoint saves)."""
+
+    setup: Setup
+    writer: RunWriter
+    state: TrainState
+    trackers: Trackers            # none until start_or_resume opens train.loggers
 
 
 def train(cfg: Config | None = None, *, runs_dir: str | Path = "runs", resume: str | Path | None = None,
@@ -100,7 +110,8 @@ def train(cfg: Config | None = None, *, runs_dir: str | Path = "runs", resume: s
     (see reslab.engine.distributed and reslab.engine.writer).
     """
     ctx = distributed.setup()
-    writer, run = None, None
+    writer: RunWriter | None = None
+    run: Run | None = None
     try:
         quiet = quiet or not ctx.main
         found = None
@@ -121,14 +132,14 @@ def train(cfg: Config | None = None, *, runs_dir: str | Path = "runs", resume: s
         init = ctx.on_main(partial(load_init, cfg.model.init_from)) if found is None and cfg.model.init_from else None
         if init is not None and cfg.data.pad_fill == "init":  # config.yaml records what was used
             cfg.data.pad_fill = init.pad_fill or "mean"
-        run = build_run(ctx, cfg, data, init, normalizer_to_keep(cfg, found, init))
+        setup = build_setup(ctx, cfg, data, init, normalizer_to_keep(cfg, found, init))
         if writer is None:  # a new run: its directory is created only now that everything it needs is known good
-            writer = new_run_writer(run, Path(runs_dir), run_name, quiet, init)
-        run.writer = writer
+            writer = new_run_writer(setup, Path(runs_dir), run_name, quiet, init)
+        run = Run(setup, writer, TrainState.fresh(setup.dev), Trackers([], writer.log))
         start_or_resume(run, found)
         return train_loop(run, stop_after)
     finally:
-        if run is not None and run.trackers is not None:
+        if run is not None:
             run.trackers.close("failed")  # only still open when training raised
         if writer is not None:
             writer.close()
@@ -160,8 +171,8 @@ def normalizer_to_keep(cfg: Config, found: ResumePoint | None, init: Pretrained 
     return init.normalizer if found is None else Normalizer.from_state_dict(found.ckpt["normalization"])
 
 
-def build_run(ctx: distributed.DistContext, cfg: Config, data: CifarData | None, init: Pretrained | None = None,
-              normalizer: Normalizer | None = None) -> Run:
+def build_setup(ctx: distributed.DistContext, cfg: Config, data: CifarData | None, init: Pretrained | None = None,
+                normalizer: Normalizer | None = None) -> Setup:
     """Device, data, model (fresh, or from `init`), optimiser, schedule: everything but the run directory."""
     t = cfg.train
     dev = ctx.device(t.device)
@@ -189,21 +200,21 @@ def build_run(ctx: distributed.DistContext, cfg: Config, data: CifarData | None,
     wrapped = ctx.wrap(model, dev, t.sync_bn)
     step_model = torch.compile(wrapped) if t.compile else wrapped
     graph = GraphStep(model, optimizer, dev, t.amp) if graphed else None
-    return Run(cfg, ctx, dev, prep, sched, model, step_model, optimizer, scaler, lrs, shard, n_params,
-               TrainState.fresh(dev), init_note, amp_note, graph)
+    return Setup(cfg, ctx, dev, prep, sched, model, step_model, optimizer, scaler, lrs, shard, n_params,
+                 init_note, amp_note, graph)
 
 
-def new_run_writer(run: Run, runs_dir: Path, run_name: str | None, quiet: bool,
+def new_run_writer(setup: Setup, runs_dir: Path, run_name: str | None, quiet: bool,
                    init: Pretrained | None) -> RunWriter:
     """The writer of a new run: creates its directory (config.yaml, env.json with what was resolved) under its
     lock. The other writer `train` opens is a resumed run's, before anything of it is read."""
     extra_env = {"init_from": init.origin} if init is not None else {}
-    extra_env["kernels"] = {**kernel_settings(), "cuda_graph": run.graph is not None}
-    if run.amp_note:
-        extra_env["amp"] = {"asked": "auto", "chose": run.cfg.train.amp, "why": run.amp_note}
-    w = RunWriter.create(run.ctx, runs_dir, run.cfg, run.dev, run_name, quiet, extra_env)
+    extra_env["kernels"] = {**kernel_settings(), "cuda_graph": setup.graph is not None}
+    if setup.amp_note:
+        extra_env["amp"] = {"asked": "auto", "chose": setup.cfg.train.amp, "why": setup.amp_note}
+    w = RunWriter.create(setup.ctx, runs_dir, setup.cfg, setup.dev, run_name, quiet, extra_env)
     w.log(f"run {w.run_dir}", always=True)  # --quiet still says where the run is
-    for note in (run.init_note, run.amp_note):
+    for note in (setup.init_note, setup.amp_note):
         if note:
             w.log(note)
     return w
@@ -211,14 +222,15 @@ def new_run_writer(run: Run, runs_dir: Path, run_name: str | None, quiet: bool,
 
 def start_or_resume(run: Run, found: ResumePoint | None) -> None:
     """A new run's iteration-0 checkpoint, or the state of `found` restored exactly; then the trackers."""
-    ctx, st = run.ctx, run.state
+    s, st = run.setup, run.state
+    ctx = s.ctx
     if found is not None:
-        restore(found.ckpt, found.ckpt_path, run.model, run.optimizer, run.scaler, run.lrs, st, run.dev,
+        restore(found.ckpt, found.ckpt_path, s.model, s.optimizer, s.scaler, s.lrs, st, s.dev,
                 rank=ctx.rank if ctx.enabled else None, world_size=ctx.world_size)
         run.writer.write_logs(st)
         run.writer.log(f"resuming {found.run_dir} at iteration {st.iteration} from {found.ckpt_path.name}")
-        if run.cfg.train.amp == "bf16" and native_bf16(run.dev) is None:
-            run.writer.log(f"note: the run trains in bf16 (as it started); {run.dev.type} here has no native bf16, "
+        if run.setup.cfg.train.amp == "bf16" and native_bf16(run.setup.dev) is None:
+            run.writer.log(f"note: the run trains in bf16 (as it started); {s.dev.type} here has no native bf16, "
                            f"so its steps are slower on this machine")
     run.writer.log(describe(run))
     if not ctx.enabled and not run.writer.quiet:
@@ -228,25 +240,25 @@ def start_or_resume(run: Run, found: ResumePoint | None) -> None:
     if found is None:
         save_resumable(run)  # iteration 0: a resume is always possible, even after a crash in the first epoch
     run.writer.write_summary(summarize(run, "running"))
-    if 0 in run.sched.snapshots and st.iteration == 0:
+    if 0 in run.setup.sched.snapshots and st.iteration == 0:
         run.writer.save(partial(payload, run, "snapshot"), f"snapshot-{0:08d}.pt")
 
 
 def plan_lines(run: Run) -> list[str]:
     """What is left of the run and how long it should take here (from a short throughput probe), before the
     first step; on a CPU, a hint toward the short profile when that is hours."""
-    t, p, st = run.cfg.train, run.prep, run.state
-    total, left = run.sched.iterations, run.sched.iterations - run.state.iteration
-    n_eval = evaluations(total, t.eval_every or run.sched.steps_per_epoch, st.iteration)
+    t, p, st = run.setup.cfg.train, run.setup.prep, run.state
+    total, left = run.setup.sched.iterations, run.setup.sched.iterations - run.state.iteration
+    n_eval = evaluations(total, t.eval_every or run.setup.sched.steps_per_epoch, st.iteration)
     eval_images = p.val_x.shape[0] + p.test_x.shape[0]
-    speed = measure_speed(run.cfg, run.dev)
+    speed = measure_speed(run.setup.cfg, run.setup.dev)
     seconds = speed.run_seconds(left, t.batch_size, n_eval, eval_images) + (  # the train probe: once, at the end
         p.probe_x.shape[0] / speed.eval_images_per_s if n_eval else 0.0)
     lines = [f"plan: {left:,} iterations{' left' if left < total else ''} and {n_eval} evaluation"
              f"{'s' if n_eval != 1 else ''} of "
              f"{eval_images:,} images: about {duration(seconds)} here (measured just now: "
              f"{speed.train_images_per_s:,.0f} img/s training, {speed.eval_images_per_s:,.0f} img/s evaluating)"]
-    if run.dev.type == "cpu" and seconds > CPU_HINT_SECONDS:
+    if run.setup.dev.type == "cpu" and seconds > CPU_HINT_SECONDS:
         lines.append("hint: that is long for a CPU; `--config quick` trains a short schedule on an 8k-image subset "
                      "in minutes, and `reslab study degradation --profile quick` shows the degradation problem in "
                      "about 15 minutes")
@@ -256,7 +268,7 @@ def plan_lines(run: Run) -> list[str]:
 def start_trackers(run: Run, resumed: bool) -> Trackers:
     """The trackers of train.loggers (rank 0 only); a resumed run continues its tracker runs (ids in
     trackers.json, kept for a tracker that cannot start this time). A run of a study is grouped by the study."""
-    w, cfg = run.writer, run.cfg
+    w, cfg = run.writer, run.setup.cfg
     if not w.main or not cfg.train.loggers:
         return Trackers([], w.log)
     study = runs.study_of(w.run_dir)
@@ -274,13 +286,13 @@ def start_trackers(run: Run, resumed: bool) -> Trackers:
 def train_loop(run: Run, stop_after: int | None) -> Path:
     """Step, then do what the iteration calls for (reslab.engine.cadence: log, evaluate, checkpoint, stop);
     returns the run directory."""
-    cfg, st, w, ctx = run.cfg, run.state, run.writer, run.ctx
-    spe, total = run.sched.steps_per_epoch, run.sched.iterations
-    cadence = Cadence.of(run.sched, cfg.train.eval_every, cfg.train.log_every)
+    cfg, st, w, ctx = run.setup.cfg, run.state, run.writer, run.setup.ctx
+    spe, total = run.setup.sched.steps_per_epoch, run.setup.sched.iterations
+    cadence = Cadence.of(run.setup.sched, cfg.train.eval_every, cfg.train.log_every)
     done_this_call, perm_epoch, perm, bar = 0, -1, None, None
     start_wall = time.perf_counter() - st.wall_seconds
     tick = time.perf_counter()
-    run.model.train()
+    run.setup.model.train()
     try:
         with StopRequest(echo_grace=2.0 if ctx.enabled else 0.0, announce=ctx.main) as stop:
             if st.pending_eval:  # stopped just before this evaluation: run it first, as the run would have
@@ -330,25 +342,25 @@ def train_loop(run: Run, stop_after: int | None) -> Path:
 # ---- the loop's steps, in the order it takes them ---------------------------------------------------------------
 
 def epoch_permutation(run: Run, epoch: int) -> torch.Tensor:
-    g = torch.Generator(device=run.dev)
-    g.manual_seed(mix_seed(run.cfg.train.seed, 1, epoch))
-    return torch.randperm(run.prep.n_train, generator=g, device=run.dev)
+    g = torch.Generator(device=run.setup.dev)
+    g.manual_seed(mix_seed(run.setup.cfg.train.seed, 1, epoch))
+    return torch.randperm(run.setup.prep.n_train, generator=g, device=run.setup.dev)
 
 
 def step(run: Run, idx: torch.Tensor, it: int):
     """One optimiser step on the batch `idx` at iteration `it`: (lr, loss, wrong, images in the batch)."""
-    cfg, p, st = run.cfg, run.prep, run.state
+    cfg, p, st = run.setup.cfg, run.setup.prep, run.state
     x, y = training_batch(p.train_x, p.train_y, idx, p.normalizer,
                           augment_seed=mix_seed(cfg.train.seed, 2, it) if cfg.data.augment else None,
                           pad=cfg.data.pad, pad_fill=cfg.data.pad_fill, channels_last=cfg.train.channels_last,
-                          shard=run.shard)
-    lr = run.lrs.lr(it)
-    if run.graph is not None:
-        loss, out = run.graph.step(x, y, lr)  # static outputs of the graph: read below, before the next step
+                          shard=run.setup.shard)
+    lr = run.setup.lrs.lr(it)
+    if run.setup.graph is not None:
+        loss, out = run.setup.graph.step(x, y, lr)  # static outputs of the graph: read below, before the next step
     else:
-        for group in run.optimizer.param_groups:
+        for group in run.setup.optimizer.param_groups:
             group["lr"] = lr
-        loss, out = train_step(run.step_model, run.optimizer, run.scaler, x, y, cfg.train.amp)
+        loss, out = train_step(run.setup.step_model, run.setup.optimizer, run.setup.scaler, x, y, cfg.train.amp)
     wrong = (out.argmax(1) != y).sum()
     st.progress.loss_sum += loss.double() * y.shape[0]
     st.progress.wrong += wrong
@@ -359,14 +371,14 @@ def step(run: Run, idx: torch.Tensor, it: int):
 
 def observe_warmup(run: Run, wrong: torch.Tensor, batch: int) -> None:
     """The paper's ResNet-110 warm-up: lr 0.01 until the training error (over 50 batches) is below 80%."""
-    st, ctx, cfg = run.state, run.ctx, run.cfg
-    if not run.lrs.needs_error(st.iteration - 1):
+    st, ctx, cfg = run.state, run.setup.ctx, run.setup.cfg
+    if not run.setup.lrs.needs_error(st.iteration - 1):
         return
     st.warmup_errors += ctx.all_reduce_(wrong.clone()) if ctx.enabled else wrong
     st.warmup_seen += batch * ctx.world_size  # the global batch: every rank decides alike
     if st.warmup_seen >= 50 * cfg.train.batch_size:
         err = 100.0 * float(st.warmup_errors) / st.warmup_seen
-        if run.lrs.observe_error(st.iteration, err):
+        if run.setup.lrs.observe_error(st.iteration, err):
             run.writer.log(f"warm-up ends at iteration {st.iteration}: training error {err:.1f}% "
                            f"< {cfg.optim.warmup_until_train_error}%; lr back to {cfg.optim.lr}")
         st.warmup_errors.zero_()
@@ -382,13 +394,13 @@ def show_progress(run: Run, bar: EpochBar | PlainProgress | None, loss, wrong, b
         return None
     st = run.state
     bar.update()
-    if st.iteration % 20 and st.iteration != run.sched.iterations:
+    if st.iteration % 20 and st.iteration != run.setup.sched.iterations:
         return None
     cur = float(loss)
     if not math.isfinite(cur):
         return cur
     elapsed = time.perf_counter() - start_wall
-    run_eta = (run.sched.iterations - st.iteration) * elapsed / max(st.iteration, 1)
+    run_eta = (run.setup.sched.iterations - st.iteration) * elapsed / max(st.iteration, 1)
     bar.show(status(cur, 100.0 * float(wrong) / batch, lr,
                     rate(st.progress.seen, st.progress.seconds + time.perf_counter() - tick), run_eta))
     return None
@@ -409,7 +421,7 @@ def log_point(run: Run, lr: float) -> None:
 
 def tick_end(run: Run, tick: float, start_wall: float) -> None:
     """Close the timed stretch of training that began at `tick` (evaluation time is not training time)."""
-    torch_sync(run.dev)
+    torch_sync(run.setup.dev)
     now = time.perf_counter()
     run.state.progress.seconds += now - tick
     run.state.wall_seconds = now - start_wall
@@ -417,8 +429,8 @@ def tick_end(run: Run, tick: float, start_wall: float) -> None:
 
 def end_interval(run: Run, start_wall: float) -> None:
     """Evaluate, record the metrics row (and best point), write the logs, checkpoint."""
-    st, w, p = run.state, run.writer, run.prep
-    if run.cfg.log.progress and not w.quiet:
+    st, w, p = run.state, run.writer, run.setup.prep
+    if run.setup.cfg.log.progress and not w.quiet:
         announce(f"evaluating at iteration {st.iteration}: {p.val_x.shape[0]} validation and {p.test_x.shape[0]} "
                  f"test images ...")
     row = eval_row(run)
@@ -430,21 +442,21 @@ def end_interval(run: Run, start_wall: float) -> None:
     if row.get("val_error") is not None and (st.best is None or row["val_error"] < st.best["val_error"]):
         st.best = dict(row)
         w.save(partial(payload, run, "best", row=row), "best.pt")
-    w.log(format_row(row, run.sched.iterations, run.sched.steps_per_epoch))
+    w.log(format_row(row, run.setup.sched.iterations, run.setup.sched.steps_per_epoch))
     run.trackers.log_row(row, st.iteration)
-    st.progress = Progress.zeros(run.dev)
+    st.progress = Progress.zeros(run.setup.dev)
     st.wall_seconds = time.perf_counter() - start_wall
     st.log_mark = [0.0, 0, 0]
     w.write_logs(st)
     save_resumable(run)
-    w.write_summary(summarize(run, "running" if st.iteration < run.sched.iterations else "finished"))
+    w.write_summary(summarize(run, "running" if st.iteration < run.setup.sched.iterations else "finished"))
 
 
 def stop_run(run: Run, bar: EpochBar | PlainProgress | None, signum: int | None, pending_eval: bool = False) -> Path:
     """Stopped on request: checkpoint at this step boundary and say how to go on. At an evaluation point the
     evaluation is not run but kept pending in the checkpoint (the resume runs it first). The summary names the
     signal (a cluster launcher requeues a run stopped by SLURM's SIGUSR2, not one stopped by hand)."""
-    st, w, ctx = run.state, run.writer, run.ctx
+    st, w, ctx = run.state, run.writer, run.setup.ctx
     if bar is not None:
         bar.close()
     st.pending_eval = pending_eval
@@ -455,7 +467,7 @@ def stop_run(run: Run, bar: EpochBar | PlainProgress | None, signum: int | None,
     how = f"reslab train --resume {w.run_dir}" if not ctx.enabled else (
         f"torchrun --nproc_per_node=N -m reslab train --resume {w.run_dir} "
         f"(or reslab train --nproc N --resume {w.run_dir})")
-    w.log(f"stopped at iteration {st.iteration}/{run.sched.iterations}"
+    w.log(f"stopped at iteration {st.iteration}/{run.setup.sched.iterations}"
           + (" before its evaluation (the resume runs it first)" if pending_eval else "")
           + f"; resume with: {how}", always=True)
     run.trackers.close("interrupted")
@@ -495,44 +507,44 @@ def fail_nonfinite(run: Run, value: float, bar: EpochBar | PlainProgress | None)
 
 def train_totals(run: Run) -> tuple[float, int, int]:
     """(loss sum, wrong, seen) since the last row, summed over every process."""
-    acc, ctx = run.state.progress, run.ctx
+    acc, ctx = run.state.progress, run.setup.ctx
     if not ctx.enabled:
         return float(acc.loss_sum), int(acc.wrong), acc.seen
     v = torch.stack([acc.loss_sum, acc.wrong.double(), torch.tensor(float(acc.seen), dtype=torch.float64,
-                                                                    device=run.dev)])
+                                                                    device=run.setup.dev)])
     ctx.all_reduce_(v)
     return float(v[0]), int(v[1]), int(v[2])
 
 
 def eval_row(run: Run) -> dict:
     """The metrics row of an evaluation: training statistics since the last row, validation and test error."""
-    st, t, ctx, p = run.state, run.cfg.train, run.ctx, run.prep
-    torch_sync(run.dev)
-    lr_now = run.lrs.lr(max(st.iteration - 1, 0))
+    st, t, ctx, p = run.state, run.setup.cfg.train, run.setup.ctx, run.setup.prep
+    torch_sync(run.setup.dev)
+    lr_now = run.setup.lrs.lr(max(st.iteration - 1, 0))
     loss_sum, wrong, seen = train_totals(run)
     acc = st.progress
-    row = {"epoch": math.ceil(st.iteration / run.sched.steps_per_epoch - 1e-9), "iteration": st.iteration,
+    row = {"epoch": math.ceil(st.iteration / run.setup.sched.steps_per_epoch - 1e-9), "iteration": st.iteration,
            "train_loss": loss_sum / max(seen, 1), "train_error": 100.0 * wrong / max(seen, 1), "lr": lr_now,
            "seconds": acc.seconds, "images_per_s": rate(seen, acc.seconds) if acc.seconds else None}
     kw = dict(batch_size=t.eval_batch_size, amp=t.amp, channels_last=t.channels_last, classes=p.data.classes,
               keep_correct=True)
     if ctx.enabled:  # each rank evaluates its share of the batches with rank 0's weights and BN statistics
-        ctx.broadcast_buffers(run.model)
+        ctx.broadcast_buffers(run.setup.model)
         kw["shard"] = (ctx.rank, ctx.world_size)
-    final = st.iteration == run.sched.iterations
+    final = st.iteration == run.setup.sched.iterations
     vectors = []
     if p.val_x.shape[0]:
-        v = evaluate(run.model, p.val_x, p.val_y, p.normalizer, **kw)
+        v = evaluate(run.setup.model, p.val_x, p.val_y, p.normalizer, **kw)
         row.update(val_loss=v.loss, val_error=v.error)
         vectors.append(Correctness.from_tensor("val", p.digests["val"], v.correct))
     if p.test_x.shape[0]:  # not with data.test_subset=0 (validation only)
-        te = evaluate(run.model, p.test_x, p.test_y, p.normalizer, **kw)
+        te = evaluate(run.setup.model, p.test_x, p.test_y, p.normalizer, **kw)
         row.update(test_loss=te.loss, test_error=te.error)
         vectors.insert(0, Correctness.from_tensor("test", p.digests["test"], te.correct))
         if final:  # the final test evaluation, kept whole for reports
             run.writer.write_test_eval({"iteration": st.iteration, **te.as_dict()})
     if final and p.probe_x.shape[0]:  # the train probe, once: training error without augmentation, eval-mode BN
-        pr = evaluate(run.model, p.probe_x, p.probe_y, p.normalizer, **kw)
+        pr = evaluate(run.setup.model, p.probe_x, p.probe_y, p.normalizer, **kw)
         row.update(train_probe_error=pr.error)
         vectors.append(Correctness.from_tensor("train_probe", p.digests["train_probe"], pr.correct))
     run.writer.write_correct(correct_document(st.iteration, vectors))
@@ -540,13 +552,14 @@ def eval_row(run: Run) -> dict:
 
 
 def payload(run: Run, kind: str, **extra) -> dict:
-    return {**model_payload(kind, run.cfg, run.model, run.prep.normalizer, run.state.iteration), **extra}
+    s = run.setup
+    return {**model_payload(kind, s.cfg, s.model, s.prep.normalizer, run.state.iteration), **extra}
 
 
 def save_resumable(run: Run) -> None:
     """checkpoints/ckpt-<iteration>.pt: what a resume needs. With several processes the statistics since the
     last row are kept as totals and, for a resume with as many processes, per rank."""
-    acc, ctx = run.state.progress, run.ctx
+    acc, ctx = run.state.progress, run.setup.ctx
     progress, per_rank = acc.state_dict(), None
     if ctx.enabled:
         per_rank = ctx.all_gather_object(acc.state_dict())
@@ -555,23 +568,23 @@ def save_resumable(run: Run) -> None:
             progress.update(loss_sum=progress["loss_sum"] + p["loss_sum"], wrong=progress["wrong"] + p["wrong"],
                             seen=progress["seen"] + p["seen"])
     build = partial(_resumable, run, progress, per_rank)
-    run.writer.save_resumable(build, run.state.iteration, run.cfg.train.keep_checkpoints)
+    run.writer.save_resumable(build, run.state.iteration, run.setup.cfg.train.keep_checkpoints)
 
 
 def _resumable(run: Run, progress: dict, per_rank: list | None) -> dict:
-    return resumable_payload(payload(run, "resumable"), run.optimizer, run.scaler, run.lrs, run.state, progress,
-                             per_rank)
+    s = run.setup
+    return resumable_payload(payload(run, "resumable"), s.optimizer, s.scaler, s.lrs, run.state, progress, per_rank)
 
 
 def summarize(run: Run, status: str, error: str | None = None) -> RunSummary:
-    st, cfg = run.state, run.cfg
+    st, cfg = run.state, run.setup.cfg
     final = st.rows[-1] if st.rows else None
     trained = [r for r in st.rows if r.get("images_per_s")]
     seen_s = sum(r["seconds"] for r in trained)
     ips = (sum(r["images_per_s"] * r["seconds"] for r in trained) / seen_s) if seen_s else None
     return RunSummary(
         status=status, error=error, model=cfg.model.name, shortcut=cfg.model.shortcut,
-        parameters=run.n_params, iterations_done=st.iteration, iterations=run.sched.iterations,
+        parameters=run.setup.n_params, iterations_done=st.iteration, iterations=run.setup.sched.iterations,
         final=final,
         # "best" is chosen on the validation split only; the test error is reported *at* that point.
         best=st.best, best_selected_on="validation" if st.best else None,
@@ -580,19 +593,19 @@ def summarize(run: Run, status: str, error: str | None = None) -> RunSummary:
 
 def describe(run: Run) -> str:
     """The run's one-line plan: model, device(s), data, schedule, normalisation."""
-    cfg, ctx, t, p = run.cfg, run.ctx, run.cfg.train, run.prep
-    spe, total = run.sched.steps_per_epoch, run.sched.iterations
-    where = str(run.dev) if not ctx.enabled else (
-        f"{ctx.world_size} processes x {run.dev} (DDP, {'nccl' if run.dev.type == 'cuda' else 'gloo'}, "
+    cfg, ctx, t, p = run.setup.cfg, run.setup.ctx, run.setup.cfg.train, run.setup.prep
+    spe, total = run.setup.sched.steps_per_epoch, run.setup.sched.iterations
+    where = str(run.setup.dev) if not ctx.enabled else (
+        f"{ctx.world_size} processes x {run.setup.dev} (DDP, {'nccl' if run.setup.dev.type == 'cuda' else 'gloo'}, "
         f"{t.batch_size // ctx.world_size} images each, {'sync' if t.sync_bn else 'per-process'} BN)")
-    steps = (f"x{cfg.optim.gamma} at {run.sched.milestones}" if cfg.optim.schedule == "step"
+    steps = (f"x{cfg.optim.gamma} at {run.setup.sched.milestones}" if cfg.optim.schedule == "step"
              else "decaying linearly to 0")
-    return (f"{cfg.model.name} (shortcut {cfg.model.shortcut}, {run.n_params:,} parameters) on {where}; "
+    return (f"{cfg.model.name} (shortcut {cfg.model.shortcut}, {run.setup.n_params:,} parameters) on {where}; "
             f"{p.n_train} train / {p.val_x.shape[0]} val / {p.test_x.shape[0]} test images; "
             f"{total} iterations = {total / spe:.2f} epochs of {spe} at batch {t.batch_size}; "
             f"lr {cfg.optim.lr} {steps}; normalisation {p.normalizer.describe()}; "
             f"{'fp32' if t.amp == 'none' else t.amp + ' autocast'}"
-            f"{'; the step replayed as a CUDA graph' if run.graph is not None else ''}")
+            f"{'; the step replayed as a CUDA graph' if run.setup.graph is not None else ''}")
 
 
 def format_row(r: dict, total: int, spe: int) -> str:
