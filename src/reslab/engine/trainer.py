@@ -18,6 +18,7 @@ import time
 from dataclasses import dataclass, replace
 from functools import partial
 from pathlib import Path
+from typing import cast
 
 import torch
 
@@ -30,7 +31,7 @@ from reslab.engine.cadence import Cadence, decide
 from reslab.engine.correct import Correctness, correct_document
 from reslab.engine.device import choose_amp, kernel_settings, native_bf16, set_determinism, set_tf32, torch_sync
 from reslab.engine.estimate import duration, evaluations, measure_speed
-from reslab.engine.evaluate import evaluate
+from reslab.engine.evaluate import EvalResult, evaluate
 from reslab.engine.graph import GraphStep, use_graph
 from reslab.engine.init import apply_init, load_init
 from reslab.engine.prepare import Prepared, prepare_data
@@ -55,9 +56,11 @@ class NonFiniteLoss(ReslabError):
 
 @dataclass
 class ResumePoint:
+    """Where a resumed run continues: its newest good checkpoint."""
+
     run_dir: Path
-    ckpt_path: Path | None = None
-    ckpt: dict | None = None      # None: the run has finished, nothing to resume
+    ckpt_path: Path
+    ckpt: dict
 
 
 @dataclass(frozen=True)
@@ -114,17 +117,20 @@ def train(cfg: Config | None = None, *, runs_dir: str | Path = "runs", resume: s
     run: Run | None = None
     try:
         quiet = quiet or not ctx.main
-        found = None
+        found: ResumePoint | None = None
         if resume is not None:  # the run's lock first: a second writer is refused before it reads or writes
             writer = RunWriter(ctx, ctx.on_main(partial(require_run_dir, Path(resume))), quiet)
             found = ctx.on_main(partial(find_resume_point, writer.run_dir, quiet))
-        if found is not None and found.ckpt is None:
-            return found.run_dir
-        if found is None and cfg is None:
-            raise ReslabError("train() needs a config or a run to resume")
+            if found is None:  # the run has finished: nothing to resume
+                return writer.run_dir
         # the run's own copy: what it resolves (device, amp, pad fill) is recorded in its config.yaml, and the
         # caller's config is left as it was given
-        cfg = validate(from_dict(found.ckpt["config"])) if found is not None else copy.deepcopy(cfg)
+        if found is not None:
+            cfg = validate(from_dict(found.ckpt["config"]))
+        elif cfg is None:
+            raise ReslabError("train() needs a config or a run to resume")
+        else:
+            cfg = copy.deepcopy(cfg)
         if device is not None:
             cfg.train.device = device
             if found is not None and cfg.train.cuda_graph == "on":  # resumed elsewhere: graphed where it can be
@@ -146,13 +152,14 @@ def train(cfg: Config | None = None, *, runs_dir: str | Path = "runs", resume: s
         ctx.close()
 
 
-def find_resume_point(run_dir: Path, quiet: bool) -> ResumePoint:
-    """The newest good checkpoint of a run (rank 0 reads the run; every rank resumes from what it found)."""
+def find_resume_point(run_dir: Path, quiet: bool) -> ResumePoint | None:
+    """The newest good checkpoint of a run, None if it has finished (rank 0 reads the run; every rank resumes
+    from what it found)."""
     run_dir = require_run_dir(run_dir)
     if read_summary(run_dir).status == "finished":
         if not quiet:
             print(f"{run_dir} already finished; nothing to resume")
-        return ResumePoint(run_dir)
+        return None
     found = newest_good_checkpoint(run_dir / "checkpoints", runs.RunLog(run_dir, quiet))
     if found is None:
         raise ReslabError(f"{run_dir} has no usable checkpoint to resume from; start a new run")
@@ -168,7 +175,11 @@ def normalizer_to_keep(cfg: Config, found: ResumePoint | None, init: Pretrained 
     """data.normalization=init: the initial weights' normalisation (stored in every checkpoint for a resume)."""
     if cfg.data.normalization != "init":
         return None
-    return init.normalizer if found is None else Normalizer.from_state_dict(found.ckpt["normalization"])
+    if found is not None:
+        return Normalizer.from_state_dict(found.ckpt["normalization"])
+    if init is None:  # config validation refuses this; said here too, in the run's terms
+        raise ReslabError("data.normalization=init needs model.init_from (the weights whose normalisation to use)")
+    return init.normalizer
 
 
 def build_setup(ctx: distributed.DistContext, cfg: Config, data: CifarData | None, init: Pretrained | None = None,
@@ -185,12 +196,13 @@ def build_setup(ctx: distributed.DistContext, cfg: Config, data: CifarData | Non
     sched = resolve_schedule(cfg, prep.n_train)
     torch.manual_seed(t.seed)  # the model's initialisation comes from this seed alone
     model = model_from_config(cfg)
-    init_note = apply_init(model, init, cfg.model.name, cfg.model.init_from) if init is not None else None
+    source = cfg.model.init_from  # what `init` was loaded from (train() loads it only when this is set)
+    init_note = apply_init(model, init, cfg.model.name, source) if init is not None and source else None
     model = model.to(dev)
     if t.sync_bn:
         model = ctx.convert_sync_bn(model, dev)
     if t.channels_last:
-        model = model.to(memory_format=torch.channels_last)
+        model = model.to(memory_format=torch.channels_last)  # type: ignore[call-overload]  # torch's stubs lack it
     n_params = count_params(model)
     # Weight decay on every parameter, BN included, as in the paper's Torch code and most reproductions.
     optimizer = torch.optim.SGD(model.parameters(), lr=cfg.optim.lr, momentum=cfg.optim.momentum,
@@ -198,7 +210,8 @@ def build_setup(ctx: distributed.DistContext, cfg: Config, data: CifarData | Non
     lrs = LRSchedule(cfg, sched, model_info(cfg.model.name).depth)
     scaler = torch.amp.GradScaler(dev.type, enabled=t.amp == "fp16")
     wrapped = ctx.wrap(model, dev, t.sync_bn)
-    step_model = torch.compile(wrapped) if t.compile else wrapped
+    # torch.compile of a module is a module (OptimizedModule); its stubs only say "a callable"
+    step_model = cast(torch.nn.Module, torch.compile(wrapped)) if t.compile else wrapped
     graph = GraphStep(model, optimizer, dev, t.amp) if graphed else None
     return Setup(cfg, ctx, dev, prep, sched, model, step_model, optimizer, scaler, lrs, shard, n_params,
                  init_note, amp_note, graph)
@@ -289,7 +302,8 @@ def train_loop(run: Run, stop_after: int | None) -> Path:
     cfg, st, w, ctx = run.setup.cfg, run.state, run.writer, run.setup.ctx
     spe, total = run.setup.sched.steps_per_epoch, run.setup.sched.iterations
     cadence = Cadence.of(run.setup.sched, cfg.train.eval_every, cfg.train.log_every)
-    done_this_call, perm_epoch, perm, bar = 0, -1, None, None
+    done_this_call, perm_epoch, bar = 0, -1, None
+    perm = torch.empty(0, dtype=torch.long)  # the epoch's order of the training images, drawn at its first step
     start_wall = time.perf_counter() - st.wall_seconds
     tick = time.perf_counter()
     run.setup.model.train()
@@ -484,6 +498,8 @@ def finish(run: Run, bar: EpochBar | PlainProgress | None) -> Path:
     run.trackers.log_summary(s.to_json())
     run.trackers.close("finished")
     final, best = s.final, s.best
+    if final is None:  # end_interval wrote the last row just now
+        raise ReslabError(f"{w.run_dir}: the summary of the finished run has no final row")
     tested = final.get("test_error") is not None  # not with data.test_subset=0 (validation only)
     w.log(f"finished {w.run_dir}: final "
           + (f"test error {final['test_error']:.2f}%" if tested
@@ -518,7 +534,7 @@ def train_totals(run: Run) -> tuple[float, int, int]:
 
 def eval_row(run: Run) -> dict:
     """The metrics row of an evaluation: training statistics since the last row, validation and test error."""
-    st, t, ctx, p = run.state, run.setup.cfg.train, run.setup.ctx, run.setup.prep
+    st, ctx, p = run.state, run.setup.ctx, run.setup.prep
     torch_sync(run.setup.dev)
     lr_now = run.setup.lrs.lr(max(st.iteration - 1, 0))
     loss_sum, wrong, seen = train_totals(run)
@@ -526,29 +542,39 @@ def eval_row(run: Run) -> dict:
     row = {"epoch": math.ceil(st.iteration / run.setup.sched.steps_per_epoch - 1e-9), "iteration": st.iteration,
            "train_loss": loss_sum / max(seen, 1), "train_error": 100.0 * wrong / max(seen, 1), "lr": lr_now,
            "seconds": acc.seconds, "images_per_s": rate(seen, acc.seconds) if acc.seconds else None}
-    kw = dict(batch_size=t.eval_batch_size, amp=t.amp, channels_last=t.channels_last, classes=p.data.classes,
-              keep_correct=True)
+    shard = None
     if ctx.enabled:  # each rank evaluates its share of the batches with rank 0's weights and BN statistics
         ctx.broadcast_buffers(run.setup.model)
-        kw["shard"] = (ctx.rank, ctx.world_size)
+        shard = (ctx.rank, ctx.world_size)
     final = st.iteration == run.setup.sched.iterations
     vectors = []
     if p.val_x.shape[0]:
-        v = evaluate(run.setup.model, p.val_x, p.val_y, p.normalizer, **kw)
+        v, correct = measure(run, "val", p.val_x, p.val_y, shard)
         row.update(val_loss=v.loss, val_error=v.error)
-        vectors.append(Correctness.from_tensor("val", p.digests["val"], v.correct))
+        vectors.append(correct)
     if p.test_x.shape[0]:  # not with data.test_subset=0 (validation only)
-        te = evaluate(run.setup.model, p.test_x, p.test_y, p.normalizer, **kw)
+        te, correct = measure(run, "test", p.test_x, p.test_y, shard)
         row.update(test_loss=te.loss, test_error=te.error)
-        vectors.insert(0, Correctness.from_tensor("test", p.digests["test"], te.correct))
+        vectors.insert(0, correct)
         if final:  # the final test evaluation, kept whole for reports
             run.writer.write_test_eval({"iteration": st.iteration, **te.as_dict()})
     if final and p.probe_x.shape[0]:  # the train probe, once: training error without augmentation, eval-mode BN
-        pr = evaluate(run.setup.model, p.probe_x, p.probe_y, p.normalizer, **kw)
+        pr, correct = measure(run, "train_probe", p.probe_x, p.probe_y, shard)
         row.update(train_probe_error=pr.error)
-        vectors.append(Correctness.from_tensor("train_probe", p.digests["train_probe"], pr.correct))
+        vectors.append(correct)
     run.writer.write_correct(correct_document(st.iteration, vectors))
     return row
+
+
+def measure(run: Run, split: str, x: torch.Tensor, y: torch.Tensor,
+            shard: tuple[int, int] | None) -> tuple[EvalResult, Correctness]:
+    """One split evaluated as the run evaluates it, with which images it got right (for the paired verdicts)."""
+    t, p = run.setup.cfg.train, run.setup.prep
+    r = evaluate(run.setup.model, x, y, p.normalizer, batch_size=t.eval_batch_size, amp=t.amp,
+                 channels_last=t.channels_last, classes=p.data.classes, shard=shard, keep_correct=True)
+    if r.correct is None:
+        raise ReslabError(f"the {split} evaluation returned no per-image correctness")  # keep_correct=True above
+    return r, Correctness.from_tensor(split, p.digests[split], r.correct)
 
 
 def payload(run: Run, kind: str, **extra) -> dict:
