@@ -3,8 +3,8 @@
     python benchmarks/compare_commits.py --base 35a6796 --model resnet20 --amp bf16 --rounds 6
 
 The base commit is checked out into a temporary git worktree (or pass --base-tree DIR). Each round runs one fresh
-process per side, base then new then base ..., so drift of the machine (a neighbour, the clock) falls on both
-sides alike. A process builds the model from seed 0, takes `--warmup` steps, times `--steps` steps of reslab's
+process per side, in the order base, new | new, base | base, new ... (ABBA), so a steady drift of the machine (a
+neighbour, the clock) falls on both sides alike instead of always on the side that runs second. A process builds the model from seed 0, takes `--warmup` steps, times `--steps` steps of reslab's
 own `ReslabSide` (the trainer's `train_step` and input pipeline) and prints img/s and the sha256 of the weights
 after all its steps. Equal hashes on both sides mean the two commits compute bit-for-bit the same training;
 the script says IDENTICAL or DIFFERENT and prints the ratio of the medians (new / base).
@@ -74,8 +74,8 @@ def main(argv=None) -> int:
     sides = {"base": base_tree, "new": ROOT}
     runs = {name: [] for name in sides}
     for r in range(args.rounds):
-        for name, tree in sides.items():
-            runs[name].append(one(tree, args))
+        for name in (("base", "new") if r % 2 == 0 else ("new", "base")):
+            runs[name].append(one(sides[name], args))
         print(f"round {r + 1}: " + ", ".join(f"{n} {v[-1]['ips']:.0f} img/s" for n, v in runs.items()), flush=True)
     med = {n: statistics.median(x["ips"] for x in v) for n, v in runs.items()}
     hashes = {n: {x["sha256"] for x in v} for n, v in runs.items()}
