@@ -4,10 +4,11 @@
 
 The base commit is checked out into a temporary git worktree (or pass --base-tree DIR). Each round runs one fresh
 process per side, in the order base, new | new, base | base, new ... (ABBA), so a steady drift of the machine (a
-neighbour, the clock) falls on both sides alike instead of always on the side that runs second. A process builds
-the model from seed 0, takes `--warmup` steps, times `--steps` steps of reslab's own `ReslabSide` (the trainer's
-`train_step` and input pipeline) and prints img/s and the sha256 of the weights after all its steps. Equal hashes on both sides mean the two commits compute bit-for-bit the same training;
-the script says IDENTICAL or DIFFERENT and prints the ratio of the medians (new / base).
+neighbour, the clock) falls on both sides alike instead of always on the side that runs second. A process builds the
+model from seed 0, takes `--warmup` steps, times `--steps` steps of reslab's own `ReslabSide` (the trainer's
+`train_step` and input pipeline) and prints img/s and the sha256 of the weights after all its steps. Equal hashes on
+both sides mean the two commits compute bit-for-bit the same training; the script says IDENTICAL or DIFFERENT and
+prints the ratio of the medians (new / base).
 
 Environment variables pass through, so ATEN_CPU_CAPABILITY=avx2 ONEDNN_MAX_CPU_ISA=AVX2 emulates a CPU without
 native bf16 for both sides. Run it on an otherwise idle machine.
