@@ -424,9 +424,9 @@ def validate(cfg: Config) -> Config:
     _validate_model(cfg.model)
     for key in ("normalization", "pad_fill"):
         if getattr(cfg.data, key) == "init" and not cfg.model.init_from:
-            allowed = ", ".join(a for a in CHOICES[f"data.{key}"] if a != "init")
+            others = ", ".join(a for a in CHOICES[f"data.{key}"] if a != "init")
             raise _err(f"data.{key}", "init", f"takes the convention of model.init_from's weights; set "
-                       f"model.init_from, or use {allowed}")
+                       f"model.init_from, or use {others}")
     _validate_numbers(cfg)
     if cfg.study.budget is not None:
         budget_seconds(cfg.study.budget)
@@ -531,7 +531,12 @@ def resolve_schedule(cfg: Config, n_train: int) -> Schedule:
     if t.batch_size > n_train:
         raise _err("train.batch_size", t.batch_size, f"must be at most the {n_train} training images")
     spe = n_train // t.batch_size  # the last partial batch of each epoch is dropped (equal batches for BN)
-    total = max(1, round(t.epochs * spe)) if t.epochs is not None else t.iterations
+    if t.epochs is not None:
+        total = max(1, round(t.epochs * spe))
+    elif t.iterations is not None:
+        total = t.iterations
+    else:  # validate() refuses this; a config that skipped it gets the same message
+        raise ConfigError("train.iterations and train.epochs are both null; set one (e.g. --set train.epochs=1)")
     if o.schedule == "linear":  # no steps: the lr decays to 0 at `total`
         ms = []
     elif o.milestones_unit == "fraction":

@@ -221,6 +221,8 @@ def paired_compare(pairs: list[tuple[Correctness, Correctness]]) -> Comparison:
     ea = [100.0 * x.errors / x.n for x, _ in pairs]
     eb = [100.0 * y.errors / y.n for _, y in pairs]
     (va, sa, n), (vb, sb, _) = mean_std(ea), mean_std(eb)
+    if va is None or vb is None:
+        raise ValueError("paired_compare needs at least one pair of correctness vectors")
     test = paired_test(pairs)
     if sa is None or sb is None:
         return Comparison(va, vb, None, f"McNemar's exact test on {test.images:,} {split_words(test.split)}, "
@@ -249,6 +251,8 @@ def judge(c: Comparison) -> tuple[str, bool | None]:
 def judge_paired(c: Comparison) -> tuple[str, bool | None]:
     """A paired claim: reproduced when it holds beyond the yardstick with Holm-adjusted p < FAMILY_ALPHA."""
     t = c.paired
+    if t is None:
+        raise ValueError("judge_paired needs a comparison with a paired test (judge words the others)")
     counts = (f"b = {t.b:,} vs c = {t.c:,} discordant images, p = {fmt_p(t.p)}, Holm-adjusted {fmt_p(t.adjusted)}; "
               f"{c.why}")
     if c.separable:

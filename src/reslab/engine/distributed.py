@@ -22,6 +22,7 @@ import os
 import signal
 from dataclasses import dataclass
 from datetime import timedelta
+from typing import TypedDict
 
 import torch
 import torch.distributed as dist
@@ -50,8 +51,9 @@ class DistContext:
     rank: int = 0
     local_rank: int = 0
     backend: str | None = None
-    ctrl: object = None        # gloo group: host-side flags, objects and barriers (never waits on a GPU stream)
-    bn_group: object = None    # gloo group for CPUSyncBatchNorm's collectives
+    # gloo group: host-side flags, objects and barriers (never waits on a GPU stream)
+    ctrl: dist.ProcessGroup | None = None
+    bn_group: dist.ProcessGroup | None = None  # gloo group for CPUSyncBatchNorm's collectives
     owns: bool = False         # we initialised the process group, so we tear it down
 
     @property
@@ -116,8 +118,8 @@ class DistContext:
         rank (so no rank waits forever for one that gave up). Also a barrier."""
         if not self.enabled:
             return fn()
-        box = [None]
-        err = None
+        box: list[tuple[str, object] | None] = [None]
+        err: Exception | None = None
         if self.main:
             try:
                 box[0] = ("ok", fn())
@@ -126,7 +128,10 @@ class DistContext:
             except Exception as e:
                 err, box[0] = e, ("crash", f"rank 0 failed: {type(e).__name__}: {e}")
         dist.broadcast_object_list(box, src=0, group=self.ctrl)
-        kind, value = box[0]
+        got = box[0]
+        if got is None:  # rank 0 always fills the box before the broadcast
+            raise RuntimeError("rank 0 broadcast no result")
+        kind, value = got
         if err is not None:
             raise err
         if kind == "error":
@@ -160,7 +165,7 @@ class DistContext:
 
         # Per-process BN: rank 0's running statistics are copied to every rank before each forward (DDP's
         # default). Sync BN: the statistics are equal on every rank already, no copy needed.
-        kw = {}
+        kw: _BufferSync = {}
         if sync_bn:
             newer = "forward_sync_buffers" in inspect.signature(DDP.__init__).parameters  # its newer name
             kw["forward_sync_buffers" if newer else "broadcast_buffers"] = False
@@ -177,6 +182,13 @@ class DistContext:
         if self.owns and dist.is_initialized():
             dist.destroy_process_group()
             self.owns = False
+
+
+class _BufferSync(TypedDict, total=False):
+    """DDP's switch for copying rank 0's buffers before each forward, under its older or its newer name."""
+
+    broadcast_buffers: bool
+    forward_sync_buffers: bool
 
 
 def setup() -> DistContext:
@@ -196,7 +208,7 @@ def setup() -> DistContext:
         if dist.get_world_size() != world:
             raise ReslabError(f"a process group of {dist.get_world_size()} is already initialised, "
                               f"but WORLD_SIZE={world}")
-        backend = dist.get_backend()
+        backend: str = dist.get_backend()
     else:
         backend = "cpu:gloo,cuda:nccl" if torch.cuda.is_available() and dist.is_nccl_available() else "gloo"
         if torch.cuda.is_available() and local_rank < torch.cuda.device_count():
@@ -272,6 +284,8 @@ class CPUSyncBatchNorm(nn.BatchNorm2d):
                 and dist.get_world_size(self.group) > 1):
             return super().forward(x)
         self._check_input_dim(x)
+        if self.num_batches_tracked is None:  # convert_cpu_sync_bn converts tracking batch norms only
+            raise ValueError("CPUSyncBatchNorm needs track_running_stats=True")
         if self.momentum is None:
             self.num_batches_tracked.add_(1)
             factor = 1.0 / float(self.num_batches_tracked)

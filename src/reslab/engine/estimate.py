@@ -17,7 +17,7 @@ import torch
 from reslab.config import Config
 from reslab.data import Normalizer
 from reslab.engine.device import torch_sync
-from reslab.engine.evaluate import evaluate
+from reslab.engine.evaluate import EvalOptions, evaluate
 from reslab.engine.progress import rate
 from reslab.engine.step import train_step, training_batch
 from reslab.models import model_from_config
@@ -61,7 +61,8 @@ def measure_speed(cfg: Config, dev: torch.device) -> Speed:
         torch.manual_seed(0)
         model = model_from_config(cfg).to(dev)
         if t.channels_last:
-            model = model.to(memory_format=torch.channels_last)
+            # torch's stubs type Module.to without its memory_format keyword (accepted at run time)
+            model = model.to(memory_format=torch.channels_last)  # type: ignore[call-overload]
         opt = torch.optim.SGD(model.parameters(), lr=1e-3, momentum=0.9)
         scaler = torch.amp.GradScaler(dev.type, enabled=t.amp == "fp16")
         n = max(t.batch_size, t.eval_batch_size)
@@ -80,7 +81,8 @@ def measure_speed(cfg: Config, dev: torch.device) -> Speed:
             torch_sync(dev)
             seconds += (time.perf_counter() - start) if i >= PROBE_WARMUP else 0.0
         train_ips = rate(PROBE_STEPS * t.batch_size, seconds)
-        kw = dict(batch_size=t.eval_batch_size, amp=t.amp, channels_last=t.channels_last, classes=classes)
+        kw: EvalOptions = dict(batch_size=t.eval_batch_size, amp=t.amp, channels_last=t.channels_last,
+                               classes=classes)
         ev = images[:t.eval_batch_size], labels[:t.eval_batch_size]
         evaluate(model, *ev, norm, **kw)  # warm
         start = time.perf_counter()

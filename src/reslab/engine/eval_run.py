@@ -43,7 +43,8 @@ def evaluate_checkpoint(path: str | Path, *, split: str = "test", data_dir: str 
     if announce:
         announce(f"evaluating {ckpt_path} on the {y.numel():,} {split} images ...")
     # channels_last: ~20% faster on CPU and GPU; predictions are unchanged (checked against published errors).
-    model = model.to(memory_format=torch.channels_last)
+    # (torch's stubs type Module.to without its memory_format keyword, which it accepts at run time)
+    model = model.to(memory_format=torch.channels_last)  # type: ignore[call-overload]
     result = evaluate(model, x.to(dev), y.to(dev), norm, batch_size=batch_size, channels_last=True,
                       classes=data.classes)
     return result, ckpt, ckpt_path

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import contextlib
 from dataclasses import dataclass
+from typing import TypedDict
 
 import torch
 import torch.nn as nn
@@ -29,6 +30,17 @@ class EvalResult:
         return {"error": self.error, "loss": self.loss, "n": self.n,
                 "per_class": {c: round(a, 2) for c, a in zip(self.classes, self.per_class_accuracy)},
                 "confusion": self.confusion.tolist()}
+
+
+class EvalOptions(TypedDict, total=False):
+    """`evaluate`'s keyword options, for a caller that sets them once and evaluates with them more than once."""
+
+    batch_size: int
+    amp: str
+    channels_last: bool
+    classes: tuple
+    shard: tuple[int, int] | None
+    keep_correct: bool
 
 
 def autocast(device: torch.device, amp: str):
@@ -58,10 +70,11 @@ def evaluate(model: nn.Module, images: torch.Tensor, labels: torch.Tensor, norma
     confusion = torch.zeros(num_classes * num_classes, dtype=torch.int64, device=device)
     starts = range(0, images.shape[0], batch_size)
     right = torch.zeros(images.shape[0] if keep_correct else 0, dtype=torch.int32, device=device)
-    sharded = shard is not None and shard[1] > 1
+    rank, world_size = shard if shard is not None else (0, 1)
+    sharded = world_size > 1
     if sharded:
         batch_losses = torch.zeros(len(starts), dtype=torch.float64, device=device)
-        mine = starts[shard[0]::shard[1]]
+        mine = starts[rank::world_size]
     try:
         for i in (mine if sharded else starts):
             x = normalizer(images[i:i + batch_size].to(device, non_blocking=True))

@@ -76,12 +76,15 @@ class GraphStep:
         self.model, self.optimizer, self.amp, self.dev = model, optimizer, amp, dev
         self.capture = capture and dev.type == "cuda"
         self.warmup_steps = max(1, warmup_steps)  # the captured SGD must not be a first step (momentum buffers)
-        self.static_x = self.static_y = None      # allocated like the first batch (its shape and memory format)
+        # allocated like the first batch (its shape and memory format)
+        self.static_x: torch.Tensor | None = None
+        self.static_y: torch.Tensor | None = None
         self.lr = torch.zeros((), dtype=torch.float32, device=dev)
         self.lr_value: float | None = None
         self.eager_steps = 0
         self.graph: torch.cuda.CUDAGraph | None = None
-        self.static_loss = self.static_out = None
+        self.static_loss: torch.Tensor | None = None
+        self.static_out: torch.Tensor | None = None
         self.side = torch.cuda.Stream(dev) if dev.type == "cuda" else None
 
     def step(self, x: torch.Tensor, y: torch.Tensor, lr: float):
@@ -90,16 +93,15 @@ class GraphStep:
         if lr != self.lr_value:
             self.lr.fill_(lr)
             self.lr_value = lr
-        if self.static_x is None:
+        if self.static_x is None or self.static_y is None:
             self.static_x, self.static_y = torch.empty_like(x), torch.empty_like(y)  # empty_like keeps the format
         self.static_x.copy_(x)
         self.static_y.copy_(y)
         if self.graph is None and (not self.capture or self.eager_steps < self.warmup_steps):
             self.eager_steps += 1
             return self.eager()
-        if self.graph is None:
-            self.record()
-        self.graph.replay()
+        graph = self.graph if self.graph is not None else self.record()
+        graph.replay()
         return self.static_loss, self.static_out
 
     def eager(self):
@@ -108,21 +110,25 @@ class GraphStep:
             self.optimizer.zero_grad(set_to_none=True)
             return self.forward_backward_update()
 
-    def record(self) -> None:
-        """Capture the step once; from now on every step is a replay."""
+    def record(self) -> torch.cuda.CUDAGraph:
+        """Capture the step once (the graph is returned, and kept); from now on every step is a replay."""
         torch.cuda.synchronize(self.dev)
         self.optimizer.zero_grad(set_to_none=True)  # the graph's backward allocates the grads in its own pool
         self.graph = torch.cuda.CUDAGraph()
         with torch.cuda.graph(self.graph):
             self.static_loss, self.static_out = self.forward_backward_update()
+        return self.graph
 
     def forward_backward_update(self):
+        x, y = self.static_x, self.static_y
+        if x is None or y is None:
+            raise RuntimeError("GraphStep: the static batch buffers are allocated by step(), before any forward")
         with self.tensor_lr():
             ctx = (torch.autocast(self.dev.type, dtype=torch.bfloat16, cache_enabled=False)
                    if self.amp == "bf16" else contextlib.nullcontext())
             with ctx:
-                out = self.model(self.static_x)
-                loss = F.cross_entropy(out.float(), self.static_y)
+                out = self.model(x)
+                loss = F.cross_entropy(out.float(), y)
             loss.backward()
             self.optimizer.step()
         return loss.detach(), out.detach()

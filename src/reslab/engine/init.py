@@ -37,7 +37,7 @@ def apply_init(model: nn.Module, init: Pretrained, model_name: str, source: str)
     o = init.origin
     where = {"published": f"published by {o.get('project')}, test error {o.get('published_test_error')}%",
              "checkpoint": f"checkpoint {o.get('path')}, iteration {o.get('iteration')}",
-             "exported": f"exported {o.get('path')}"}.get(o.get("kind"), str(o))
+             "exported": f"exported {o.get('path')}"}.get(o.get("kind", ""), str(o))
     what = f"initial weights: {init.model} from {source} ({where}); fresh optimiser and schedule"
     if replaced:
         what += (f"; classifier replaced ({init.state['fc.weight'].shape[0]} classes in the source, "

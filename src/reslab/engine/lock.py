@@ -17,7 +17,7 @@ import sys
 import time
 from datetime import datetime
 from pathlib import Path
-from typing import Callable
+from typing import Callable, Literal
 
 from reslab import ReslabError
 
@@ -29,7 +29,8 @@ class DirLock:
     """A held lock; `release` empties the record and unlocks (also on leaving a `with` block)."""
 
     def __init__(self, path: Path, fd: int):
-        self.path, self.fd = path, fd
+        self.path = path
+        self.fd: int | None = fd  # None once released
 
     def release(self) -> None:
         if self.fd is None:
@@ -42,7 +43,7 @@ class DirLock:
     def __enter__(self) -> "DirLock":
         return self
 
-    def __exit__(self, *exc) -> bool:
+    def __exit__(self, *exc) -> Literal[False]:
         self.release()
         return False
 

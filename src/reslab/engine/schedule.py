@@ -63,7 +63,7 @@ class LRSchedule:
 
     def observe_error(self, it: int, train_error_pct: float) -> bool:
         """Feed the recent training error; returns True when this ends the warm-up."""
-        if self.needs_error(it) and train_error_pct < self.until_error:
+        if self.needs_error(it) and self.until_error is not None and train_error_pct < self.until_error:
             self.warmup_ended_at = it
             return True
         return False

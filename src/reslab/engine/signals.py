@@ -10,14 +10,21 @@ from __future__ import annotations
 
 import signal
 import time
+from types import FrameType
+from typing import Callable
 
 STOP_SIGNALS = {signal.SIGINT: "interrupt", signal.SIGTERM: "terminate", signal.SIGUSR2: "preemption (SLURM)"}
+
+# what `signal.signal` returns and takes: a handler, SIG_DFL / SIG_IGN, or None (installed outside Python)
+Handler = Callable[[int, FrameType | None], object] | int | signal.Handlers | None
 
 
 def exit_code(stopped_by: str | None) -> int:
     """The exit status of a command whose run stopped on `stopped_by` ("SIGINT" ...): 128 + the signal, as
     shells expect (130 for Ctrl-C, 143 for SIGTERM), so a script can tell a stop from an end; 0 otherwise."""
-    return 128 + signal.Signals[stopped_by].value if stopped_by in signal.Signals.__members__ else 0
+    if stopped_by is None or stopped_by not in signal.Signals.__members__:
+        return 0
+    return 128 + signal.Signals[stopped_by].value
 
 
 def signal_name(signum: int | None) -> str | None:
@@ -34,8 +41,8 @@ class StopRequest:
     def __init__(self, echo_grace: float = 0.0, announce: bool = True):
         self.requested = False
         self.signum: int | None = None
-        self._old = {}
-        self._first = None
+        self._old: dict[signal.Signals, Handler] = {}
+        self._first: float | None = None  # when the first signal came (set with `requested`)
         self.echo_grace, self.announce = echo_grace, announce
 
     def __enter__(self):
@@ -48,7 +55,7 @@ class StopRequest:
 
     def _handle(self, signum, frame):
         if self.requested:
-            if self.echo_grace and time.monotonic() - self._first < self.echo_grace:
+            if self.echo_grace and self._first is not None and time.monotonic() - self._first < self.echo_grace:
                 return
             raise KeyboardInterrupt
         self.requested, self.signum = True, signum

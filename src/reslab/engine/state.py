@@ -89,7 +89,7 @@ class TrainState:
 
 
 def rng_state() -> dict:
-    st = {"torch": torch.get_rng_state()}
+    st: dict[str, torch.Tensor | list[torch.Tensor]] = {"torch": torch.get_rng_state()}
     if torch.cuda.is_available():
         st["cuda"] = torch.cuda.get_rng_state_all()
     return st

@@ -26,7 +26,7 @@ class RunWriter:
         self.ctx, self.run_dir, self.quiet = ctx, Path(run_dir), quiet
         self.main = ctx.main
         self.runlog = runs.RunLog(self.run_dir, quiet) if ctx.main else None
-        self.lock = None
+        self.lock: lock.DirLock | None = None
         ctx.on_main(self.take_lock)
 
     def take_lock(self) -> None:

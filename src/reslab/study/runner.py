@@ -42,8 +42,8 @@ def train_grid(spec: StudySpec, out: Path, devices: list[str] | None, data, quie
             log(f"[study] {r.name}: {st}, skipped")
         else:
             todo.append((r, st))
-    devices = devices or [None]
-    if len(devices) == 1:
+    if not devices or len(devices) == 1:
+        device = devices[0] if devices else None  # None: train.device of each run's config
         if todo and data is None:
             first = spec.run_config(todo[0][0]).data
             data = load_dataset(first.dataset, first.dir)
@@ -53,9 +53,9 @@ def train_grid(spec: StudySpec, out: Path, devices: list[str] | None, data, quie
             try:
                 if st == "missing":
                     train(spec.run_config(r), runs_dir=out / "runs", run_name=r.name, data=data,
-                          device=devices[0], quiet=quiet)
+                          device=device, quiet=quiet)
                 else:
-                    train(resume=out / "runs" / r.name, data=data, device=devices[0], quiet=quiet)
+                    train(resume=out / "runs" / r.name, data=data, device=device, quiet=quiet)
             except NonFiniteLoss as e:
                 log(f"[study] {r.name} failed: {e}; carrying on with the other runs")
             if run_status(out / "runs" / r.name) == "interrupted":

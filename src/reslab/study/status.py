@@ -89,9 +89,10 @@ def study_eta(states: list[RunState]) -> float | None:
     """Seconds until every run has ended: the runs left, one after another, shared over the runs training now
     (at least one). None until some run has trained long enough to measure its speed."""
     left = [st for st in states if st.state not in ("finished", "failed")]
-    if any(st.eta_s is None for st in left):
+    etas = [st.eta_s for st in left if st.eta_s is not None]
+    if len(etas) < len(left):
         return None
-    return sum(st.eta_s for st in left) / max(1, sum(st.state == "running" for st in states))
+    return sum(etas) / max(1, sum(st.state == "running" for st in states))
 
 
 def overall_line(states: list[RunState]) -> str:
