@@ -12,6 +12,11 @@ c. Layers. LAYERS below is the ONE place the order is declared (docs/architectur
    entry; an upward import, or one into a *different* package of the same entry (models -> data), is an error.
    Every package or top-level module under src/reslab must be placed: to add one, put its name in the right
    entry (or a new tuple between two), and update docs/architecture.md. Names that do not exist yet are room.
+e. One module owns the on-disk layout of runs and studies (LAYOUT; its names are the string constants it assigns
+   at module level). No other module joins one of its names into a path with `/`; passes one of its file names
+   (a name with a dot: `best.pt`) or a string starting with one of its prefixes (`ckpt-`, `snapshot-*.pt`) to a
+   call, or builds one in an f-string; or holds one of its file names anywhere but in a docstring. (A bare
+   directory name such as `runs` is also an ordinary word: a dict key or a column header is not a path.)
 d. No function or method over MAX_LINES lines (`def` line to last line, decorators excluded; nested functions
    are named by qualname, `outer.inner`). Exceptions go in ALLOW_LONG {"reslab.module:qualname": "reason"};
    an entry that no longer names a long function fails.
@@ -28,6 +33,7 @@ ROOT = Path(__file__).resolve().parents[1] / "src" / "reslab"
 
 LAYERS = [
     ("reslab",),                       # the root: ReslabError, __version__ (reslab/__init__.py only)
+    ("layout",),                       # where a run's and a study's files lie: every file name, spelled once
     ("data", "plotting"),              # CIFAR-10 (splits, normalisation), matplotlib helpers
     ("weights",),                      # weight files: the checkpoint format, published weights, download + sha256
     ("models",),                       # networks by name; `pretrained=` loads through weights
@@ -212,7 +218,59 @@ def stale_allow(sources, allow):
             for key in sorted(allow) if key not in long]
 
 
-CHECKS = [check_cycles, check_private, check_layers, check_placed, check_long]
+LAYOUT = "reslab.layout"
+# Modules that spell a layout name for something that is not reslab's layout: {module: why}.
+ALLOW_LAYOUT = {"reslab.weights.store": "torch.hub's own cache folder (<hub dir>/checkpoints), not a run's"}
+
+
+def layout_names(sources):
+    """The string constants LAYOUT assigns at module level: its file names, directory names and prefixes."""
+    names = set()
+    for node in parse(sources[LAYOUT]).body if LAYOUT in sources else []:
+        if isinstance(node, (ast.Assign, ast.AnnAssign)) and node.value is not None:
+            names |= {c.value for c in ast.walk(node.value) if isinstance(c, ast.Constant) and isinstance(c.value, str)}
+    return names
+
+
+def docstrings(tree):
+    kinds = (ast.Module, ast.ClassDef, ast.FunctionDef, ast.AsyncFunctionDef)
+    nodes = [n for n in ast.walk(tree) if isinstance(n, kinds)]
+    return {id(n.body[0].value) for n in nodes
+            if n.body and isinstance(n.body[0], ast.Expr) and isinstance(n.body[0].value, ast.Constant)}
+
+
+def spelled_layout(tree, names):
+    """(line, name) of every layout name this module spells (rule e)."""
+    prefixes = tuple(n for n in names if n.endswith("-"))
+    skip, found = docstrings(tree), set()
+    for node in ast.walk(tree):
+        joined = isinstance(node, ast.BinOp) and isinstance(node.op, ast.Div)
+        if joined:
+            parts = [node.left, node.right]
+        elif isinstance(node, ast.Call):
+            parts = [*node.args, *(k.value for k in node.keywords)]
+        elif isinstance(node, ast.JoinedStr):
+            parts = node.values
+        else:
+            parts = [node]
+        for o in parts:
+            if not (isinstance(o, ast.Constant) and isinstance(o.value, str)) or id(o) in skip:
+                continue
+            v, passed = o.value, o is not node  # passed: an operand, an argument or an f-string's part
+            file_name = v in names and "." in v
+            if (joined and v in names) or file_name or (passed and prefixes and v.startswith(prefixes)):
+                found.add((o.lineno, v))
+    return sorted(found)
+
+
+def check_layout(sources, packages=frozenset(), allow=None):
+    names, allow = layout_names(sources), ALLOW_LAYOUT if allow is None else allow
+    return [f"{where(mod, line, sources, packages)} spells {name!r}: use {LAYOUT}"
+            for mod, text in sources.items() if mod != LAYOUT and mod not in allow and names
+            for line, name in spelled_layout(parse(text), names)]
+
+
+CHECKS = [check_cycles, check_private, check_layers, check_placed, check_long, check_layout]
 
 
 def report(offenders, title):
@@ -231,6 +289,11 @@ def test_no_import_cycles():
 
 def test_no_private_imports():
     report(check_private(*load_real()), "imports of another module's _private names")
+
+
+def test_no_layout_name_spelled_outside_its_module():
+    assert "checkpoints" in layout_names(load_real()[0])  # the scan reads the real module
+    report(check_layout(*load_real()), f"run or study file names spelled outside {LAYOUT}")
 
 
 def test_layer_order():
@@ -294,7 +357,7 @@ def test_upward_import_is_caught():
 
 def test_same_layer_cross_package_import_is_caught():
     src = {**CLEAN, "reslab.plotting": "from reslab.data import load\n"}
-    assert "plotting and data share layer 1" in only_failure(src)[0]
+    assert "plotting and data share layer 2" in only_failure(src)[0]
 
 
 def test_long_function_is_caught():
@@ -324,3 +387,17 @@ def test_relative_imports_resolve_and_private_submodules_are_allowed():
         ("reslab.engine._loop", "reslab.models", ("ResNet",)),
         ("reslab.engine.trainer", "reslab.engine._loop", ("run",))}
     assert [c.__name__ for c in CHECKS if c(src)] == []
+
+
+def test_layout_name_spelled_elsewhere_is_caught():
+    layout = 'BEST, CHECKPOINTS, RUNS = "best.pt", "checkpoints", "runs"\nSNAP = "snapshot-"\n'
+    ok = ('"""A docstring may name best.pt and checkpoints/."""\nspec = {"runs": []}\n'
+          'msg = f"{d} has no best.pt"\nheader = ["model", "runs"]\np.add_argument("runs", nargs="+")\n')
+    src = {**CLEAN, "reslab.layout": layout, "reslab.engine.ok": ok}
+    assert check_layout(src) == []
+    for bad, name in [('p = run / "checkpoints" / x\n', "checkpoints"), ('p = d / "runs"\n', "runs"),
+                      ('files = d.glob("snapshot-*.pt")\n', "snapshot-*.pt"),
+                      ('name = f"snapshot-{it:08d}.pt"\n', "snapshot-"), ('w.save(b, "best.pt")\n', "best.pt"),
+                      ('artifact = "best.pt"\n', "best.pt")]:
+        found = check_layout({**src, "reslab.engine.bad": bad})
+        assert found == [f"src/reslab/engine/bad.py:1 spells {name!r}: use {LAYOUT}"], (bad, found)

@@ -9,7 +9,8 @@ from reslab.bench import (bench_eval, bench_train, conv_share, kineto_markers_dr
                           step_part)
 from reslab.cli import main
 from reslab.engine import train
-from reslab.engine.runs import TRAIN_LOG_FILE, read_metrics
+from reslab.engine.runs import read_metrics
+from reslab.layout import TRAIN_LOG_FILE
 from reslab.models import create_model
 from reslab.models.fuse import fold_batchnorm
 

@@ -13,6 +13,7 @@ from pathlib import Path
 
 import pytest
 
+from reslab import layout
 from reslab import ReslabError
 from reslab.engine import lock, train
 
@@ -68,14 +69,14 @@ def stopped_run(tiny_cfg, tmp_path, iterations=40) -> Path:
 def test_a_second_lock_is_refused_in_one_line_and_a_released_lock_is_free(tmp_path):
     warnings = []
     held = lock.acquire(tmp_path, "run", warnings.append)
-    rec = json.loads((tmp_path / lock.LOCK_FILE).read_text())
+    rec = json.loads((tmp_path / layout.LOCK_FILE).read_text())
     assert rec["pid"] == os.getpid() and rec["host"] == socket.gethostname()
     with pytest.raises(ReslabError) as e:
         lock.acquire(tmp_path, "run", warnings.append, wait=0.3)
     assert str(e.value) == (f"run {tmp_path} is being written by pid {os.getpid()} on {socket.gethostname()}; "
                             f"wait for it or stop it")
     held.release()
-    assert (tmp_path / lock.LOCK_FILE).read_text() == "" and lock.holder(tmp_path) == {}
+    assert (tmp_path / layout.LOCK_FILE).read_text() == "" and lock.holder(tmp_path) == {}
     with lock.acquire(tmp_path, "run", warnings.append):
         assert lock.holder(tmp_path)["alive"] is True
     assert warnings == []
@@ -84,7 +85,7 @@ def test_a_second_lock_is_refused_in_one_line_and_a_released_lock_is_free(tmp_pa
 def test_a_record_left_by_a_dead_process_is_taken_over_with_a_warning_naming_it(tmp_path):
     dead = subprocess.Popen(["true"])
     dead.wait()
-    (tmp_path / lock.LOCK_FILE).write_text(json.dumps({"pid": dead.pid, "host": socket.gethostname()}))
+    (tmp_path / layout.LOCK_FILE).write_text(json.dumps({"pid": dead.pid, "host": socket.gethostname()}))
     assert lock.holder(tmp_path)["alive"] is False
     warnings = []
     with lock.acquire(tmp_path, "study", warnings.append):
@@ -110,7 +111,7 @@ def test_two_resumes_of_one_run_exactly_one_trains_the_other_exits_2_touching_no
     wait_for_holder(run, first.pid)
     second_writer_is_refused(first, cmd, run, "run", reslab("eval", run, "--json", "--no-csv"))
     assert json.loads((run / "summary.json").read_text())["status"] == "finished"
-    assert (run / lock.LOCK_FILE).read_text() == ""
+    assert (run / layout.LOCK_FILE).read_text() == ""
 
 
 def test_a_lock_left_by_kill_9_is_taken_over_with_a_warning_naming_the_pid(tiny_cfg, tmp_path):

@@ -1,6 +1,7 @@
 """summary.json as one typed record (engine/summary.py): the same bytes on disk, one meaning of "missing"."""
 import json
 
+from reslab import layout
 from reslab.config import dump_yaml
 from reslab.engine import runs
 from reslab.engine.summary import MISSING, RunSummary, read_summary, write_summary
@@ -21,7 +22,7 @@ def test_a_summary_is_written_byte_for_byte_as_before(tmp_path):
     for d in (RUNNING, INTERRUPTED, {**RUNNING, "a_key_of_a_later_version": [1, 2]}):
         runs.write_json(tmp_path / "before.json", d)  # how the trainer wrote its dict
         write_summary(tmp_path, RunSummary.from_json(d))
-        assert (tmp_path / runs.SUMMARY_FILE).read_bytes() == (tmp_path / "before.json").read_bytes()
+        assert (tmp_path / layout.SUMMARY_FILE).read_bytes() == (tmp_path / "before.json").read_bytes()
     s = read_summary(tmp_path)
     assert (s.status, s.best["val_error"], s.stopped_by, s.missing) == ("running", 82.0, None, False)
 
@@ -41,5 +42,5 @@ def test_no_summary_reads_as_missing_and_every_reader_agrees(tmp_path):
     assert [r.summary.missing for r in load_study(out).runs] == [True, True]
     card = "\n".join(training_lines(started))
     assert "status missing" in card and "- protocol: ? of ? iterations" in card
-    (started / runs.SUMMARY_FILE).write_text(json.dumps(INTERRUPTED))
+    (started / layout.SUMMARY_FILE).write_text(json.dumps(INTERRUPTED))
     assert run_state("plain8-s0", "", started).where == "stopped by SIGTERM"

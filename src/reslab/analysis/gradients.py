@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import csv
 import math
-import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -23,7 +22,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from reslab import ReslabError
+from reslab import ReslabError, layout
 from reslab.analysis.common import DataCache, Loaded, check_positive, loaded_from_checkpoint, unique_labels
 from reslab.config import resolve_schedule
 from reslab.data import splits_for
@@ -32,7 +31,6 @@ from reslab.engine.device import resolve_device
 from reslab.models import model_from_config
 from reslab.plotting import integer_ticks, line_style, model_color, plt, save_figure
 
-SNAPSHOT = re.compile(r"snapshot-(\d+)\.pt$")
 BATCH_SEED = 0  # which training images form the fixed batch; one constant so every run sees the same ones
 
 
@@ -79,18 +77,8 @@ class GradientProfile:
     points: list[GradientPoint] = field(default_factory=list)
 
 
-def snapshot_files(run_dir: Path) -> list[tuple[int, Path]]:
-    """(iteration, path) of every snapshot of a run, oldest first."""
-    found = []
-    for p in (Path(run_dir) / "checkpoints").glob("snapshot-*.pt"):
-        m = SNAPSHOT.search(p.name)
-        if m:
-            found.append((int(m.group(1)), p))
-    return sorted(found)
-
-
 def has_snapshots(run_dir: Path) -> bool:
-    return bool(snapshot_files(run_dir))
+    return bool(layout.snapshots(run_dir))
 
 
 def training_indices(cfg, data) -> torch.Tensor:
@@ -131,7 +119,7 @@ class GradientInputs:
 
 def gradient_inputs(run_dir: Path, label: str, data_cache: DataCache, batch_size: int,
                     device: torch.device) -> GradientInputs:
-    snaps = snapshot_files(run_dir)
+    snaps = layout.snapshots(run_dir)
     # Where no snapshot was kept (runs from before snapshots existed), fall back to the newest checkpoint.
     points = [(it, load_checkpoint(p, require_checksum=True), p) for it, p in snaps]
     if not points:

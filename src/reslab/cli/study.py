@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+from reslab import layout
 from reslab import ReslabError
 from reslab.cli.common import HelpFormatter, add_data_dir, check_data_dir
 from reslab.config import budget_seconds, from_dict, profile_name
@@ -141,7 +142,7 @@ def run(a) -> int:
 
 def stopped_exit_code(out: Path) -> int:
     """A study stopped by a signal exits as its interrupted run did (130 for Ctrl-C, 143 for SIGTERM)."""
-    summaries = [read_summary(d) for d in sorted((out / "runs").glob("*/"))]
+    summaries = [read_summary(d) for d in sorted(layout.study_runs_dir(out).glob("*/"))]
     return max((exit_code(s.stopped_by) for s in summaries if s.status == "interrupted"), default=0)
 
 

@@ -20,9 +20,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from reslab import ReslabError
+from reslab import ReslabError, layout
 
-CORRECT_FILE = "correct.json"
 CORRECT_FORMAT = "reslab-correct/1"
 SPLITS = ("test", "val", "train_probe")  # what each split's vector is measured on: the test set, validation, and
 # a fixed class-balanced subset of the training split in eval mode without augmentation (data.train_probe)
@@ -61,7 +60,7 @@ class Correctness:
                 "bits": base64.b64encode(raw).decode("ascii")}
 
     @classmethod
-    def from_dict(cls, split: str, d: dict, where: Path | str = CORRECT_FILE) -> "Correctness":
+    def from_dict(cls, split: str, d: dict, where: Path | str = layout.CORRECT_FILE) -> "Correctness":
         try:
             n, digest = int(d["n"]), str(d["indices_sha256"])
             right = int.from_bytes(base64.b64decode(d["bits"], validate=True), "little")
@@ -77,7 +76,7 @@ def correct_document(iteration: int, vectors: list[Correctness]) -> dict:
     return {"format": CORRECT_FORMAT, "iteration": iteration, "splits": {v.split: v.as_dict() for v in vectors}}
 
 
-def read_correct(doc: dict, where: Path | str = CORRECT_FILE) -> dict[str, Correctness]:
+def read_correct(doc: dict, where: Path | str = layout.CORRECT_FILE) -> dict[str, Correctness]:
     """{split: Correctness} of a correct.json document; one ReslabError line for a file of another format."""
     if not isinstance(doc, dict) or doc.get("format") != CORRECT_FORMAT:
         got = doc.get("format") if isinstance(doc, dict) else type(doc).__name__

@@ -19,9 +19,8 @@ from datetime import datetime
 from pathlib import Path
 from typing import Callable, Literal
 
-from reslab import ReslabError
+from reslab import ReslabError, layout
 
-LOCK_FILE = ".lock"
 RETRY_S = 2.0
 
 
@@ -50,7 +49,7 @@ class DirLock:
 
 def acquire(directory: Path, what: str, warn: Callable[[str], None], wait: float = RETRY_S) -> DirLock:
     """Lock `directory` (which must exist) for writing; `what` names it in messages ("run", "study")."""
-    path = Path(directory) / LOCK_FILE
+    path = Path(directory) / layout.LOCK_FILE
     fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
     deadline = time.monotonic() + wait
     while True:
@@ -89,7 +88,7 @@ def read_record(path: Path) -> dict:
 def holder(directory: Path) -> dict:
     """Who is writing `directory`, for readers: {pid, host, since, command, alive}, or {} when nobody is. Never
     locks. `alive` is known only on the holder's own host (None elsewhere)."""
-    rec = read_record(Path(directory) / LOCK_FILE)
+    rec = read_record(Path(directory) / layout.LOCK_FILE)
     return {**rec, "alive": alive(rec)} if rec else {}
 
 

@@ -14,17 +14,13 @@ from pathlib import Path
 
 import torch
 
-from reslab import ReslabError, __version__
+from reslab import ReslabError, __version__, layout
 from reslab.weights.files import atomic_write_text
 
 METRIC_FIELDS = ("epoch", "iteration", "train_loss", "train_error", "val_loss", "val_error", "test_loss",
                  "test_error", "lr", "seconds", "images_per_s", "wall_seconds")
 # the dense training curve: the running training loss/error over each window of train.log_every iterations
 TRAIN_LOG_FIELDS = ("iteration", "train_loss", "train_error", "lr")
-METRICS_FILE, SUMMARY_FILE, LOG_FILE, ENV_FILE, TEST_EVAL_FILE, TRAIN_LOG_FILE = (
-    "metrics.csv", "summary.json", "train.log", "env.json", "test_eval.json", "train_log.csv")
-TRACKERS_FILE = "trackers.json"  # the tracker runs' ids, so that a resumed run continues the same ones
-STUDY_FILE = "study.json"        # marks a study directory: STUDY/study.json, its runs in STUDY/runs/<name>/
 
 
 def new_run_dir(runs_dir: Path, name: str, exact: str | None = None) -> Path:
@@ -58,7 +54,8 @@ def new_run_dir(runs_dir: Path, name: str, exact: str | None = None) -> Path:
 def study_of(run_dir: Path) -> Path | None:
     """The study directory a run belongs to (STUDY/runs/<name>), or None for a run of its own."""
     study = Path(run_dir).resolve().parent.parent
-    return study if Path(run_dir).resolve().parent.name == "runs" and (study / STUDY_FILE).is_file() else None
+    in_study = Path(run_dir).resolve().parent.name == layout.STUDY_RUNS and (study / layout.STUDY_FILE).is_file()
+    return study if in_study else None
 
 
 def git_commit() -> str | None:
@@ -121,7 +118,7 @@ class RunLog:
     """Prints a line and appends it to the run's train.log."""
 
     def __init__(self, run_dir: Path | None, quiet: bool = False):
-        self.path = Path(run_dir) / LOG_FILE if run_dir else None
+        self.path = Path(run_dir) / layout.LOG_FILE if run_dir else None
         self.quiet = quiet
 
     def __call__(self, msg: str, always: bool = False) -> None:

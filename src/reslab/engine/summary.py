@@ -10,7 +10,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 
-from reslab.engine.runs import SUMMARY_FILE, read_json, write_json
+from reslab import layout
+from reslab.engine.runs import read_json, write_json
 
 MISSING = "missing"  # the status of a run directory that holds no summary.json
 STATUSES = ("running", "interrupted", "finished", "failed")  # what a written summary says
@@ -57,7 +58,7 @@ _OPTIONAL = ("stopped_by", "evaluation_pending")
 
 
 def summary_path(run_dir: Path) -> Path:
-    return Path(run_dir) / SUMMARY_FILE
+    return Path(run_dir) / layout.SUMMARY_FILE
 
 
 def read_summary(run_dir: Path) -> RunSummary:

@@ -22,11 +22,12 @@ from typing import cast
 
 import torch
 
+from reslab import layout
 from reslab import ReslabError
 from reslab.config import Config, Schedule, from_dict, load_yaml, resolve_schedule, to_dict, validate
 from reslab.data import CifarData, Normalizer, mix_seed
 from reslab.engine import distributed, runs
-from reslab.weights.files import CONFIG_FILE, newest_good_checkpoint, require_run_dir
+from reslab.weights.files import newest_good_checkpoint, require_run_dir
 from reslab.engine.cadence import Cadence, decide
 from reslab.engine.correct import Correctness, correct_document
 from reslab.engine.device import choose_amp, kernel_settings, native_bf16, set_determinism, set_tf32, torch_sync
@@ -160,12 +161,12 @@ def find_resume_point(run_dir: Path, quiet: bool) -> ResumePoint | None:
         if not quiet:
             print(f"{run_dir} already finished; nothing to resume")
         return None
-    found = newest_good_checkpoint(run_dir / "checkpoints", runs.RunLog(run_dir, quiet))
+    found = newest_good_checkpoint(layout.checkpoints_dir(run_dir), runs.RunLog(run_dir, quiet))
     if found is None:
         raise ReslabError(f"{run_dir} has no usable checkpoint to resume from; start a new run")
     ckpt_path, ckpt = found
     validate(from_dict(ckpt["config"]))
-    own = load_yaml(run_dir / CONFIG_FILE).get("model", {}).get("name")
+    own = load_yaml(run_dir / layout.CONFIG_FILE).get("model", {}).get("name")
     if own != ckpt["model"]["name"]:
         raise ReslabError(f"{ckpt_path} is a checkpoint of {ckpt['model']['name']}, but the run trains {own}")
     return ResumePoint(run_dir, ckpt_path, ckpt)
@@ -254,7 +255,7 @@ def start_or_resume(run: Run, found: ResumePoint | None) -> None:
         save_resumable(run)  # iteration 0: a resume is always possible, even after a crash in the first epoch
     run.writer.write_summary(summarize(run, "running"))
     if 0 in run.setup.sched.snapshots and st.iteration == 0:
-        run.writer.save(partial(payload, run, "snapshot"), f"snapshot-{0:08d}.pt")
+        run.writer.save(partial(payload, run, "snapshot"), layout.snapshot_name(0))
 
 
 def plan_lines(run: Run) -> list[str]:
@@ -287,7 +288,7 @@ def start_trackers(run: Run, resumed: bool) -> Trackers:
     study = runs.study_of(w.run_dir)
     who = TrackedRun(w.run_dir, w.run_dir.name, study.name if study else None, study or w.run_dir.parent,
                      cfg.log.project, cfg.log.mlflow_uri, run.state.iteration if resumed else None)
-    ids_file = w.run_dir / runs.TRACKERS_FILE
+    ids_file = w.run_dir / layout.TRACKERS_FILE
     stored = runs.read_json(ids_file) if resumed and ids_file.exists() else {}
     trackers = open_trackers(cfg.train.loggers, who, stored, partial(w.log, always=True))
     w.write_tracker_ids({**stored, **trackers.ids()})
@@ -333,7 +334,7 @@ def train_loop(run: Run, stop_after: int | None) -> Path:
                 # ---- what this iteration calls for ----
                 do = decide(st.iteration, cadence, stopping)
                 if do.snapshot:
-                    w.save(partial(payload, run, "snapshot"), f"snapshot-{st.iteration:08d}.pt")
+                    w.save(partial(payload, run, "snapshot"), layout.snapshot_name(st.iteration))
                 if do.log:
                     log_point(run, lr)
                 if do.tick_end:
@@ -455,7 +456,7 @@ def end_interval(run: Run, start_wall: float) -> None:
     st.rows.append(row)
     if row.get("val_error") is not None and (st.best is None or row["val_error"] < st.best["val_error"]):
         st.best = dict(row)
-        w.save(partial(payload, run, "best", row=row), "best.pt")
+        w.save(partial(payload, run, "best", row=row), layout.BEST_FILE)
     w.log(format_row(row, run.setup.sched.iterations, run.setup.sched.steps_per_epoch))
     run.trackers.log_row(row, st.iteration)
     st.progress = Progress.zeros(run.setup.dev)

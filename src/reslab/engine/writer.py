@@ -13,12 +13,12 @@ from typing import Callable
 
 import torch
 
-from reslab import ReslabError
+from reslab import ReslabError, layout
 from reslab.config import Config, dump_yaml
 from reslab.engine import lock, runs
-from reslab.engine.correct import CORRECT_FILE
+
 from reslab.engine.summary import RunSummary, write_summary
-from reslab.weights.files import CONFIG_FILE, prune_checkpoints, save_checkpoint
+from reslab.weights.files import prune_checkpoints, save_checkpoint
 
 
 class RunWriter:
@@ -53,8 +53,8 @@ class RunWriter:
     def write_logs(self, state) -> None:
         """Both CSVs, rewritten whole from the rows held in the training state."""
         if self.main:
-            runs.write_metrics(self.run_dir / runs.METRICS_FILE, state.rows)
-            runs.write_metrics(self.run_dir / runs.TRAIN_LOG_FILE, state.train_log, runs.TRAIN_LOG_FIELDS)
+            runs.write_metrics(self.run_dir / layout.METRICS_FILE, state.rows)
+            runs.write_metrics(self.run_dir / layout.TRAIN_LOG_FILE, state.train_log, runs.TRAIN_LOG_FIELDS)
 
     def write_summary(self, s: RunSummary) -> None:
         if self.main:
@@ -62,29 +62,29 @@ class RunWriter:
 
     def write_tracker_ids(self, ids: dict) -> None:
         if self.main:
-            runs.write_json(self.run_dir / runs.TRACKERS_FILE, ids)
+            runs.write_json(self.run_dir / layout.TRACKERS_FILE, ids)
 
     def write_test_eval(self, result: dict) -> None:
         if self.main:
-            runs.write_json(self.run_dir / runs.TEST_EVAL_FILE, result)
+            runs.write_json(self.run_dir / layout.TEST_EVAL_FILE, result)
 
     def write_correct(self, doc: dict) -> None:
         """correct.json: the per-image correctness of the latest evaluation point (engine/correct.py)."""
         if self.main:
-            runs.write_json(self.run_dir / CORRECT_FILE, doc)
+            runs.write_json(self.run_dir / layout.CORRECT_FILE, doc)
 
     def save(self, build: Callable[[], dict], name: str) -> None:
         """A checkpoint that is not needed to resume (best.pt, snapshots): rank 0 builds and writes it."""
         if self.main:
-            save_checkpoint(build(), self.run_dir / "checkpoints" / name)
+            save_checkpoint(build(), layout.checkpoints_dir(self.run_dir) / name)
 
     def save_resumable(self, build: Callable[[], dict], iteration: int, keep: int) -> None:
         """checkpoints/ckpt-<iteration>.pt, then prune to the newest `keep`. Every rank calls this together."""
-        self.ctx.on_main(partial(_save_and_prune, self.run_dir / "checkpoints", build, iteration, keep))
+        self.ctx.on_main(partial(_save_and_prune, layout.checkpoints_dir(self.run_dir), build, iteration, keep))
 
 
 def _save_and_prune(ckpt_dir: Path, build: Callable[[], dict], iteration: int, keep: int) -> None:
-    save_checkpoint(build(), ckpt_dir / f"ckpt-{iteration:08d}.pt")
+    save_checkpoint(build(), ckpt_dir / layout.checkpoint_name(iteration))
     prune_checkpoints(ckpt_dir, keep)
 
 
@@ -101,13 +101,13 @@ def create_run_dir(runs_dir: Path, cfg: Config, device: torch.device, run_name: 
     it did not exist, and a `--resume` of it finds no checkpoint until the writer, locked, has made one."""
     run_dir = runs.new_run_dir(runs_dir, cfg.model.name, exact=run_name)
     try:
-        (run_dir / "checkpoints").mkdir()
-        (run_dir / CONFIG_FILE).write_text(dump_yaml(cfg))
+        layout.checkpoints_dir(run_dir).mkdir()
+        (run_dir / layout.CONFIG_FILE).write_text(dump_yaml(cfg))
         env = runs.environment(device, cfg.train.seed)
         env.update(extra_env)
-        runs.write_json(run_dir / runs.ENV_FILE, env)
-        runs.write_metrics(run_dir / runs.METRICS_FILE, [])
-        runs.write_metrics(run_dir / runs.TRAIN_LOG_FILE, [], runs.TRAIN_LOG_FIELDS)
+        runs.write_json(run_dir / layout.ENV_FILE, env)
+        runs.write_metrics(run_dir / layout.METRICS_FILE, [])
+        runs.write_metrics(run_dir / layout.TRAIN_LOG_FILE, [], runs.TRAIN_LOG_FIELDS)
     except OSError as e:  # disk full, permissions: nothing trained yet, so nothing to resume
         raise ReslabError(f"cannot write to {run_dir} ({e.strerror or e}); nothing was trained") from None
     return run_dir

@@ -6,25 +6,26 @@ from pathlib import Path
 import torch.nn as nn
 import yaml
 
+from reslab import layout
 from reslab import __version__
 from reslab.engine import runs
 from reslab.engine.summary import read_summary
 from reslab.models import count_macs, count_params
 from reslab.weights import Pretrained
-from reslab.weights.files import CONFIG_FILE
+
 
 
 def run_of(weights: Pretrained) -> Path | None:
     """The run directory the weights were saved in, if they come from one."""
     ckpt = weights.origin.get("path")
     run = Path(ckpt).parent.parent if ckpt else None
-    return run if run is not None and (run / CONFIG_FILE).is_file() else None
+    return run if run is not None and (run / layout.CONFIG_FILE).is_file() else None
 
 
 def training_lines(run: Path) -> list[str]:
-    cfg = yaml.safe_load((run / CONFIG_FILE).read_text())
+    cfg = yaml.safe_load((run / layout.CONFIG_FILE).read_text())
     s = read_summary(run)
-    env = runs.read_json(run / runs.ENV_FILE) if (run / runs.ENV_FILE).exists() else {}
+    env = runs.read_json(run / layout.ENV_FILE) if (run / layout.ENV_FILE).exists() else {}
     d, t, o = cfg["data"], cfg["train"], cfg["optim"]
     lines = [f"- trained by reslab {env.get('reslab', '?')} (git {str(env.get('git_commit') or '?')[:10]}), torch "
              f"{env.get('torch', '?')}, on {env.get('device', '?')}; run `{run.name}`, status {s.status}",

@@ -29,6 +29,7 @@ import time
 from datetime import datetime
 from pathlib import Path
 
+from reslab import layout
 from reslab import ReslabError
 from reslab.config import from_dict, to_dict, validate
 from reslab.engine import runs
@@ -56,7 +57,7 @@ class TrainJob:
     again, i.e. start-or-resume of the same run)."""
 
     def __call__(self, cfg: dict, study_dir: str, name: str) -> str:
-        run_dir = Path(study_dir) / "runs" / name
+        run_dir = layout.study_run_dir(study_dir, name)
         if run_status(run_dir) == "missing":
             train(validate(from_dict(cfg)), runs_dir=run_dir.parent, run_name=name, quiet=True)
         else:
@@ -151,7 +152,7 @@ def runs_to_submit(spec: StudySpec, out: Path, resubmit_failed: bool) -> list:
     """The runs that have not ended, or with --resubmit-failed only the failed ones (a failed run, or one whose
     job failed), which resume from their last good checkpoint."""
     if not resubmit_failed:
-        return [r for r in spec.runs if run_status(out / "runs" / r.name) not in ("finished", "failed")]
+        return [r for r in spec.runs if run_status(layout.study_run_dir(out, r.name)) not in ("finished", "failed")]
     states = {st.name: st.state for st in study_status(out, job_states(out))}
     return [r for r in spec.runs if states[r.name] == "failed"]
 
@@ -164,7 +165,8 @@ def submit_study(spec: StudySpec, out: Path, lc, resubmit_failed: bool = False, 
     for r in spec.runs:  # a bad grid cell or launcher setting is refused before anything is submitted or written
         spec.run_config(r)
     out = Path(out)
-    check_options(lc, len(runs_to_submit(spec, out, resubmit_failed) if (out / "runs").is_dir() else spec.runs))
+    planned = runs_to_submit(spec, out, resubmit_failed) if layout.study_runs_dir(out).is_dir() else spec.runs
+    check_options(lc, len(planned))
     with open_study(spec, out, warn=log):
         busy = active_jobs(out)
         if busy:

@@ -6,6 +6,7 @@ from __future__ import annotations
 from pathlib import Path
 from statistics import median
 
+from reslab import layout
 from reslab import ReslabError
 from reslab.analysis.common import DataCache
 from reslab.analysis.verdicts import FAMILY_ALPHA, Comparison, Verdict, compare, fmt_p, split_words
@@ -279,7 +280,7 @@ def analysis_section(study: Study, out: Path, *, max_images: int = 1000, batch_s
     no snapshots gets the responses
     only; one whose runs cannot be measured gets a line saying why, never a failed report. Also returns the Fig. 7
     verdicts, for the report's summary (the gradient-flow lines are diagnostics, not claims of the paper)."""
-    runs = [Path(study.path) / "runs" / r.name for r in study.runs if r.status == "finished"]
+    runs = [layout.study_run_dir(study.path, r.name) for r in study.runs if r.status == "finished"]
     if not runs:
         return [], []
     out = Path(out)

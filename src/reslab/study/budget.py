@@ -16,12 +16,13 @@ from dataclasses import dataclass, replace
 from datetime import datetime
 from pathlib import Path
 
+from reslab import layout
 from reslab import ReslabError
 from reslab.config import Config, budget_seconds, flatten, from_dict, load_config, resolve_schedule, to_dict
 from reslab.data import n_eval_images, n_probe_images, n_train_images
 from reslab.engine.device import choose_amp, resolve_device
 from reslab.engine.estimate import duration, evaluations, measure_speed
-from reslab.engine.runs import STUDY_FILE
+
 from reslab.study.spec import StudySpec, check_study, read_spec
 
 SAFETY = 0.9         # plan 90% of the budget: the rest absorbs what a probe of seconds cannot see
@@ -62,7 +63,7 @@ def plan_study(spec: StudySpec, out: Path, device: str | None, log=print, choose
     the budget buys, see SHAPES); an existing study keeps the plan it was started with (or none), whatever the
     budget given now. Reads and measures only."""
     budget = from_dict(spec.base_config).study.budget
-    if (Path(out) / STUDY_FILE).exists():
+    if (Path(out) / layout.STUDY_FILE).exists():
         check_study(spec, out)  # a different study is refused here, with what differs
         spec.plan = read_spec(out).plan
         if spec.plan:

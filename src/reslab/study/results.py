@@ -5,8 +5,9 @@ import math
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from reslab import layout
 from reslab.engine import runs as runfiles
-from reslab.engine.correct import CORRECT_FILE, Correctness, read_correct
+from reslab.engine.correct import Correctness, read_correct
 from reslab.engine.summary import RunSummary, read_summary
 from reslab.study.spec import StudySpec, read_spec, run_status
 
@@ -82,13 +83,13 @@ def load_study(path: Path) -> Study:
     spec = read_spec(path)
     results = []
     for r in spec.runs:
-        d = path / "runs" / r.name
+        d = layout.study_run_dir(path, r.name)
         summary = read_summary(d)
-        rows = runfiles.read_metrics(d / runfiles.METRICS_FILE) if (d / runfiles.METRICS_FILE).exists() else []
-        te = d / runfiles.TEST_EVAL_FILE
-        env = d / runfiles.ENV_FILE
-        dense = d / runfiles.TRAIN_LOG_FILE
-        correct = d / CORRECT_FILE
+        rows = runfiles.read_metrics(d / layout.METRICS_FILE) if (d / layout.METRICS_FILE).exists() else []
+        te = d / layout.TEST_EVAL_FILE
+        env = d / layout.ENV_FILE
+        dense = d / layout.TRAIN_LOG_FILE
+        correct = d / layout.CORRECT_FILE
         results.append(RunResult(
             name=r.name, model=r.overrides["model.name"], group=r.group, depth=r.depth,
             seed=int(r.overrides.get("train.seed", 0)), status=run_status(d), summary=summary,

@@ -16,6 +16,7 @@ from pathlib import Path
 
 import yaml
 
+from reslab import layout
 from reslab.data import load_dataset
 from reslab.engine.trainer import NonFiniteLoss, train
 from reslab.study.spec import StudySpec, open_study, run_status
@@ -37,7 +38,7 @@ def train_grid(spec: StudySpec, out: Path, devices: list[str] | None, data, quie
     """The runs that have not ended, in this process (one device) or one process per device."""
     todo = []
     for r in spec.runs:
-        st = run_status(out / "runs" / r.name)
+        st = run_status(layout.study_run_dir(out, r.name))
         if st in ("finished", "failed"):
             log(f"[study] {r.name}: {st}, skipped")
         else:
@@ -52,13 +53,13 @@ def train_grid(spec: StudySpec, out: Path, devices: list[str] | None, data, quie
                 f"{'resuming' if st != 'missing' else 'training'}; {overall_line(study_status(out))}")
             try:
                 if st == "missing":
-                    train(spec.run_config(r), runs_dir=out / "runs", run_name=r.name, data=data,
+                    train(spec.run_config(r), runs_dir=layout.study_runs_dir(out), run_name=r.name, data=data,
                           device=device, quiet=quiet)
                 else:
-                    train(resume=out / "runs" / r.name, data=data, device=device, quiet=quiet)
+                    train(resume=layout.study_run_dir(out, r.name), data=data, device=device, quiet=quiet)
             except NonFiniteLoss as e:
                 log(f"[study] {r.name} failed: {e}; carrying on with the other runs")
-            if run_status(out / "runs" / r.name) == "interrupted":
+            if run_status(layout.study_run_dir(out, r.name)) == "interrupted":
                 log("[study] stopped; rerun the same command to resume")
                 return False
     else:
@@ -82,11 +83,11 @@ def _run_parallel(spec: StudySpec, out: Path, todo, devices: list[str], quiet: b
                 return
             if st == "missing":
                 cmd = [sys.executable, "-m", "reslab", "train", "--config", str(cfg_file), "--runs-dir",
-                       str(out / "runs"), "--run-name", r.name, "--device", device, "--quiet"]
+                       str(layout.study_runs_dir(out)), "--run-name", r.name, "--device", device, "--quiet"]
                 for k, v in spec.overrides(r).items():
                     cmd += ["--set", f"{k}={_yaml_scalar(v)}"]
             else:
-                cmd = [sys.executable, "-m", "reslab", "train", "--resume", str(out / "runs" / r.name),
+                cmd = [sys.executable, "-m", "reslab", "train", "--resume", str(layout.study_run_dir(out, r.name)),
                        "--device", device, "--quiet"]
             log(f"[study] {r.name} on {device}")
             proc = subprocess.run(cmd, capture_output=True, text=True)

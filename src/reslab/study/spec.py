@@ -13,10 +13,11 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
+from reslab import layout
 from reslab import ReslabError
 from reslab.config import dump_yaml, flatten, from_dict, from_flat, to_dict, validate
 from reslab.engine import lock, runs
-from reslab.engine.runs import STUDY_FILE
+
 from reslab.engine.summary import MISSING, read_summary
 from reslab.weights.files import atomic_write_text
 
@@ -91,14 +92,14 @@ def _comparable(spec: StudySpec) -> dict:
 def check_study(spec: StudySpec, out: Path) -> bool:
     """Refuse a directory that holds a different study, or anything but a study; True if it holds this one.
     Reads only."""
-    f = Path(out) / STUDY_FILE
+    f = Path(out) / layout.STUDY_FILE
     if f.exists():
         old, new = _comparable(StudySpec.from_json(runs.read_json(f))), _comparable(spec)
         if old != new:
             raise ReslabError(f"{out} holds a different study ({spec_difference(old, new)}); pass --out NEW_DIR "
                               f"for a new study, or rerun the original command to resume it")
         return True
-    if Path(out).exists() and any(p.name != lock.LOCK_FILE for p in Path(out).iterdir()):
+    if Path(out).exists() and any(p.name != layout.LOCK_FILE for p in Path(out).iterdir()):
         raise ReslabError(f"{out} exists and is not a reslab study; pass --out NEW_DIR")
     return False
 
@@ -113,8 +114,8 @@ def open_study(spec: StudySpec, out: Path, warn=print) -> lock.DirLock:
     held = lock.acquire(out, "study", warn)
     try:
         if not check_study(spec, out):  # again under the lock: another writer may have just made it
-            (out / "runs").mkdir(exist_ok=True)
-            runs.write_json(out / STUDY_FILE, spec.to_json())
+            layout.study_runs_dir(out).mkdir(exist_ok=True)
+            runs.write_json(out / layout.STUDY_FILE, spec.to_json())
             atomic_write_text(out / "base_config.yaml", dump_yaml(from_dict(spec.base_config)))
     except BaseException:
         held.release()
@@ -133,7 +134,7 @@ def spec_difference(old: dict, new: dict) -> str:
 
 def read_spec(study_dir: Path) -> StudySpec:
     """The spec of an existing study, or a one-line error if `study_dir` holds none."""
-    f = Path(study_dir) / STUDY_FILE
+    f = Path(study_dir) / layout.STUDY_FILE
     if not f.is_file():
-        raise ReslabError(f"{study_dir} is not a reslab study (no {STUDY_FILE})")
+        raise ReslabError(f"{study_dir} is not a reslab study (no {layout.STUDY_FILE})")
     return StudySpec.from_json(runs.read_json(f))

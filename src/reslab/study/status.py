@@ -10,6 +10,7 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
+from reslab import layout
 from reslab.engine import lock
 from reslab.engine.estimate import duration
 from reslab.engine.summary import read_summary
@@ -57,7 +58,8 @@ def study_status(study_dir: Path, jobs: dict[str, dict] | None = None) -> list[R
     study_dir = Path(study_dir)
     spec = read_spec(study_dir)
     batch = spec.base_config.get("train", {}).get("batch_size", 128)
-    states = [run_state(r.name, r.overrides.get("model.name", "?"), study_dir / "runs" / r.name) for r in spec.runs]
+    states = [run_state(r.name, r.overrides.get("model.name", "?"), layout.study_run_dir(study_dir, r.name))
+              for r in spec.runs]
     for st in states:
         add_job(st, (jobs or {}).get(st.name))
     planned = (spec.plan or {}).get("speeds", {})  # a budgeted study: each model's probe, before it trains

@@ -11,6 +11,7 @@ import os
 import time
 from pathlib import Path
 
+from reslab import layout
 from reslab.trackers import TrackedRun, Tracker, flat_params, numbers
 
 STATUS = {"finished": "FINISHED", "interrupted": "KILLED", "failed": "FAILED"}
@@ -55,7 +56,7 @@ class MLflowTracker(Tracker):
         self.log_numbers(numbers(row, "metrics"), step)
 
     def log_summary(self, summary: dict) -> None:
-        self.client.log_dict(self.run_id, summary, "summary.json")
+        self.client.log_dict(self.run_id, summary, layout.SUMMARY_FILE)
 
     def log_files(self, paths: list[Path], kind: str) -> None:
         for p in paths:

@@ -11,17 +11,16 @@ from __future__ import annotations
 import hashlib
 import io
 import os
-import re
 from pathlib import Path
 
 import torch
 
-from reslab import ReslabError
+from reslab import ReslabError, layout
 
 FORMAT = "reslab-checkpoint"
 VERSION = 1
-# What makes a folder a run directory: its config and its checkpoints (reslab.engine.runs writes the rest).
-CONFIG_FILE, CHECKPOINTS = "config.yaml", "checkpoints"
+# What makes a folder a run directory: its config and its checkpoints (reslab.layout; reslab.engine.runs writes
+# the rest).
 
 
 class CheckpointError(ReslabError):
@@ -95,14 +94,13 @@ def load_checkpoint(path: Path, *, require_checksum: bool = False, map_location=
     return obj
 
 
-CKPT_RE = re.compile(r"ckpt-(\d+)\.pt")
 
 
 def resumable_checkpoints(ckpt_dir: Path) -> list[Path]:
     """Resumable checkpoints in a run, newest first."""
     if not ckpt_dir.is_dir():
         return []
-    found = [(int(m.group(1)), p) for p in ckpt_dir.iterdir() if (m := CKPT_RE.fullmatch(p.name))]
+    found = [(int(m.group(1)), p) for p in ckpt_dir.iterdir() if (m := layout.CKPT_RE.fullmatch(p.name))]
     return [p for _, p in sorted(found, reverse=True)]
 
 
@@ -158,7 +156,7 @@ def strip_prefix(state: dict, prefixes=("module.", "_orig_mod.")) -> dict:
 
 
 def is_run_dir(path: Path) -> bool:
-    return (Path(path) / CONFIG_FILE).is_file() and (Path(path) / CHECKPOINTS).is_dir()
+    return (Path(path) / layout.CONFIG_FILE).is_file() and (Path(path) / layout.CHECKPOINTS).is_dir()
 
 
 def require_run_dir(path: Path) -> Path:
@@ -166,7 +164,7 @@ def require_run_dir(path: Path) -> Path:
     if not path.is_dir():
         raise ReslabError(f"run directory {path} does not exist")
     if not is_run_dir(path):
-        raise ReslabError(f"{path} is not a reslab run (no {CONFIG_FILE} and {CHECKPOINTS}/ inside)")
+        raise ReslabError(f"{path} is not a reslab run (no {layout.CONFIG_FILE} and {layout.CHECKPOINTS}/ inside)")
     return path
 
 
@@ -177,12 +175,12 @@ def load_run_checkpoint(path: Path, which: str = "last") -> tuple[dict, Path]:
         return load_checkpoint(path), path
     run_dir = require_run_dir(path)
     if which == "best":
-        p = run_dir / CHECKPOINTS / "best.pt"
+        p = layout.checkpoints_dir(run_dir) / layout.BEST_FILE
         if not p.exists():
             raise ReslabError(f"{run_dir} has no best.pt (no validation split, or no evaluation yet); "
                               f"use --weights last")
         return load_checkpoint(p, require_checksum=True), p
-    found = newest_good_checkpoint(run_dir / CHECKPOINTS)
+    found = newest_good_checkpoint(layout.checkpoints_dir(run_dir))
     if found is None:
         raise ReslabError(f"{run_dir} has no usable checkpoint")
     return found[1], found[0]
