@@ -228,3 +228,40 @@ def test_a_stopped_study_exits_as_its_interrupted_run(tmp_path):
     assert stopped_exit_code(tmp_path) == 143
     (tmp_path / "runs" / "b" / "summary.json").write_text(json.dumps({"status": "interrupted", "stopped_by": None}))
     assert stopped_exit_code(tmp_path) == 0  # stopped by stop_after (tests), not by a signal
+
+
+# ---- study kinds: one protocol, registered once (reslab.study.kind) ----------------------------------------------
+
+def test_every_registered_study_kind_has_a_report_and_every_report_a_kind():
+    from reslab.report.build import REPORTS
+    from reslab.study import KINDS
+    assert set(KINDS) == set(REPORTS) == {"degradation", "imagenet-style"}
+    assert all(KINDS[name].name == name == REPORTS[name].KIND for name in KINDS)
+
+
+def test_a_registered_kind_gets_its_command_and_its_plan_is_asked(monkeypatch, capsys):
+    """The CLI dispatches through KINDS: a kind registered there (and nowhere else) has `reslab study NAME`, its
+    own arguments, and its plan is asked with the shared options and its own."""
+    from reslab.study import KINDS, PlanRequest, StudyKind
+    asked = []
+
+    def plan(r: PlanRequest):
+        asked.append(r)
+        raise ReslabError(f"toy plan asked: profile={r.profile} seeds={r.seeds} size={r.options['size']}")
+
+    toy = StudyKind("toy", help="a toy kind", description="A toy.", profile_help="tiny", default_profile="tiny",
+                    add_arguments=lambda q: q.add_argument("--size", default="3"), plan=plan)
+    monkeypatch.setitem(KINDS, "toy", toy)
+    assert main(["study", "toy", "--seeds", "2", "--size", "5", "--set", "train.seed=1"]) == 2
+    assert "toy plan asked: profile=tiny seeds=2 size=5" in capsys.readouterr().err
+    assert asked[0].overrides == ("train.seed=1",) and asked[0].data_dir is None
+
+
+def test_a_kind_without_a_report_is_refused_by_reslab_report(tmp_path):
+    from reslab.study import open_study
+    spec = plan_degradation("quick", (8,), seeds=1)
+    spec.kind = "toy"  # a kind registered in reslab.study but not in reslab.report.build.REPORTS
+    with open_study(spec, tmp_path / "s"):
+        pass
+    with pytest.raises(ReslabError, match="of kind 'toy', which has no report; known: degradation, imagenet-style"):
+        write_report(tmp_path / "s")

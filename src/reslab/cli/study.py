@@ -13,9 +13,8 @@ from reslab.engine.device import resolve_device
 from reslab.engine.signals import exit_code
 from reslab.engine.summary import read_summary
 from reslab.report import share_report, write_report
-from reslab.study import plan_degradation, plan_imagenet_style, run_study
+from reslab.study import KINDS, PlanRequest, run_study
 from reslab.study.budget import plan_study
-from reslab.study.degradation import parse_depths
 from reslab.study.spec import JOBS_FILE, read_spec
 from reslab.study.status import format_status, overall_line, study_status
 
@@ -74,24 +73,13 @@ def launcher_overrides(a) -> list[str]:
 def configure(p) -> None:
     fmt = HelpFormatter
     ssub = p.add_subparsers(dest="study_kind", required=True, metavar="STUDY")
-    q = ssub.add_parser("degradation", formatter_class=fmt,
-                        help="plain vs residual nets of several depths (the paper's Fig. 6 / Table 6)",
-                        description="Trains {plain, resnet} x depths under one protocol; only the shortcut differs "
-                                    "within a pair. Rerunning the same command resumes the study.")
-    q.add_argument("--profile", default=None, help="quick (CPU, ~15 min), hour (CPU with native bf16, ~1 h, "
-                   "the full split), paper (the full protocol, for a GPU), or a YAML config file; default: quick, "
-                   "or with --budget the shape the budget buys here (hour where it fits, else quick)")
-    q.add_argument("--depths", default=None, help="comma-separated CIFAR depths (6n+2); default 20,56 for quick "
-                   "and hour, 20,32,44,56 otherwise")
-    add_study_options(q, "degradation")
-    q = ssub.add_parser("imagenet-style", formatter_class=fmt,
-                        help="plain18/34, resnet18/34 and the multi-scale resnet18_ms on CIFAR-10 (one protocol)",
-                        description="Trains plain18, resnet18, plain34, resnet34 and resnet18_ms under one protocol "
-                                    "and reports degradation, depth and multi-scale verdicts. Rerunning the same "
-                                    "command resumes the study.")
-    q.add_argument("--profile", default="full", help="full (the published study's protocol: 150 epochs, batch 256; "
-                   "a GPU job), quick (CPU, reduced width; see configs/imagenet_style_quick.yaml), or a YAML file")
-    add_study_options(q, "imagenet-style")
+    for kind in KINDS.values():  # one command per registered study kind
+        q = ssub.add_parser(kind.name, formatter_class=fmt, help=kind.help, description=kind.description)
+        # a kind whose --budget picks the shape must see whether --profile was given
+        q.add_argument("--profile", default=None if kind.budget_picks_shape else kind.default_profile,
+                       help=kind.profile_help)
+        kind.add_arguments(q)
+        add_study_options(q, kind.name)
     q = ssub.add_parser("status", formatter_class=fmt, help="every run's state, progress and ETA (reads only)",
                         description="Each run: pending / running (where) / finished / failed (last error line) / "
                                     "interrupted, iterations done, img/s, ETA; then the study's ETA.")
@@ -110,12 +98,10 @@ def run(a) -> int:
         except ReslabError:
             raise ReslabError(f"--budget {a.budget!r}: give a wall time like 15m, 1h30m or 900s") from None
     overrides = launcher_overrides(a) + a.overrides + ([f"study.budget={a.budget}"] if a.budget else [])
-    choose_shape = a.study_kind == "degradation" and a.profile is None and a.budget is not None
-    profile = a.profile or "quick"
-    if a.study_kind == "imagenet-style":
-        spec = plan_imagenet_style(profile, a.seeds, overrides, data_dir)
-    else:
-        spec = plan_degradation(profile, parse_depths(a.depths, profile), a.seeds, overrides, data_dir)
+    kind = KINDS[a.study_kind]
+    choose_shape = kind.budget_picks_shape and a.profile is None and a.budget is not None
+    profile = a.profile or kind.default_profile
+    spec = kind.plan(PlanRequest(profile, a.seeds, tuple(overrides), data_dir, vars(a)))
     out = Path(a.out) if a.out else Path("studies") / f"{a.study_kind}-{profile_name(profile)}"
     devices = [d.strip() for d in a.devices.split(",")] if a.devices else None
     for d in devices or []:

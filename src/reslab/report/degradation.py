@@ -18,9 +18,10 @@ from reslab.report.document import Bullets, Document, Figure, Heading, Para, Tab
 from reslab.report.sections import (analysis_section, basis_note, confusion_section, fmt,
                                     median_rate, paired_section, per_class_section, protocol_items, ranking_section,
                                     throughput_note, verdict_blocks)
+from reslab.study import degradation as study_kind
 from reslab.study.results import ModelResult, Study, load_study, mean_std
 
-KIND = "degradation"
+KIND = study_kind.NAME  # the study kind this module reports on
 
 
 # ---- verdict questions ------------------------------------------------------------------------------------------

@@ -22,9 +22,10 @@ from reslab.report.document import Bullets, Document, Figure, Heading, Para, Tab
 from reslab.report.sections import (analysis_section, basis_note, compare_models, confusion_section, median_rate,
                                     per_class_section, protocol_items, ranking_section, throughput_note,
                                     verdict_blocks)
+from reslab.study import imagenet_style as study_kind
 from reslab.study.results import ModelResult, Study, load_study, mean_std
 
-KIND = "imagenet-style"
+KIND = study_kind.NAME  # the study kind this module reports on
 ORDER = ("plain18", "plain34", "resnet18", "resnet34", "resnet18_ms")
 # plotting's palette, as every figure: plain nets red, ResNets blue, darker for deeper; resnet18_ms green (each
 # >= 3:1 on white)

@@ -10,9 +10,10 @@ from __future__ import annotations
 from reslab import ReslabError
 from reslab.config import load_config, profile_name, to_dict
 from reslab.models.cifar import cifar_depth_to_n
+from reslab.study.kind import PlanRequest, StudyKind
 from reslab.study.spec import RunSpec, StudySpec
 
-KIND = "degradation"
+NAME = "degradation"
 
 DEFAULT_DEPTHS = (20, 32, 44, 56)
 # The CPU profiles' grid is the smallest that shows both effects (see configs/quick.yaml, configs/hour.yaml).
@@ -43,7 +44,7 @@ def plan_degradation(profile: str = "quick", depths=None, seeds: int = 1, overri
         over.append(f"data.dir={data_dir}")
     base = load_config(profile, over, flag="--profile")
     base_seed = base.train.seed
-    spec = StudySpec(KIND, profile, to_dict(base))
+    spec = StudySpec(NAME, profile, to_dict(base))
     for depth in depths:
         for kind in ("plain", "resnet"):
             for s in range(seeds):
@@ -52,3 +53,22 @@ def plan_degradation(profile: str = "quick", depths=None, seeds: int = 1, overri
                                          overrides={"model.name": f"{kind}{depth}", "train.seed": seed},
                                          group=kind, depth=depth))
     return spec
+
+
+def add_arguments(q) -> None:
+    q.add_argument("--depths", default=None, help="comma-separated CIFAR depths (6n+2); default 20,56 for quick "
+                   "and hour, 20,32,44,56 otherwise")
+
+
+def plan(r: PlanRequest) -> StudySpec:
+    return plan_degradation(r.profile, parse_depths(r.options.get("depths"), r.profile), r.seeds,
+                            list(r.overrides), r.data_dir)
+
+
+KIND = StudyKind(NAME, help="plain vs residual nets of several depths (the paper's Fig. 6 / Table 6)",
+                 description="Trains {plain, resnet} x depths under one protocol; only the shortcut differs within "
+                             "a pair. Rerunning the same command resumes the study.",
+                 profile_help="quick (CPU, ~15 min), hour (CPU with native bf16, ~1 h, the full split), paper "
+                              "(the full protocol, for a GPU), or a YAML config file; default: quick, or with "
+                              "--budget the shape the budget buys here (hour where it fits, else quick)",
+                 default_profile="quick", add_arguments=add_arguments, plan=plan, budget_picks_shape=True)

@@ -17,9 +17,10 @@ from __future__ import annotations
 
 from reslab import ReslabError
 from reslab.config import load_config, profile_name, to_dict
+from reslab.study.kind import PlanRequest, StudyKind
 from reslab.study.spec import RunSpec, StudySpec
 
-KIND = "imagenet-style"
+NAME = "imagenet-style"
 PROFILES = {"full": "imagenet_style", "quick": "imagenet_style_quick"}
 # (model, group, depth) in the order they train: the cheap nets first, so a stopped study has the pairs early.
 MODELS = (("plain18", "plain", 18), ("resnet18", "resnet", 18), ("plain34", "plain", 34), ("resnet34", "resnet", 34),
@@ -36,10 +37,23 @@ def plan_imagenet_style(profile: str = "full", seeds: int = 1, overrides: list[s
     if data_dir is not None:
         over.append(f"data.dir={data_dir}")
     base = load_config(PROFILES.get(profile, profile), over, flag="--profile")
-    spec = StudySpec(KIND, profile_name(profile), to_dict(base))
+    spec = StudySpec(NAME, profile_name(profile), to_dict(base))
     for model, group, depth in MODELS:
         for s in range(seeds):
             seed = base.train.seed + s
             spec.runs.append(RunSpec(name=f"{model}-s{seed}", overrides={"model.name": model, "train.seed": seed},
                                      group=group, depth=depth))
     return spec
+
+
+def plan(r: PlanRequest) -> StudySpec:
+    return plan_imagenet_style(r.profile, r.seeds, list(r.overrides), r.data_dir)
+
+
+KIND = StudyKind(NAME, help="plain18/34, resnet18/34 and the multi-scale resnet18_ms on CIFAR-10 (one protocol)",
+                 description="Trains plain18, resnet18, plain34, resnet34 and resnet18_ms under one protocol and "
+                             "reports degradation, depth and multi-scale verdicts. Rerunning the same command "
+                             "resumes the study.",
+                 profile_help="full (the published study's protocol: 150 epochs, batch 256; a GPU job), quick "
+                              "(CPU, reduced width; see configs/imagenet_style_quick.yaml), or a YAML file",
+                 default_profile="full", add_arguments=lambda q: None, plan=plan)
