@@ -13,8 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from reslab import layout
-from reslab import ReslabError
+from reslab import ReslabError, layout
 from reslab.engine import lock, train
 
 TINY_STUDY = ["--set", "data.val_size=50", "--set", "data.val_subset=null", "--set", "data.test_subset=40",

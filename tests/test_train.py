@@ -14,7 +14,7 @@ from reslab.engine import train
 from reslab.weights.files import load_checkpoint, resumable_checkpoints, save_checkpoint, sidecar
 from reslab.engine.runs import read_metrics
 from runcheck import numbers
-from reslab.engine.trainer import NonFiniteLoss
+from reslab.engine.trainer import NonFiniteLoss, run_config
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -328,3 +328,4 @@ def test_train_leaves_the_callers_config_alone_and_records_what_it_resolved(tiny
     assert to_dict(cfg) == given  # a study trains many runs from one config: none may see another's choices
     recorded = yaml.safe_load((run / "config.yaml").read_text())
     assert given["train"]["amp"] == "auto" and recorded["train"]["amp"] in ("none", "bf16")
+    assert to_dict(run_config(run)) == recorded  # what train() resolved, read back as a Config

@@ -18,7 +18,9 @@
     STUDY/
       study.json                        marks a study directory: its spec and plan
       .lock                             held by the one process running the study
+      jobs.json                         the cluster jobs of its runs, when a launcher submitted them
       runs/<name>/                      its runs, as above
+      report/report.md, report.html     its report (and the report's figures and CSVs beside them)
 """
 from __future__ import annotations
 
@@ -39,6 +41,9 @@ CHECKPOINTS = "checkpoints"
 BEST_FILE = "best.pt"
 STUDY_FILE = "study.json"
 STUDY_RUNS = "runs"
+JOBS_FILE = "jobs.json"
+REPORT_DIR = "report"
+REPORT_MD, REPORT_HTML = "report.md", "report.html"
 
 CKPT_PREFIX, SNAPSHOT_PREFIX = "ckpt-", "snapshot-"
 CKPT_RE = re.compile(r"ckpt-(\d+)\.pt")
@@ -46,7 +51,8 @@ SNAPSHOT_RE = re.compile(r"snapshot-(\d+)\.pt")
 
 # Every name above, for the source scan of tests/test_architecture.py.
 NAMES = frozenset({CONFIG_FILE, ENV_FILE, LOG_FILE, METRICS_FILE, TRAIN_LOG_FILE, SUMMARY_FILE, TEST_EVAL_FILE,
-                   CORRECT_FILE, TRACKERS_FILE, LOCK_FILE, CHECKPOINTS, BEST_FILE, STUDY_FILE})
+                   CORRECT_FILE, TRACKERS_FILE, LOCK_FILE, CHECKPOINTS, BEST_FILE, STUDY_FILE, STUDY_RUNS,
+                   JOBS_FILE, REPORT_DIR, REPORT_MD, REPORT_HTML})
 PREFIXES = (CKPT_PREFIX, SNAPSHOT_PREFIX)
 
 
@@ -72,6 +78,11 @@ def study_runs_dir(study_dir: str | Path) -> Path:
 def study_run_dir(study_dir: str | Path, name: str) -> Path:
     """One run of a study: STUDY/runs/<name>/."""
     return study_runs_dir(study_dir) / name
+
+
+def report_dir(study_dir: str | Path) -> Path:
+    """Where a study's report lies: STUDY/report/."""
+    return Path(study_dir) / REPORT_DIR
 
 
 def snapshots(run_dir: str | Path) -> list[tuple[int, Path]]:

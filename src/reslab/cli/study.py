@@ -5,8 +5,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from reslab import layout
-from reslab import ReslabError
+from reslab import ReslabError, layout
 from reslab.cli.common import HelpFormatter, add_data_dir, check_data_dir
 from reslab.config import budget_seconds, from_dict, profile_name
 from reslab.engine.device import resolve_device
@@ -15,7 +14,7 @@ from reslab.engine.summary import read_summary
 from reslab.report import share_report, write_report
 from reslab.study import KINDS, PlanRequest, run_study
 from reslab.study.budget import plan_study
-from reslab.study.spec import JOBS_FILE, read_spec
+from reslab.study.spec import read_spec
 from reslab.study.status import format_status, overall_line, study_status
 
 # --flag: the launcher config key it sets (the same keys can be set in the profile's YAML, section launcher:)
@@ -150,7 +149,7 @@ def show_status(study_dir: Path, as_json: bool) -> int:
     """`reslab study status`: reads the study (and its jobs, if a launcher submitted them); never locks."""
     read_spec(study_dir)
     jobs = {}
-    if (study_dir / JOBS_FILE).exists():
+    if (study_dir / layout.JOBS_FILE).exists():
         from reslab.launchers.slurm import job_states
         jobs = job_states(study_dir)
     states = study_status(study_dir, jobs)

@@ -22,8 +22,7 @@ from typing import cast
 
 import torch
 
-from reslab import layout
-from reslab import ReslabError
+from reslab import ReslabError, layout
 from reslab.config import Config, Schedule, from_dict, load_yaml, resolve_schedule, to_dict, validate
 from reslab.data import CifarData, Normalizer, mix_seed
 from reslab.engine import distributed, runs
@@ -100,7 +99,8 @@ class Run:
 def train(cfg: Config | None = None, *, runs_dir: str | Path = "runs", resume: str | Path | None = None,
           data: CifarData | None = None, device: str | None = None, quiet: bool = False,
           stop_after: int | None = None, run_name: str | None = None) -> Path:
-    """Train one model; returns its run directory.
+    """Train one model; returns its run directory (`run_config(run_dir)`: the config as the run resolved it; the
+    caller's `cfg` is left as it was given).
 
     cfg         a validated Config (ignored with `resume`, which uses the run's own config)
     resume      a run directory to continue from its newest good checkpoint
@@ -151,6 +151,12 @@ def train(cfg: Config | None = None, *, runs_dir: str | Path = "runs", resume: s
         if writer is not None:
             writer.close()
         ctx.close()
+
+
+def run_config(run_dir: str | Path) -> Config:
+    """The config a run trains with, as it resolved it (device, `train.amp: auto`'s choice, the pad fill of
+    `init`): its config.yaml. `train()` returns the run directory; this is what it resolved."""
+    return validate(from_dict(load_yaml(require_run_dir(Path(run_dir)) / layout.CONFIG_FILE)))
 
 
 def find_resume_point(run_dir: Path, quiet: bool) -> ResumePoint | None:

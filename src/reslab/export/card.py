@@ -6,8 +6,7 @@ from pathlib import Path
 import torch.nn as nn
 import yaml
 
-from reslab import layout
-from reslab import __version__
+from reslab import __version__, layout
 from reslab.engine import runs
 from reslab.engine.summary import read_summary
 from reslab.models import count_macs, count_params

@@ -29,14 +29,13 @@ import time
 from datetime import datetime
 from pathlib import Path
 
-from reslab import layout
-from reslab import ReslabError
+from reslab import ReslabError, layout
 from reslab.config import from_dict, to_dict, validate
 from reslab.engine import runs
 from reslab.engine.lock import pid_alive
 from reslab.engine.summary import read_summary
 from reslab.engine.trainer import train
-from reslab.study.spec import JOBS_FILE, StudySpec, open_study, run_status
+from reslab.study.spec import StudySpec, open_study, run_status
 from reslab.study.status import overall_line, study_status
 
 ACTIVE = ("PENDING", "RUNNING", "REQUEUED", "CONFIGURING", "COMPLETING", "RESIZING", "SUSPENDED")
@@ -119,7 +118,7 @@ def active_jobs(study_dir: Path) -> list[str]:
 def job_states(study_dir: Path) -> dict[str, dict]:
     """{run name (or "report"): {"job": id, "state": SLURM-style state, "error": last error line}} of the jobs in
     STUDY/jobs.json ({} if none were submitted). Reads only (sacct on a cluster, the processes locally)."""
-    f = Path(study_dir) / JOBS_FILE
+    f = Path(study_dir) / layout.JOBS_FILE
     if not f.exists():
         return {}
     stored = runs.read_json(f)
@@ -193,7 +192,7 @@ def submit_jobs(spec: StudySpec, out: Path, lc, todo: list, report: bool, log) -
     report_id = submit_report(ex, lc, out, jobs).job_id if report else None
     stored = {"cluster": lc.cluster, "folder": str(folder), "submitted": datetime.now().isoformat(timespec="seconds"),
               "runs": {r.name: j.job_id for r, j in zip(todo, jobs)}, "report": report_id}
-    runs.write_json(out / JOBS_FILE, stored)
+    runs.write_json(out / layout.JOBS_FILE, stored)
     log(f"[study] submitted {len(jobs)} run job(s) to {lc.cluster}: "
         + ", ".join(f"{r.name}={j.job_id}" for r, j in zip(todo, jobs))
         + (f"; report job {report_id}" if report else "; no report job (--no-report)"))

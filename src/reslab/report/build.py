@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from pathlib import Path
 
-from reslab import ReslabError
+from reslab import ReslabError, layout
 from reslab.weights.files import atomic_write_text
 from reslab.report import degradation, imagenet_style
 from reslab.report.document import Document, to_html, to_markdown
@@ -35,9 +35,9 @@ def write_report(study_dir: Path, announce: Callable[[str], None] | None = None)
         raise ReslabError(f"{study_dir} is a validation-only study (data.test_subset=0): its runs have no test "
                           f"errors for a report's verdicts; read their validation errors in runs/*/metrics.csv")
     doc, extra = build_report(study_dir, announce)
-    out = study_dir / "report"
+    out = layout.report_dir(study_dir)
     out.mkdir(parents=True, exist_ok=True)
-    md, html_path = out / "report.md", out / "report.html"
+    md, html_path = out / layout.REPORT_MD, out / layout.REPORT_HTML
     atomic_write_text(md, to_markdown(doc, out))
     atomic_write_text(html_path, to_html(doc))
     return {"md": md, "html": html_path, **extra}
@@ -48,9 +48,9 @@ def share_report(study_dir: Path, warn=print) -> None:
     study's W&B group / MLflow experiment, for the trackers the study's runs log to (train.loggers)."""
     study_dir = Path(study_dir)
     cfg = read_spec(study_dir).config()
-    files = sorted(p for p in (study_dir / "report").iterdir() if p.is_file())
+    files = sorted(p for p in layout.report_dir(study_dir).iterdir() if p.is_file())
     if not cfg.train.loggers or not files:
         return
-    who = TrackedRun(study_dir / "report", "report", study_dir.resolve().name, study_dir, cfg.log.project,
+    who = TrackedRun(layout.report_dir(study_dir), "report", study_dir.resolve().name, study_dir, cfg.log.project,
                      cfg.log.mlflow_uri)
     log_study_report(cfg.train.loggers, who, files, warn)

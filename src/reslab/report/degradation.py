@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from reslab import layout
 from reslab.analysis.verdicts import Claim, Verdict, decide, not_assessed
 from reslab.data import DATASETS
 from reslab.models.paper import TABLE6_TEST_ERROR
@@ -99,7 +100,7 @@ def _results_table(models: list[ModelResult]) -> Table:
 
 def build_report(study_dir: Path) -> tuple[Document, dict]:
     study = load_study(study_dir)
-    out = Path(study_dir) / "report"
+    out = layout.report_dir(study_dir)
     models = study.models()
     finished = [m for m in models if m.finished]
     seeds = max((len(m.runs) for m in models), default=1)

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from reslab import layout
 from reslab.analysis.verdicts import Verdict, decide, judge, not_assessed
 from reslab.config import from_flat, validate
 from reslab.models import count_macs, count_params, create_model, model_kwargs
@@ -170,7 +171,7 @@ def _protocol(study: Study) -> list[str]:
 
 def build_report(study_dir: Path) -> tuple[Document, dict]:
     study = load_study(study_dir)
-    out = Path(study_dir) / "report"
+    out = layout.report_dir(study_dir)
     by = {m.model: m for m in study.models()}
     models = [by[n] for n in ORDER if n in by] + [m for n, m in by.items() if n not in ORDER]
     finished = [m for m in models if m.finished]

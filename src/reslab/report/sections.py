@@ -6,8 +6,7 @@ from __future__ import annotations
 from pathlib import Path
 from statistics import median
 
-from reslab import layout
-from reslab import ReslabError
+from reslab import ReslabError, layout
 from reslab.analysis.common import DataCache
 from reslab.analysis.verdicts import FAMILY_ALPHA, Comparison, Verdict, compare, fmt_p, split_words
 from reslab.analysis.findings import gradient_verdicts, response_verdicts

@@ -16,8 +16,7 @@ from dataclasses import dataclass, replace
 from datetime import datetime
 from pathlib import Path
 
-from reslab import layout
-from reslab import ReslabError
+from reslab import ReslabError, layout
 from reslab.config import Config, budget_seconds, flatten, from_dict, load_config, resolve_schedule, to_dict
 from reslab.data import n_eval_images, n_probe_images, n_train_images
 from reslab.engine.device import choose_amp, resolve_device

@@ -13,15 +13,12 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-from reslab import layout
-from reslab import ReslabError
+from reslab import ReslabError, layout
 from reslab.config import dump_yaml, flatten, from_dict, from_flat, to_dict, validate
 from reslab.engine import lock, runs
-
 from reslab.engine.summary import MISSING, read_summary
 from reslab.weights.files import atomic_write_text
 
-JOBS_FILE = "jobs.json"  # written by a cluster launcher (reslab.launchers), read by `reslab study status`
 
 
 @dataclass
