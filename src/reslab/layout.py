@@ -49,11 +49,6 @@ CKPT_PREFIX, SNAPSHOT_PREFIX = "ckpt-", "snapshot-"
 CKPT_RE = re.compile(r"ckpt-(\d+)\.pt")
 SNAPSHOT_RE = re.compile(r"snapshot-(\d+)\.pt")
 
-# Every name above, for the source scan of tests/test_architecture.py.
-NAMES = frozenset({CONFIG_FILE, ENV_FILE, LOG_FILE, METRICS_FILE, TRAIN_LOG_FILE, SUMMARY_FILE, TEST_EVAL_FILE,
-                   CORRECT_FILE, TRACKERS_FILE, LOCK_FILE, CHECKPOINTS, BEST_FILE, STUDY_FILE, STUDY_RUNS,
-                   JOBS_FILE, REPORT_DIR, REPORT_MD, REPORT_HTML})
-PREFIXES = (CKPT_PREFIX, SNAPSHOT_PREFIX)
 
 
 def checkpoint_name(iteration: int) -> str:
