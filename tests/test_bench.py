@@ -27,10 +27,13 @@ def test_bench_train_reports_every_figure():
     assert 0.2 < res["conv_share"] < 1
     assert res["ratio_ceiling_if_only_convs"] > res["ratio"]
     parts = res["step_breakdown"]
-    assert list(parts) == ["convolution", "batch-norm", "relu", "other"]
+    assert list(parts) == ["convolution", "fused bn+add+relu", "batch-norm", "relu", "other"]
     assert sum(v["share"] for v in parts.values()) == pytest.approx(1, abs=1e-3)
     assert parts["convolution"]["share"] == res["conv_share"]
-    assert parts["batch-norm"]["share"] > 0 and parts["relu"]["share"] > 0  # resnet8 has both, forward and back
+    # resnet8's BatchNorm and ReLU all run in the fused kernel here, which the bench also times switched off
+    assert parts["fused bn+add+relu"]["share"] > 0 and parts["batch-norm"]["share"] == parts["relu"]["share"] == 0
+    assert res["fused_batchnorm_relu"].startswith("on") and res["fused_speedup"] > 0
+    assert len(res["reslab_unfused_rounds"]) == 2
 
 
 def test_speed_figures_are_medians_of_the_rounds_and_their_ratio():

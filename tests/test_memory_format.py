@@ -15,7 +15,7 @@ from torch.utils._python_dispatch import TorchDispatchMode
 from torch.utils._pytree import tree_leaves
 
 from reslab.engine.step import train_step
-from reslab.models import create_model
+from reslab.models import bn_act, create_model
 from reslab.models.resnet import GlobalAvgPool, PadShortcut
 
 
@@ -77,11 +77,15 @@ FAMILIES = [
 ]
 
 
+@pytest.mark.parametrize("fused", [True, False], ids=["fused-bn", "pytorch-bn"])
 @pytest.mark.parametrize("amp", ["none", "bf16"])
 @pytest.mark.parametrize("name,kwargs,size", FAMILIES, ids=lambda v: str(v) if not isinstance(v, dict) else
                          ",".join(f"{k}={x}" for k, x in v.items()))
-def test_a_training_step_keeps_one_memory_format(name, kwargs, size, amp):
-    mode = step_under_check(create_model(name, **kwargs), size, amp)
+def test_a_training_step_keeps_one_memory_format(name, kwargs, size, amp, fused):
+    """With the fused BatchNorm+ReLU kernel (its own tensors are channels_last by construction) and without it
+    (every ATen op of the block visible to the check)."""
+    with bn_act.enabled(fused):
+        mode = step_under_check(create_model(name, **kwargs), size, amp)
     assert mode.ops > 100  # the step really ran under the mode
     assert mode.mixed == [], f"{name} {kwargs} {amp}: ops with mixed memory formats: {mode.mixed}"
 

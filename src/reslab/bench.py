@@ -27,11 +27,11 @@ import torch
 import torch.nn.functional as F
 
 from reslab.data import Normalizer
-from reslab.engine.device import choose_amp, resolve_device
+from reslab.engine.device import choose_amp, fused_batchnorm, resolve_device
 from reslab.engine.evaluate import evaluate
 from reslab.engine.graph import GraphStep, use_graph
 from reslab.engine.step import train_step, training_batch
-from reslab.models import count_macs, create_model
+from reslab.models import bn_act, count_macs, create_model
 from reslab.models.fuse import fold_batchnorm
 
 MEAN = (0.4914, 0.4822, 0.4465)
@@ -106,8 +106,9 @@ def kineto_markers_dropped():
 
 # Where a CPU training step's time goes, by the aten op that spends it (profiler self time). Checked in order; the
 # first match names the part, and whatever matches none is "other" (adds, loss, optimizer, copies, the input).
-STEP_PARTS = (("convolution", ("conv",)), ("batch-norm", ("batch_norm",)),
-              ("relu", ("threshold", "relu", "clamp_min")))
+# The fused kernel (models/bn_act.py) does batch-norm, the residual add and the ReLU in one op: its own part.
+STEP_PARTS = (("convolution", ("conv",)), ("fused bn+add+relu", ("fusedbatchnormrelu",)),
+              ("batch-norm", ("batch_norm",)), ("relu", ("threshold", "relu", "clamp_min")))
 
 
 def step_part(op: str) -> str:
@@ -142,12 +143,13 @@ def _peak_memory_mb(device: torch.device) -> float:
 
 class ReslabSide:
     """(a) reslab's own step: uint8 images on the device, one gather + normalise + pad/crop/flip per batch,
-    channels_last, the trainer's `train_step`."""
+    channels_last, the trainer's `train_step`. unfused=True: the same step with the fused BatchNorm+ReLU kernel
+    switched off (PyTorch's own ops)."""
 
     def __init__(self, model_name: str, images, labels, batch_size: int, dev: torch.device, amp: str = "none",
-                 graph: bool = False):
+                 graph: bool = False, unfused: bool = False):
         torch.manual_seed(0)
-        self.amp = amp
+        self.amp, self.unfused = amp, unfused
         self.model = create_model(model_name).to(dev).to(memory_format=torch.channels_last)
         self.opt = torch.optim.SGD(self.model.parameters(), lr=0.01, momentum=0.9, weight_decay=1e-4)
         self.graph = GraphStep(self.model, self.opt, dev, amp) if graph else None  # the trainer's graphed step
@@ -165,6 +167,10 @@ class ReslabSide:
                               self.norm, augment_seed=self.cursor, channels_last=True)
 
     def steps(self, n: int) -> None:
+        with bn_act.enabled(False) if self.unfused else contextlib.nullcontext():
+            self.run_steps(n)
+
+    def run_steps(self, n: int) -> None:
         for _ in range(n):
             x, y = self.batch()
             if self.graph is not None:
@@ -247,8 +253,11 @@ def bench_train(model_name: str = "resnet20", batch_size: int = 128, rounds: int
     graph = use_graph(cuda_graph, dev, amp)
     images, labels = _images(n_images)
     macs = count_macs(create_model(model_name))
+    fused = fused_batchnorm(dev, True, False, notify=log)
     a_side = ReslabSide(model_name, images, labels, batch_size, dev, amp, graph)
     sides = {"reslab": a_side}
+    if bn_act.active():
+        sides["reslab_unfused"] = ReslabSide(model_name, images, labels, batch_size, dev, amp, unfused=True)
     if graph:
         sides["reslab_eager"] = ReslabSide(model_name, images, labels, batch_size, dev, amp)
     if amp != "none":
@@ -257,6 +266,7 @@ def bench_train(model_name: str = "resnet20", batch_size: int = 128, rounds: int
                                   else None)
     log(f"bench train: {model_name}, batch {batch_size} on {dev}, reslab in {precision(amp)}"
         + (f" ({amp_why})" if amp_why else "") + (", graphed (CUDA graph)" if graph else "")
+        + f"; BatchNorm+ReLU {fused}"
         + f", {rounds} rounds x {steps} steps each side, interleaved"
         + (f"; baseline = DataLoader({workers} workers) + {b_side.ds.kind}, fp32" if b_side else "; no baseline"))
     if b_side is None:
@@ -270,6 +280,7 @@ def bench_train(model_name: str = "resnet20", batch_size: int = 128, rounds: int
     res = {
         "kind": "train", "model": model_name, "batch_size": batch_size, "device": str(dev),
         "amp": amp, "amp_why": amp_why, "cuda_graph": graph, **precision_gain(ips), **graph_gain(ips),
+        "fused_batchnorm_relu": fused, **fused_gain(ips),
         "reslab_images_per_s": round(a, 1), "reslab_rounds": [round(v, 1) for v in ips["reslab"]],
         "macs_per_image": macs, "gflops_reslab": round(a * macs * 2 * 3 / 1e9, 2),
         "input_pipeline_ms": round(pipe * 1e3, 3), "input_pipeline_share": round(pipe / step_time, 4),
@@ -305,6 +316,15 @@ def graph_gain(ips: dict[str, list]) -> dict:
     a, e = statistics.median(ips["reslab"]), statistics.median(ips["reslab_eager"])
     return {"reslab_eager_images_per_s": round(e, 1), "graph_speedup": round(a / e, 3),
             "reslab_eager_rounds": [round(v, 1) for v in ips["reslab_eager"]]}
+
+
+def fused_gain(ips: dict[str, list]) -> dict:
+    """reslab with the fused BatchNorm+ReLU kernel against reslab on PyTorch's ops, same interleaved rounds."""
+    if "reslab_unfused" not in ips:
+        return {}
+    a, u = statistics.median(ips["reslab"]), statistics.median(ips["reslab_unfused"])
+    return {"reslab_unfused_images_per_s": round(u, 1), "fused_speedup": round(a / u, 3),
+            "reslab_unfused_rounds": [round(v, 1) for v in ips["reslab_unfused"]]}
 
 
 def speed_figures(ips: dict[str, list], conv_share: float | None = None) -> dict:

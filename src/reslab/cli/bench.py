@@ -56,6 +56,9 @@ def run(a) -> int:
         if res.get("amp_speedup"):
             print(f"reslab   {res['reslab_fp32_images_per_s']:8.1f} img/s  [fp32]: {res['amp']} is "
                   f"{res['amp_speedup']:.2f}x fp32" + (f"  ({res['amp_why']})" if res.get("amp_why") else ""))
+        if res.get("fused_speedup"):
+            print(f"reslab   {res['reslab_unfused_images_per_s']:8.1f} img/s  [PyTorch's BatchNorm and ReLU ops]: the "
+                  f"fused BatchNorm+ReLU kernel is {res['fused_speedup']:.2f}x them")
         if res.get("graph_speedup"):
             print(f"reslab   {res['reslab_eager_images_per_s']:8.1f} img/s  [eager]: the CUDA graph is "
                   f"{res['graph_speedup']:.2f}x eager")

@@ -7,6 +7,7 @@ import os
 import torch
 
 from reslab import ReslabError
+from reslab.models import bn_act
 
 
 def resolve_device(name: str) -> torch.device:
@@ -116,3 +117,16 @@ def kernel_settings() -> dict:
             "tf32_matmul": torch.backends.cuda.matmul.allow_tf32, "tf32_cudnn": torch.backends.cudnn.allow_tf32,
             "float32_matmul_precision": torch.get_float32_matmul_precision(),
             CUBLAS_ENV: os.environ.get(CUBLAS_ENV)}
+
+
+def fused_batchnorm(dev: torch.device, channels_last: bool, compiled: bool, notify=None) -> str:
+    """Whether a run's BatchNorm + ReLU (+ the residual add) take the fused CPU kernel (models/bn_act.py), as
+    one line for the log and env.json; builds the kernel now if so, telling `notify` first when that compiles."""
+    if dev.type != "cpu":
+        return f"PyTorch's ops (the fused kernel is for the CPU; this run is on {dev.type})"
+    if not channels_last:
+        return "PyTorch's ops (the fused kernel is for channels_last; train.channels_last is false)"
+    if compiled:
+        return "PyTorch's ops, under torch.compile (train.compile)"
+    bn_act.build(notify=notify)
+    return bn_act.status()

@@ -29,7 +29,8 @@ from reslab.engine import distributed, runs
 from reslab.weights.files import newest_good_checkpoint, require_run_dir
 from reslab.engine.cadence import Cadence, decide
 from reslab.engine.correct import Correctness, correct_document
-from reslab.engine.device import choose_amp, kernel_settings, native_bf16, set_determinism, set_tf32, torch_sync
+from reslab.engine.device import (choose_amp, fused_batchnorm, kernel_settings, native_bf16, set_determinism,
+                                  set_tf32, torch_sync)
 from reslab.engine.estimate import duration, evaluations, measure_speed
 from reslab.engine.evaluate import EvalResult, evaluate
 from reslab.engine.graph import GraphStep, use_graph
@@ -83,6 +84,7 @@ class Setup:
     init_note: str | None = None  # where the initial weights came from (model.init_from), for the log
     amp_note: str | None = None   # what train.amp=auto chose and why (printed, and kept in env.json)
     graph: GraphStep | None = None  # train.cuda_graph: the step captured as a CUDA graph (None: eager steps)
+    fused_bn: str = ""              # whether BatchNorm+ReLU take the fused CPU kernel, and if not why
 
 
 @dataclass
@@ -220,8 +222,9 @@ def build_setup(ctx: distributed.DistContext, cfg: Config, data: CifarData | Non
     # torch.compile of a module is a module (OptimizedModule); its stubs only say "a callable"
     step_model = cast(torch.nn.Module, torch.compile(wrapped)) if t.compile else wrapped
     graph = GraphStep(model, optimizer, dev, t.amp) if graphed else None
+    fused_bn = fused_batchnorm(dev, t.channels_last, t.compile, notify=announce)
     return Setup(cfg, ctx, dev, prep, sched, model, step_model, optimizer, scaler, lrs, shard, n_params,
-                 init_note, amp_note, graph)
+                 init_note, amp_note, graph, fused_bn)
 
 
 def new_run_writer(setup: Setup, runs_dir: Path, run_name: str | None, quiet: bool,
@@ -229,7 +232,8 @@ def new_run_writer(setup: Setup, runs_dir: Path, run_name: str | None, quiet: bo
     """The writer of a new run: creates its directory (config.yaml, env.json with what was resolved) under its
     lock. The other writer `train` opens is a resumed run's, before anything of it is read."""
     extra_env = {"init_from": init.origin} if init is not None else {}
-    extra_env["kernels"] = {**kernel_settings(), "cuda_graph": setup.graph is not None}
+    extra_env["kernels"] = {**kernel_settings(), "cuda_graph": setup.graph is not None,
+                            "fused_batchnorm_relu": setup.fused_bn}
     if setup.amp_note:
         extra_env["amp"] = {"asked": "auto", "chose": setup.cfg.train.amp, "why": setup.amp_note}
     w = RunWriter.create(setup.ctx, runs_dir, setup.cfg, setup.dev, run_name, quiet, extra_env)
@@ -638,7 +642,8 @@ def describe(run: Run) -> str:
             f"{total} iterations = {total / spe:.2f} epochs of {spe} at batch {t.batch_size}; "
             f"lr {cfg.optim.lr} {steps}; normalisation {p.normalizer.describe()}; "
             f"{'fp32' if t.amp == 'none' else t.amp + ' autocast'}"
-            f"{'; the step replayed as a CUDA graph' if run.setup.graph is not None else ''}")
+            f"{'; the step replayed as a CUDA graph' if run.setup.graph is not None else ''}"
+            f"{'; BatchNorm+ReLU ' + run.setup.fused_bn if run.setup.dev.type == 'cpu' else ''}")
 
 
 def format_row(r: dict, total: int, spe: int) -> str:

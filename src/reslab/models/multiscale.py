@@ -39,6 +39,7 @@ import torch.nn as nn
 
 from reslab.models.imagenet import DEFAULT_WIDTH, FAMILY, OPTIONS, check_family_kwargs, stage_widths
 from reslab.models.registry import register_model
+from reslab.models.bn_act import bn_relu
 from reslab.models.resnet import ResNet, conv3x3, make_shortcut
 
 DILATIONS = (1, 2)
@@ -60,17 +61,13 @@ class MultiScaleBlock(nn.Module):
             for d in dilations)
         self.fuse = nn.Conv2d(planes * len(dilations), planes, 1, bias=False)
         self.bn_fuse = nn.BatchNorm2d(planes)
-        self.relu = nn.ReLU(inplace=True)
         if residual:
             self.shortcut = make_shortcut(cin, planes, stride, shortcut)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        out = self.relu(self.bn1(self.conv1(x)))
+        out = bn_relu(self.bn1, self.conv1(x))
         out = torch.cat([b(out) for b in self.branches], dim=1)
-        out = self.bn_fuse(self.fuse(out))
-        if self.residual:
-            out = out + self.shortcut(x)
-        return self.relu(out)
+        return bn_relu(self.bn_fuse, self.fuse(out), self.shortcut(x) if self.residual else None)
 
     def last_bn(self) -> nn.BatchNorm2d:
         return self.bn_fuse

@@ -20,6 +20,8 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from reslab.models.bn_act import bn_relu
+
 SHORTCUTS = ("A", "B", "C")
 STEMS = ("cifar", "imagenet")
 
@@ -107,16 +109,13 @@ class BasicBlock(nn.Module):
         self.bn1 = nn.BatchNorm2d(planes)
         self.conv2 = conv3x3(planes, planes)
         self.bn2 = nn.BatchNorm2d(planes)
-        self.relu = nn.ReLU(inplace=True)
         if residual:
             self.shortcut = make_shortcut(cin, planes, stride, shortcut)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        out = self.relu(self.bn1(self.conv1(x)))
-        out = self.bn2(self.conv2(out))
-        if self.residual:
-            out = out + self.shortcut(x)
-        return self.relu(out)
+        # bn_relu(bn, t, skip) is relu(bn(t) + skip), fused in CPU training (models/bn_act.py).
+        out = bn_relu(self.bn1, self.conv1(x))
+        return bn_relu(self.bn2, self.conv2(out), self.shortcut(x) if self.residual else None)
 
     def last_bn(self) -> nn.BatchNorm2d:
         return self.bn2
@@ -138,17 +137,13 @@ class Bottleneck(nn.Module):
         self.bn2 = nn.BatchNorm2d(width)
         self.conv3 = nn.Conv2d(width, cout, 1, bias=False)
         self.bn3 = nn.BatchNorm2d(cout)
-        self.relu = nn.ReLU(inplace=True)
         if residual:
             self.shortcut = make_shortcut(cin, cout, stride, shortcut)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        out = self.relu(self.bn1(self.conv1(x)))
-        out = self.relu(self.bn2(self.conv2(out)))
-        out = self.bn3(self.conv3(out))
-        if self.residual:
-            out = out + self.shortcut(x)
-        return self.relu(out)
+        out = bn_relu(self.bn1, self.conv1(x))
+        out = bn_relu(self.bn2, self.conv2(out))
+        return bn_relu(self.bn3, self.conv3(out), self.shortcut(x) if self.residual else None)
 
     def last_bn(self) -> nn.BatchNorm2d:
         return self.bn3
@@ -188,7 +183,6 @@ class ResNet(nn.Module):
             self.conv1 = nn.Conv2d(in_channels, stem_width, 7, stride=2, padding=3, bias=False)
             self.maxpool = nn.MaxPool2d(3, stride=2, padding=1)
         self.bn1 = nn.BatchNorm2d(stem_width)
-        self.relu = nn.ReLU(inplace=True)
 
         cin = stem_width
         stages = []
@@ -235,7 +229,7 @@ class ResNet(nn.Module):
                     nn.init.zeros_(m.last_bn().weight)
 
     def forward_features(self, x: torch.Tensor) -> torch.Tensor:
-        x = self.maxpool(self.relu(self.bn1(self.conv1(x))))
+        x = self.maxpool(bn_relu(self.bn1, self.conv1(x)))
         for stage in self.stages():
             x = stage(x)
         return x
