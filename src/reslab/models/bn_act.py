@@ -50,11 +50,17 @@ def extension_name() -> str:
     return f"reslab_bn_act_{capability()}"
 
 
+def build_dir() -> Path:
+    """Where the kernel is built: torch's extension folder (TORCH_EXTENSIONS_DIR, else ~/.cache/torch_extensions),
+    in a folder named after the Python and torch versions — a binary built against one torch never loads into
+    another — and the instruction set."""
+    py = f"py{sys.version_info.major}{sys.version_info.minor}"
+    return Path(cpp_extension.get_default_build_root()) / f"reslab-{py}-torch{torch.__version__}" / extension_name()
+
+
 def is_cached() -> bool:
-    """Whether a build of the kernel for this instruction set is already in torch's extension folder (a changed
-    source is still rebuilt by torch on load)."""
-    name = extension_name()
-    return (Path(cpp_extension.get_default_build_root()) / name / f"{name}.so").exists()
+    """Whether a build of the kernel is already there (torch still rebuilds it on load if the source changed)."""
+    return (build_dir() / f"{extension_name()}.so").exists()
 
 
 def build(verbose: bool = False, notify=None):
@@ -70,9 +76,11 @@ def build(verbose: bool = False, notify=None):
                    f"about a minute")
         try:
             cap = capability()
+            build_dir().mkdir(parents=True, exist_ok=True)
             _state["module"] = cpp_extension.load(name=extension_name(), sources=[str(SOURCE)], verbose=verbose,
-                                    extra_cflags=["-O3", "-fopenmp", *ISA_FLAGS.get(cap, [])],
-                                    extra_ldflags=["-fopenmp"])
+                                                  build_directory=str(build_dir()),
+                                                  extra_cflags=["-O3", "-fopenmp", *ISA_FLAGS.get(cap, [])],
+                                                  extra_ldflags=["-fopenmp"])
         except Exception as e:  # no compiler, a failed build, a broken cache: fall back, and say why
             _state["error"] = f"{type(e).__name__}: {str(e).strip().splitlines()[-1] if str(e).strip() else ''}"
         return _state["module"]
