@@ -3,6 +3,7 @@ from pathlib import Path
 
 import pytest
 import torch
+from torch.utils import cpp_extension
 
 from reslab.config import load_config
 from reslab.data.synthetic import write_fake_cifar
@@ -13,6 +14,9 @@ REPO = Path(__file__).resolve().parents[1]
 SHARED = REPO.parent / "shared"
 REAL_ARCHIVE = SHARED / "data" / "cifar-10-python.tar.gz"
 AKAMASTER = SHARED / "peer" / "akamaster"
+# The fused BatchNorm kernel's build folder, as it is before the tests move the cache home: every test and every
+# process a test starts loads the one build instead of compiling the kernel again (a minute each).
+EXTENSIONS_DIR = cpp_extension.get_default_build_root()
 
 
 @pytest.fixture(scope="session")
@@ -42,6 +46,7 @@ def _no_env_data_dir(monkeypatch, tmp_path):
     # Tests never read the user's cache or env, and never download.
     monkeypatch.delenv("RESLAB_DATA_DIR", raising=False)
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+    monkeypatch.setenv("TORCH_EXTENSIONS_DIR", EXTENSIONS_DIR)
 
 
 # A degradation study that trains in seconds: plain/resnet 8 and 14, one seed, 12 iterations on the tiny data; no

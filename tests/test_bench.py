@@ -1,12 +1,16 @@
+import importlib.util
 import json
 import os
 import sys
+from pathlib import Path
 
 import pytest
 import torch
 
 from reslab.bench import (bench_eval, bench_train, conv_share, kineto_markers_dropped, speed_figures, step_breakdown,
                           step_part)
+from conftest import REPO
+from reslab import layout
 from reslab.cli import main
 from reslab.engine import train
 from reslab.engine.runs import read_metrics
@@ -129,3 +133,28 @@ def test_compile_path_trains_on_cpu(tiny_cfg, tmp_path):
                 runs_dir=tmp_path, quiet=True)
     ck = torch.load(next((run / "checkpoints").glob("ckpt-00000004.pt")), weights_only=True)
     assert not any(k.startswith("_orig_mod.") for k in ck["model_state"])  # plain keys, loadable anywhere
+
+
+def _compare_seeds():
+    spec = importlib.util.spec_from_file_location("compare_seeds", REPO / "benchmarks" / "compare_seeds.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def _seed_study(root: Path, errors: list[float]) -> Path:
+    for seed, err in enumerate(errors):
+        run = layout.study_run_dir(root, f"resnet8-s{seed}")
+        run.mkdir(parents=True)
+        final = {"test_error": err, "train_probe_error": err + 1, "val_error": err - 1}
+        (run / layout.SUMMARY_FILE).write_text(json.dumps({"status": "finished", "final": final}))
+    return root
+
+
+def test_compare_seeds_says_whether_a_change_stays_within_the_seed_spread(tmp_path, capsys):
+    cmp = _compare_seeds()
+    before = _seed_study(tmp_path / "before", [50.0, 52.0, 54.0])        # sd 2
+    assert cmp.main([str(before), str(_seed_study(tmp_path / "same", [51.0, 53.0, 53.5]))]) == 0
+    assert "| resnet8 | test | 50.00 / 52.00 / 54.00 |" in capsys.readouterr().out
+    assert cmp.main([str(before), str(_seed_study(tmp_path / "moved", [56.0, 58.0, 60.0]))]) == 1  # +6 > 2
+    assert "**no**" in capsys.readouterr().out

@@ -19,6 +19,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from reslab.analysis import layer_stds
+from reslab.analysis.gradients import gradient_norms
 from reslab.engine import train
 from reslab.engine.distributed import CPUSyncBatchNorm
 from reslab.models import bn_act, create_model
@@ -246,3 +247,23 @@ def test_without_a_compiler_the_pytorch_ops_are_used_and_the_status_says_why(tmp
     out = subprocess.run([sys.executable, "-c", script], env=env, capture_output=True, text=True, timeout=300)
     assert out.returncode == 0, out.stderr
     assert out.stdout.startswith("0 unavailable, using PyTorch's ops ("), out.stdout
+
+
+def test_gradient_analysis_sees_the_gradients_training_computes_fused_or_not():
+    """`reslab analyze gradients` takes one training-mode backward, as the optimiser does: with the kernel it
+    measures the kernel's gradients, which agree with PyTorch's ops' to rounding."""
+    x = cl(torch.randn(8, 3, 16, 16, generator=torch.Generator().manual_seed(5)))
+    y = torch.arange(8) % 10
+    norms = {}
+    for fused in (True, False):
+        model = create_model("resnet8").to(memory_format=torch.channels_last)
+        torch.manual_seed(0)
+        model.load_state_dict(create_model("resnet8").state_dict())
+        before = bn_act.fused_calls()
+        with bn_act.enabled(fused):
+            norms[fused] = gradient_norms(model, x, y)
+        assert (bn_act.fused_calls() > before) == fused
+    names, grads, weights, loss = norms[True]
+    assert names == norms[False][0] and weights == norms[False][2]
+    torch.testing.assert_close(torch.tensor(grads), torch.tensor(norms[False][1]), rtol=1e-4, atol=1e-6)
+    assert loss == pytest.approx(norms[False][3], rel=1e-5)

@@ -222,7 +222,9 @@ def build_setup(ctx: distributed.DistContext, cfg: Config, data: CifarData | Non
     # torch.compile of a module is a module (OptimizedModule); its stubs only say "a callable"
     step_model = cast(torch.nn.Module, torch.compile(wrapped)) if t.compile else wrapped
     graph = GraphStep(model, optimizer, dev, t.amp) if graphed else None
-    fused_bn = fused_batchnorm(dev, t.channels_last, t.compile, notify=announce)
+    # Only rank 0 says a compile is coming, as it alone says everything else.
+    fused_bn = fused_batchnorm(dev, t.channels_last, t.compile,
+                               notify=announce if not ctx.enabled or ctx.rank == 0 else None)
     return Setup(cfg, ctx, dev, prep, sched, model, step_model, optimizer, scaler, lrs, shard, n_params,
                  init_note, amp_note, graph, fused_bn)
 

@@ -135,7 +135,8 @@ def applies(bn: nn.Module, x: torch.Tensor, skip: torch.Tensor | None) -> bool:
         return False
     if not x.is_contiguous(memory_format=torch.channels_last) or x.is_contiguous():
         return False  # NCHW (or a 1x1 map, where both layouts coincide): the ATen ops are already fine there
-    if bn.weight.dtype != torch.float32 or bn.weight.device.type != "cpu":
+    if any(t.dtype != torch.float32 or t.device.type != "cpu"
+           for t in (bn.weight, bn.bias, bn.running_mean, bn.running_var)):
         return False
     if skip is not None and (skip.shape != x.shape or skip.dtype != x.dtype or skip.device != x.device):
         return False
