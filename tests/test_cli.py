@@ -75,11 +75,11 @@ def test_bad_input_exits_2_with_one_line(capsys, tmp_path, fake_dir, args, needl
 
 def test_train_then_eval_json_and_table(capsys, tmp_path, fake_dir):
     code, out, err = run_cli(capsys, "train", "--model", "resnet8", "--data-dir", str(fake_dir), "--runs-dir",
-                             str(tmp_path), "--epochs", "2", "--set", "train.batch_size=25", "--set",
+                             str(tmp_path / "runs"), "--epochs", "2", "--set", "train.batch_size=25", "--set",
                              "data.val_size=50")
     assert code == 0, err
     assert "epoch   2" in out and "finished" in out
-    run = next(tmp_path.iterdir())
+    (run,) = (tmp_path / "runs").iterdir()  # the tests' XDG cache is in tmp_path too
     code, out, err = run_cli(capsys, "eval", str(run), "--json", "--data-dir", str(fake_dir))
     d = json.loads(out)  # the announcement goes to stderr, after the checks: one line
     assert err.startswith(f"evaluating {run}") and err.endswith(" on the 60 test images ...\n") and err.count("\n") == 1

@@ -111,8 +111,8 @@ def test_resume_rejects_non_runs(tmp_path):
 def test_non_finite_loss_fails_clearly_and_keeps_checkpoints(tiny_cfg, tmp_path):
     cfg = tiny_cfg(**{"optim.lr": 1e6, "train.iterations": 40, "optim.weight_decay": 0.0})
     with pytest.raises(NonFiniteLoss, match="iteration"):
-        train(cfg, runs_dir=tmp_path, quiet=True)
-    run = next(tmp_path.iterdir())
+        train(cfg, runs_dir=tmp_path / "runs", quiet=True)
+    (run,) = (tmp_path / "runs").iterdir()
     s = json.loads((run / "summary.json").read_text())
     assert s["status"] == "failed" and "iteration" in s["error"]
     assert resumable_checkpoints(run / "checkpoints")
@@ -208,17 +208,18 @@ def _cli_train(fake_dir, runs_dir, extra=()):
 
 
 def test_sigint_checkpoints_and_says_how_to_resume(fake_dir, tmp_path):
-    cmd = _cli_train(fake_dir, tmp_path, ["--set", "train.iterations=100000", "--set", "train.eval_every=50000"])
+    runs = tmp_path / "runs"  # not tmp_path itself: the tests' XDG cache lives there too, and may appear first
+    cmd = _cli_train(fake_dir, runs, ["--set", "train.iterations=100000", "--set", "train.eval_every=50000"])
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     deadline = time.time() + 60
-    while time.time() < deadline and not list(tmp_path.glob("*/checkpoints/ckpt-00000000.pt.sha256")):
+    while time.time() < deadline and not list(runs.glob("*/checkpoints/ckpt-00000000.pt.sha256")):
         time.sleep(0.2)
     time.sleep(1.0)
     proc.send_signal(signal.SIGINT)
     out, _ = proc.communicate(timeout=60)
     assert proc.returncode == 130, out  # 128 + SIGINT, after the checkpoint: a script can tell a stop from an end
     assert "reslab train --resume" in out
-    run = next(tmp_path.iterdir())
+    (run,) = runs.iterdir()
     s = json.loads((run / "summary.json").read_text())
     assert s["status"] == "interrupted" and s["iterations_done"] > 0
 

@@ -279,8 +279,9 @@ def bench_train(model_name: str = "resnet20", batch_size: int = 128, rounds: int
     step_time = batch_size / a
     res = {
         "kind": "train", "model": model_name, "batch_size": batch_size, "device": str(dev),
-        "amp": amp, "amp_why": amp_why, "cuda_graph": graph, **precision_gain(ips), **graph_gain(ips),
-        "fused_batchnorm_relu": fused, **fused_gain(ips),
+        "amp": amp, "amp_why": amp_why, "cuda_graph": graph, **side_gain(ips, "reslab_fp32", "amp_speedup"),
+        **side_gain(ips, "reslab_eager", "graph_speedup"),
+        "fused_batchnorm_relu": fused, **side_gain(ips, "reslab_unfused", "fused_speedup"),
         "reslab_images_per_s": round(a, 1), "reslab_rounds": [round(v, 1) for v in ips["reslab"]],
         "macs_per_image": macs, "gflops_reslab": round(a * macs * 2 * 3 / 1e9, 2),
         "input_pipeline_ms": round(pipe * 1e3, 3), "input_pipeline_share": round(pipe / step_time, 4),
@@ -309,22 +310,15 @@ def cpu_ceiling(side: ReslabSide, step_time: float, ips: dict[str, list]) -> dic
                                for part, v in parts.items()}}
 
 
-def graph_gain(ips: dict[str, list]) -> dict:
-    """reslab graphed against reslab eager (same precision), medians of the same interleaved rounds."""
-    if "reslab_eager" not in ips:
+def side_gain(ips: dict[str, list], side: str, speedup_key: str) -> dict:
+    """reslab against one of its own variants (`side`: reslab_eager, reslab_fp32 or reslab_unfused), medians of
+    the same interleaved rounds: the side's images/s and rounds, and reslab's speed over it as `speedup_key`.
+    Empty when the run had no such side."""
+    if side not in ips:
         return {}
-    a, e = statistics.median(ips["reslab"]), statistics.median(ips["reslab_eager"])
-    return {"reslab_eager_images_per_s": round(e, 1), "graph_speedup": round(a / e, 3),
-            "reslab_eager_rounds": [round(v, 1) for v in ips["reslab_eager"]]}
-
-
-def fused_gain(ips: dict[str, list]) -> dict:
-    """reslab with the fused BatchNorm+ReLU kernel against reslab on PyTorch's ops, same interleaved rounds."""
-    if "reslab_unfused" not in ips:
-        return {}
-    a, u = statistics.median(ips["reslab"]), statistics.median(ips["reslab_unfused"])
-    return {"reslab_unfused_images_per_s": round(u, 1), "fused_speedup": round(a / u, 3),
-            "reslab_unfused_rounds": [round(v, 1) for v in ips["reslab_unfused"]]}
+    a, s = statistics.median(ips["reslab"]), statistics.median(ips[side])
+    return {f"{side}_images_per_s": round(s, 1), speedup_key: round(a / s, 3),
+            f"{side}_rounds": [round(v, 1) for v in ips[side]]}
 
 
 def speed_figures(ips: dict[str, list], conv_share: float | None = None) -> dict:
@@ -340,15 +334,6 @@ def speed_figures(ips: dict[str, list], conv_share: float | None = None) -> dict
 
 def precision(amp: str) -> str:
     return "fp32" if amp == "none" else f"{amp} autocast"
-
-
-def precision_gain(ips: dict[str, list]) -> dict:
-    """reslab in its precision against reslab in fp32, both medians of the same interleaved rounds."""
-    if "reslab_fp32" not in ips:
-        return {}
-    a, f = statistics.median(ips["reslab"]), statistics.median(ips["reslab_fp32"])
-    return {"reslab_fp32_images_per_s": round(f, 1), "amp_speedup": round(a / f, 3),
-            "reslab_fp32_rounds": [round(v, 1) for v in ips["reslab_fp32"]]}
 
 
 def bench_eval(model_name: str = "resnet20", batch_size: int = 250, n_images: int = 2000, device: str = "cpu",
