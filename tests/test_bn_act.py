@@ -270,3 +270,15 @@ def test_gradient_analysis_sees_the_gradients_training_computes_fused_or_not():
     assert names == norms[False][0] and weights == norms[False][2]
     torch.testing.assert_close(torch.tensor(grads), torch.tensor(norms[False][1]), rtol=1e-4, atol=1e-6)
     assert loss == pytest.approx(norms[False][3], rel=1e-5)
+
+
+def test_a_lock_file_left_by_a_killed_build_does_not_hang_the_next_one():
+    """torch's builder waits forever on the `lock` file of a builder that was killed (SIGTERM, SIGKILL); reslab
+    clears it while holding an OS lock that dies with its holder, so the next process loads the kernel."""
+    (bn_act.build_dir() / "lock").touch()
+    script = "from reslab.models import bn_act; print(bn_act.build() is not None, bn_act.status())"
+    out = subprocess.run([sys.executable, "-c", script], env={**os.environ, "PYTHONPATH": str(ROOT / "src")},
+                         capture_output=True, text=True, timeout=240)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.startswith("True on (C++ kernel for"), out.stdout
+    assert not (bn_act.build_dir() / "lock").exists()

@@ -27,6 +27,11 @@ import torch.nn as nn
 import torch.nn.functional as F
 from torch.utils import cpp_extension
 
+try:
+    import fcntl
+except ImportError:  # Windows
+    fcntl = None
+
 SOURCE = Path(__file__).parent / "csrc" / "bn_act.cpp"
 DTYPES = (torch.float32, torch.bfloat16)
 # Instruction-set flags per ATen CPU capability: the build is named after the capability, so a cache shared by
@@ -55,7 +60,27 @@ def build_dir() -> Path:
     in a folder named after the Python and torch versions — a binary built against one torch never loads into
     another — and the instruction set."""
     py = f"py{sys.version_info.major}{sys.version_info.minor}"
-    return Path(cpp_extension.get_default_build_root()) / f"reslab-{py}-torch{torch.__version__}" / extension_name()
+    root = os.environ.get("TORCH_EXTENSIONS_DIR") or cpp_extension.get_default_build_root()
+    return Path(root) / f"reslab-{py}-torch{torch.__version__}" / extension_name()
+
+
+@contextlib.contextmanager
+def build_lock(folder: Path):
+    """Hold an OS lock on the build folder, and clear torch's own lock file if a builder left it behind.
+
+    torch's builder serialises processes with a plain `lock` file, which a process killed mid-build (SIGTERM,
+    SIGKILL, a session's end) never removes: every later process would wait on it forever. An fcntl lock dies
+    with its holder, so while it is held no other reslab process is building here and a `lock` file is stale."""
+    if fcntl is None:  # not POSIX: torch's lock file alone
+        yield
+        return
+    with open(folder / "reslab.flock", "a") as f:
+        fcntl.flock(f, fcntl.LOCK_EX)
+        try:
+            (folder / "lock").unlink(missing_ok=True)
+            yield
+        finally:
+            fcntl.flock(f, fcntl.LOCK_UN)
 
 
 def is_cached() -> bool:
@@ -66,7 +91,7 @@ def is_cached() -> bool:
 def build(verbose: bool = False, notify=None):
     """Compile (or load the cached build of) the kernel; returns the module, or None with `status()` saying why.
     `notify(line)` is told first when a compile (about a minute on 2 cores) is coming. Safe to call from several
-    threads or processes: torch's builder serialises them with a lock file."""
+    threads or processes: they take turns on a lock that a killed builder cannot leave behind."""
     with _lock:
         if _state["tried"]:
             return _state["module"]
@@ -76,11 +101,13 @@ def build(verbose: bool = False, notify=None):
                    f"about a minute")
         try:
             cap = capability()
-            build_dir().mkdir(parents=True, exist_ok=True)
-            _state["module"] = cpp_extension.load(name=extension_name(), sources=[str(SOURCE)], verbose=verbose,
-                                                  build_directory=str(build_dir()),
-                                                  extra_cflags=["-O3", "-fopenmp", *ISA_FLAGS.get(cap, [])],
-                                                  extra_ldflags=["-fopenmp"])
+            folder = build_dir()
+            folder.mkdir(parents=True, exist_ok=True)
+            with build_lock(folder):
+                _state["module"] = cpp_extension.load(name=extension_name(), sources=[str(SOURCE)],
+                                                      verbose=verbose, build_directory=str(folder),
+                                                      extra_cflags=["-O3", "-fopenmp", *ISA_FLAGS.get(cap, [])],
+                                                      extra_ldflags=["-fopenmp"])
         except Exception as e:  # no compiler, a failed build, a broken cache: fall back, and say why
             _state["error"] = f"{type(e).__name__}: {str(e).strip().splitlines()[-1] if str(e).strip() else ''}"
         return _state["module"]

@@ -41,33 +41,55 @@ template <> inline bf16 from_float<bf16>(float v) {
 
 int64_t rows_per_chunk(int64_t C) { return std::max<int64_t>(1, 16384 / C); }
 
-// Per-chunk partial sums for every channel, combined in chunk order. `body(begin_row, end_row, a, b)` adds a
-// chunk's contributions into a[C] and b[C].
+// Rows are visited in spans of G = ceil(128 / C) whole rows, W = G * C contiguous elements, so that the inner
+// loops are long enough for full vectors when C is small (16 channels of bf16 are half a 512-bit vector). The
+// per-channel coefficients are tiled to W; element j of a span belongs to channel j % C. Rows left over at a
+// chunk's end are visited one at a time (length C, the first C of each tiled array).
+int64_t span_width(int64_t C) { return C * std::max<int64_t>(1, (128 + C - 1) / C); }
+
+template <typename V, typename F>
+std::vector<V> tiled(int64_t C, int64_t W, const F& per_channel) {
+  std::vector<V> out(W);
+  for (int64_t j = 0; j < W; ++j) out[j] = per_channel(j % C);
+  return out;
+}
+
+// body(first_element, n) for the rows [r0, r1), in spans of W elements and then single rows.
+template <typename Body>
+void each_span(int64_t r0, int64_t r1, int64_t C, const Body& body) {
+  const int64_t G = span_width(C) / C;
+  int64_t r = r0;
+  for (; r + G <= r1; r += G) body(r * C, G * C);
+  for (; r < r1; ++r) body(r * C, C);
+}
+
+// Per-chunk partial sums for every channel, combined in chunk order. `body(first_element, n, a, b)` adds a
+// span's contributions into the tiled accumulators a[W] and b[W], folded into a[C] and b[C] at the end.
 template <typename Body>
 void column_sums(int64_t M, int64_t C, std::vector<double>& a, std::vector<double>& b, const Body& body) {
-  const int64_t rpc = rows_per_chunk(C);
+  const int64_t rpc = rows_per_chunk(C), W = span_width(C);
   const int64_t chunks = (M + rpc - 1) / rpc;
-  std::vector<double> part(chunks * 2 * C, 0.0);
+  std::vector<double> part(chunks * 2 * W, 0.0);
   at::parallel_for(0, chunks, 1, [&](int64_t lo, int64_t hi) {
     for (int64_t k = lo; k < hi; ++k) {
-      double* pa = part.data() + k * 2 * C;
-      body(k * rpc, std::min(M, (k + 1) * rpc), pa, pa + C);
+      double* pa = part.data() + k * 2 * W;
+      each_span(k * rpc, std::min(M, (k + 1) * rpc), C, [&](int64_t e, int64_t n) { body(e, n, pa, pa + W); });
     }
   });
   a.assign(C, 0.0);
   b.assign(C, 0.0);
   for (int64_t k = 0; k < chunks; ++k) {
-    const double* pa = part.data() + k * 2 * C;
-    for (int64_t c = 0; c < C; ++c) { a[c] += pa[c]; b[c] += pa[C + c]; }
+    const double* pa = part.data() + k * 2 * W;
+    for (int64_t j = 0; j < W; ++j) { a[j % C] += pa[j]; b[j % C] += pa[W + j]; }
   }
 }
 
 template <typename Body>
-void for_rows(int64_t M, int64_t C, const Body& body) {
+void for_spans(int64_t M, int64_t C, const Body& body) {
   const int64_t rpc = rows_per_chunk(C);
   const int64_t chunks = (M + rpc - 1) / rpc;
   at::parallel_for(0, chunks, 1, [&](int64_t lo, int64_t hi) {
-    body(lo * rpc, std::min(M, hi * rpc));
+    for (int64_t k = lo; k < hi; ++k) each_span(k * rpc, std::min(M, (k + 1) * rpc), C, body);
   });
 }
 
@@ -77,24 +99,23 @@ template <typename T>
 void forward_impl(const T* x, const T* skip, T* y, int64_t M, int64_t C, const float* w, const float* b,
                   double eps, double momentum, float* mean_out, float* invstd_out, float* run_mean,
                   float* run_var) {
-  std::vector<double> shift0(C);
-  for (int64_t c = 0; c < C; ++c) shift0[c] = to_float(x[c]);
+  const int64_t W = span_width(C);
+  const std::vector<double> shift0 = tiled<double>(C, W, [&](int64_t c) { return double(to_float(x[c])); });
+  const double* s0 = shift0.data();
   std::vector<double> s1, s2;
-  column_sums(M, C, s1, s2, [&](int64_t r0, int64_t r1, double* a, double* q) {
-    for (int64_t r = r0; r < r1; ++r) {
-      const T* row = x + r * C;
-      for (int64_t c = 0; c < C; ++c) {
-        double d = double(to_float(row[c])) - shift0[c];
-        a[c] += d;
-        q[c] += d * d;
-      }
+  column_sums(M, C, s1, s2, [&](int64_t e, int64_t n, double* a, double* q) {
+    const T* xs = x + e;
+    for (int64_t j = 0; j < n; ++j) {
+      double d = double(to_float(xs[j])) - s0[j];
+      a[j] += d;
+      q[j] += d * d;
     }
   });
   std::vector<float> scale(C), shift(C);
   for (int64_t c = 0; c < C; ++c) {
     double m1 = s1[c] / M;
     double var = std::max(0.0, s2[c] / M - m1 * m1);
-    double mean = shift0[c] + m1;
+    double mean = s0[c] + m1;
     double invstd = 1.0 / std::sqrt(var + eps);
     mean_out[c] = float(mean);
     invstd_out[c] = float(invstd);
@@ -103,23 +124,23 @@ void forward_impl(const T* x, const T* skip, T* y, int64_t M, int64_t C, const f
     run_mean[c] = float((1.0 - momentum) * run_mean[c] + momentum * mean);
     run_var[c] = float((1.0 - momentum) * run_var[c] + momentum * var * M / (M - 1));
   }
-  const float* sc = scale.data();
-  const float* sh = shift.data();
-  for_rows(M, C, [&](int64_t r0, int64_t r1) {
-    for (int64_t r = r0; r < r1; ++r) {
-      const T* xr = x + r * C;
-      T* yr = y + r * C;
-      if (skip) {
-        const T* sr = skip + r * C;
-        for (int64_t c = 0; c < C; ++c) {
-          float z = to_float(xr[c]) * sc[c] + sh[c] + to_float(sr[c]);
-          yr[c] = from_float<T>(z < 0.f ? 0.f : z);
-        }
-      } else {
-        for (int64_t c = 0; c < C; ++c) {
-          float z = to_float(xr[c]) * sc[c] + sh[c];
-          yr[c] = from_float<T>(z < 0.f ? 0.f : z);
-        }
+  const std::vector<float> sct = tiled<float>(C, W, [&](int64_t c) { return scale[c]; });
+  const std::vector<float> sht = tiled<float>(C, W, [&](int64_t c) { return shift[c]; });
+  const float* sc = sct.data();
+  const float* sh = sht.data();
+  for_spans(M, C, [&](int64_t e, int64_t n) {
+    const T* xs = x + e;
+    T* ys = y + e;
+    if (skip) {
+      const T* ss = skip + e;
+      for (int64_t j = 0; j < n; ++j) {
+        float z = to_float(xs[j]) * sc[j] + sh[j] + to_float(ss[j]);
+        ys[j] = from_float<T>(z < 0.f ? 0.f : z);
+      }
+    } else {
+      for (int64_t j = 0; j < n; ++j) {
+        float z = to_float(xs[j]) * sc[j] + sh[j];
+        ys[j] = from_float<T>(z < 0.f ? 0.f : z);
       }
     }
   });
@@ -130,31 +151,27 @@ void forward_impl(const T* x, const T* skip, T* y, int64_t M, int64_t C, const f
 template <typename T>
 void backward_impl(const T* dy, const T* x, const T* y, T* dx, T* dskip, int64_t M, int64_t C, const float* w,
                    const float* mean, const float* invstd, float* dw, float* db) {
-  std::vector<double> md(mean, mean + C), sdz, sdzx;
-  column_sums(M, C, sdz, sdzx, [&](int64_t r0, int64_t r1, double* a, double* q) {
-    std::vector<float> dzb(C);
-    float* dz = dzb.data();
-    for (int64_t r = r0; r < r1; ++r) {
-      const T* dyr = dy + r * C;
-      const T* xr = x + r * C;
-      const T* yr = y + r * C;
-      T* dsr = dskip ? dskip + r * C : nullptr;
-      // Every load is unconditional and the select stays in float, so the compiler turns it into a vector
-      // blend; the double sums run in a loop of their own.
-      for (int64_t c = 0; c < C; ++c) {
-        float d = to_float(dyr[c]);
-        dz[c] = to_float(yr[c]) > 0.f ? d : 0.f;
-      }
-      for (int64_t c = 0; c < C; ++c) {
-        a[c] += dz[c];
-        q[c] += double(dz[c]) * (double(to_float(xr[c])) - md[c]);
-      }
-      if (dsr) {
-        for (int64_t c = 0; c < C; ++c) {
-          T d = dyr[c];
-          dsr[c] = to_float(yr[c]) > 0.f ? d : T(0);
-        }
-      }
+  const int64_t W = span_width(C);
+  const std::vector<double> mdt = tiled<double>(C, W, [&](int64_t c) { return double(mean[c]); });
+  const double* md = mdt.data();
+  std::vector<double> sdz, sdzx;
+  column_sums(M, C, sdz, sdzx, [&](int64_t e, int64_t n, double* a, double* q) {
+    thread_local std::vector<float> dz;  // one buffer per thread, grown to the longest span seen
+    if (int64_t(dz.size()) < n) dz.resize(n);
+    float* d = dz.data();
+    const T* dys = dy + e;
+    const T* xs = x + e;
+    const T* ys = y + e;
+    // Every load is unconditional and the select stays in float, so the compiler turns it into a vector
+    // blend; the double sums run in a loop of their own.
+    for (int64_t j = 0; j < n; ++j) d[j] = to_float(ys[j]) > 0.f ? to_float(dys[j]) : 0.f;
+    for (int64_t j = 0; j < n; ++j) {
+      a[j] += d[j];
+      q[j] += double(d[j]) * (double(to_float(xs[j])) - md[j]);
+    }
+    if (dskip) {
+      T* dss = dskip + e;
+      for (int64_t j = 0; j < n; ++j) dss[j] = to_float(ys[j]) > 0.f ? dys[j] : T(0);
     }
   });
   std::vector<float> k1(C), k2(C), k3(C);
@@ -169,20 +186,20 @@ void backward_impl(const T* dy, const T* x, const T* y, T* dx, T* dskip, int64_t
     k3[c] = float(-a * sdz[c] / M - bq * mean[c]);
   }
   if (!dx) return;
-  const float* a1 = k1.data();
-  const float* a2 = k2.data();
-  const float* a3 = k3.data();
-  for_rows(M, C, [&](int64_t r0, int64_t r1) {
-    for (int64_t r = r0; r < r1; ++r) {
-      const T* dyr = dy + r * C;
-      const T* xr = x + r * C;
-      const T* yr = y + r * C;
-      T* dxr = dx + r * C;
-      for (int64_t c = 0; c < C; ++c) {
-        float d = to_float(dyr[c]);
-        float dz = to_float(yr[c]) > 0.f ? d : 0.f;
-        dxr[c] = from_float<T>(a1[c] * dz + a2[c] * to_float(xr[c]) + a3[c]);
-      }
+  const std::vector<float> t1 = tiled<float>(C, W, [&](int64_t c) { return k1[c]; });
+  const std::vector<float> t2 = tiled<float>(C, W, [&](int64_t c) { return k2[c]; });
+  const std::vector<float> t3 = tiled<float>(C, W, [&](int64_t c) { return k3[c]; });
+  const float* a1 = t1.data();
+  const float* a2 = t2.data();
+  const float* a3 = t3.data();
+  for_spans(M, C, [&](int64_t e, int64_t n) {
+    const T* dys = dy + e;
+    const T* xs = x + e;
+    const T* ys = y + e;
+    T* dxs = dx + e;
+    for (int64_t j = 0; j < n; ++j) {
+      float dz = to_float(ys[j]) > 0.f ? to_float(dys[j]) : 0.f;
+      dxs[j] = from_float<T>(a1[j] * dz + a2[j] * to_float(xs[j]) + a3[j]);
     }
   });
 }
