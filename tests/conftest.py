@@ -3,9 +3,9 @@ from pathlib import Path
 
 import pytest
 import torch
-from torch.utils import cpp_extension
 
 from reslab.config import load_config
+from reslab.models import bn_act
 from reslab.data.synthetic import write_fake_cifar
 from reslab.report import write_report
 from reslab.study import plan_degradation, run_study
@@ -16,7 +16,7 @@ REAL_ARCHIVE = SHARED / "data" / "cifar-10-python.tar.gz"
 AKAMASTER = SHARED / "peer" / "akamaster"
 # The fused BatchNorm kernel's build folder, as it is before the tests move the cache home: every test and every
 # process a test starts loads the one build instead of compiling the kernel again (a minute each).
-EXTENSIONS_DIR = cpp_extension.get_default_build_root()
+EXTENSIONS_DIR = str(bn_act.build_root())
 
 
 @pytest.fixture(scope="session")

@@ -55,13 +55,18 @@ def extension_name() -> str:
     return f"reslab_bn_act_{capability()}"
 
 
+def build_root() -> Path:
+    """torch's extension folder: TORCH_EXTENSIONS_DIR, else ~/.cache/torch_extensions (torch itself reads the
+    variable only inside `load`, so it is read here too)."""
+    return Path(os.environ.get("TORCH_EXTENSIONS_DIR") or cpp_extension.get_default_build_root())
+
+
 def build_dir() -> Path:
     """Where the kernel is built: torch's extension folder (TORCH_EXTENSIONS_DIR, else ~/.cache/torch_extensions),
     in a folder named after the Python and torch versions — a binary built against one torch never loads into
     another — and the instruction set."""
     py = f"py{sys.version_info.major}{sys.version_info.minor}"
-    root = os.environ.get("TORCH_EXTENSIONS_DIR") or cpp_extension.get_default_build_root()
-    return Path(root) / f"reslab-{py}-torch{torch.__version__}" / extension_name()
+    return build_root() / f"reslab-{py}-torch{torch.__version__}" / extension_name()
 
 
 @contextlib.contextmanager

@@ -47,10 +47,12 @@ int64_t rows_per_chunk(int64_t C) { return std::max<int64_t>(1, 16384 / C); }
 // chunk's end are visited one at a time (length C, the first C of each tiled array).
 int64_t span_width(int64_t C) { return C * std::max<int64_t>(1, (128 + C - 1) / C); }
 
-template <typename V, typename F>
-std::vector<V> tiled(int64_t C, int64_t W, const F& per_channel) {
+// A per-channel vector repeated to W elements.
+template <typename V>
+std::vector<V> tiled(const std::vector<V>& per_channel, int64_t W) {
+  const int64_t C = int64_t(per_channel.size());
   std::vector<V> out(W);
-  for (int64_t j = 0; j < W; ++j) out[j] = per_channel(j % C);
+  for (int64_t j = 0; j < W; ++j) out[j] = per_channel[j % C];
   return out;
 }
 
@@ -100,7 +102,9 @@ void forward_impl(const T* x, const T* skip, T* y, int64_t M, int64_t C, const f
                   double eps, double momentum, float* mean_out, float* invstd_out, float* run_mean,
                   float* run_var) {
   const int64_t W = span_width(C);
-  const std::vector<double> shift0 = tiled<double>(C, W, [&](int64_t c) { return double(to_float(x[c])); });
+  std::vector<double> first_row(C);
+  for (int64_t c = 0; c < C; ++c) first_row[c] = to_float(x[c]);
+  const std::vector<double> shift0 = tiled(first_row, W);
   const double* s0 = shift0.data();
   std::vector<double> s1, s2;
   column_sums(M, C, s1, s2, [&](int64_t e, int64_t n, double* a, double* q) {
@@ -124,8 +128,7 @@ void forward_impl(const T* x, const T* skip, T* y, int64_t M, int64_t C, const f
     run_mean[c] = float((1.0 - momentum) * run_mean[c] + momentum * mean);
     run_var[c] = float((1.0 - momentum) * run_var[c] + momentum * var * M / (M - 1));
   }
-  const std::vector<float> sct = tiled<float>(C, W, [&](int64_t c) { return scale[c]; });
-  const std::vector<float> sht = tiled<float>(C, W, [&](int64_t c) { return shift[c]; });
+  const std::vector<float> sct = tiled(scale, W), sht = tiled(shift, W);
   const float* sc = sct.data();
   const float* sh = sht.data();
   for_spans(M, C, [&](int64_t e, int64_t n) {
@@ -152,7 +155,7 @@ template <typename T>
 void backward_impl(const T* dy, const T* x, const T* y, T* dx, T* dskip, int64_t M, int64_t C, const float* w,
                    const float* mean, const float* invstd, float* dw, float* db) {
   const int64_t W = span_width(C);
-  const std::vector<double> mdt = tiled<double>(C, W, [&](int64_t c) { return double(mean[c]); });
+  const std::vector<double> mdt = tiled(std::vector<double>(mean, mean + C), W);
   const double* md = mdt.data();
   std::vector<double> sdz, sdzx;
   column_sums(M, C, sdz, sdzx, [&](int64_t e, int64_t n, double* a, double* q) {
@@ -186,9 +189,7 @@ void backward_impl(const T* dy, const T* x, const T* y, T* dx, T* dskip, int64_t
     k3[c] = float(-a * sdz[c] / M - bq * mean[c]);
   }
   if (!dx) return;
-  const std::vector<float> t1 = tiled<float>(C, W, [&](int64_t c) { return k1[c]; });
-  const std::vector<float> t2 = tiled<float>(C, W, [&](int64_t c) { return k2[c]; });
-  const std::vector<float> t3 = tiled<float>(C, W, [&](int64_t c) { return k3[c]; });
+  const std::vector<float> t1 = tiled(k1, W), t2 = tiled(k2, W), t3 = tiled(k3, W);
   const float* a1 = t1.data();
   const float* a2 = t2.data();
   const float* a3 = t3.data();
